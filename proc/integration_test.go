@@ -1,0 +1,246 @@
+package proc
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// These tests read the live /proc. They only start and kill their own
+// children.
+
+func requireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("integration test: needs root (run the test binary as root to read other tasks' exe/cwd)")
+	}
+}
+
+var live = NewFS("/proc")
+
+// startSleep starts a child `sleep` and kills and reaps it at cleanup.
+func startSleep(t testing.TB, args ...string) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command("sleep", "60")
+	if len(args) > 0 {
+		cmd = exec.Command(args[0], args[1:]...)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %v: %v", cmd.Args, err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	return cmd
+}
+
+func TestIntegrationTask(t *testing.T) {
+	requireRoot(t)
+	cmd := startSleep(t)
+	pid := cmd.Process.Pid
+	exe, err := os.Readlink(filepath.Join("/proc", itoaPid(pid), "exe"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Poll: right after fork the child may still be the Go binary.
+	var task Task
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		task, err = live.Task(pid, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if task.Comm == "sleep" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+		exe, _ = os.Readlink(filepath.Join("/proc", itoaPid(pid), "exe"))
+	}
+	want := Task{PID: pid, PPID: os.Getpid(), Comm: "sleep", Process: exe}
+	if task != want {
+		t.Errorf("Task = %+v, want %+v", task, want)
+	}
+	kids, err := live.Children(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(kids, pid) {
+		t.Errorf("Children(self) = %v, missing %d", kids, pid)
+	}
+	th, err := live.Threads(os.Getpid())
+	if err != nil || len(th) < 2 {
+		t.Errorf("Threads(self) = %v, %v; a Go test has several threads", th, err)
+	}
+	lines, err := live.Cgroups(pid)
+	if err != nil || len(lines) == 0 {
+		t.Errorf("Cgroups = %v, %v", lines, err)
+	}
+}
+
+func TestIntegrationScript(t *testing.T) {
+	requireRoot(t)
+	task := scriptWaiting(t, t.TempDir())
+	t.Logf("script task: %+v", task)
+}
+
+// scriptWaiting runs a shell script that blocks on a read from its stdin and
+// returns its Task while it blocks.
+func scriptWaiting(t *testing.T, dir string) Task {
+	t.Helper()
+	script := filepath.Join(dir, "cgre-wait.sh")
+	if err := os.WriteFile(script, []byte("#!/bin/sh\nread x\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("./cgre-wait.sh")
+	cmd.Dir = dir
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		stdin.Close()
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		task, err := live.Task(cmd.Process.Pid, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if task.Comm == "cgre-wait.sh" {
+			// argv is "/bin/sh ./cgre-wait.sh": relative, resolved via cwd.
+			if want, _ := filepath.EvalSymlinks(filepath.Join(dir, "cgre-wait.sh")); task.Process != want {
+				t.Errorf("Process = %q, want %q", task.Process, want)
+			}
+			return task
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("script never showed up: %+v", task)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestIntegrationGone(t *testing.T) {
+	requireRoot(t)
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	// The pid was reaped; reuse within this instant would need a full
+	// wrap-around of the pid space, and this only reads.
+	if _, err := live.Task(cmd.Process.Pid, true); !errors.Is(err, unix.ESRCH) {
+		t.Errorf("Task(exited) err = %v, want ESRCH", err)
+	}
+}
+
+func TestIntegrationExeEACCES(t *testing.T) {
+	requireRoot(t)
+	if _, err := os.Readlink("/proc/1/exe"); !errors.Is(err, unix.EACCES) {
+		t.Skipf("readlink /proc/1/exe: %v; the EACCES fallback is only observable where it fails", err)
+	}
+	task, err := live.Task(1, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if task.Process != task.Comm {
+		t.Errorf("Process = %q, want comm %q (EACCES fallback)", task.Process, task.Comm)
+	}
+}
+
+// TestIntegrationScanAll reads every task like the daemon's start-up scan:
+// only ESRCH (a task that exited meanwhile) is an acceptable error.
+func TestIntegrationScanAll(t *testing.T) {
+	requireRoot(t)
+	start := time.Now()
+	pids, err := live.PIDs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kernel, gone int
+	for _, pid := range pids {
+		task, err := live.Task(pid, true)
+		if errors.Is(err, unix.ESRCH) {
+			gone++
+			continue
+		}
+		if err != nil {
+			t.Errorf("pid %d: %v", pid, err)
+			continue
+		}
+		if _, err := live.Cgroups(pid); err != nil && !errors.Is(err, unix.ESRCH) {
+			t.Errorf("pid %d: %v", pid, err)
+		}
+		if task.Kernel {
+			kernel++
+		}
+		if task.Process == "" {
+			t.Errorf("pid %d: empty process name: %+v", pid, task)
+		}
+	}
+	t.Logf("scanned %d tasks (%d kernel threads, %d gone) with procname and cgroups in %v", len(pids), kernel, gone, time.Since(start))
+	if kernel == 0 {
+		t.Error("no kernel thread found; kthreadd at least should be")
+	}
+}
+
+func itoaPid(pid int) string { return strconv.Itoa(pid) }
+
+func BenchmarkTask(b *testing.B) {
+	pid := os.Getpid()
+	b.Run("withoutProcess", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := live.Task(pid, false); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("withProcess", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := live.Task(pid, true); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("cgroups", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := live.Cgroups(pid); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkScan is the daemon's start-up scan: every task, with procname
+// and cgroups.
+func BenchmarkScan(b *testing.B) {
+	b.ReportAllocs()
+	var n int
+	for b.Loop() {
+		pids, err := live.PIDs()
+		if err != nil {
+			b.Fatal(err)
+		}
+		n = len(pids)
+		for _, pid := range pids {
+			_, _ = live.Task(pid, true)
+			_, _ = live.Cgroups(pid)
+		}
+	}
+	b.ReportMetric(float64(n), "tasks")
+}

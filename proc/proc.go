@@ -1,0 +1,278 @@
+package proc
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// FS is a procfs tree rooted at a directory: "/proc" in production, a
+// fixture tree in tests.
+type FS struct {
+	root string
+}
+
+// NewFS returns an FS rooted at root.
+func NewFS(root string) FS {
+	return FS{root: strings.TrimRight(root, "/")}
+}
+
+// Root returns the directory the FS reads from.
+func (fs FS) Root() string {
+	if fs.root == "" {
+		return "/"
+	}
+	return fs.root
+}
+
+// Task is one process as the rules engine sees it.
+type Task struct {
+	PID, PPID  int // PID is the thread-group id, even when a thread id was asked for
+	RUID, EUID uint32
+	RGID, EGID uint32
+	Comm       string // from status, unescaped
+	Process    string // libcgroup's procname; "" unless requested
+	RT         bool   // SCHED_FIFO or SCHED_RR (moving it into a v1 cpu cgroup without rt_runtime fails with EINVAL)
+	Kernel     bool   // kernel thread (PF_KTHREAD)
+}
+
+// taskCommLen is TASK_COMM_LEN-1: comm is truncated to 15 bytes.
+const taskCommLen = 15
+
+// Task reads /proc/PID/status and /proc/PID/stat, and with withProcess also
+// computes the process name (see ProcName). errors.Is(err, unix.ESRCH) when
+// the task is gone.
+//
+// Kernel is taken from PF_KTHREAD in stat's flags only. "Parent is
+// kthreadd" is not used: user-mode helpers (modprobe, core-dump pipes) are
+// forked with CLONE_PARENT from a kworker and so have ppid 2 while being
+// ordinary user processes.
+func (fs FS) Task(pid int, withProcess bool) (Task, error) {
+	bp := getBuf()
+	b, err := readFile(fs.pidPath(pid, "status"), bp)
+	if err != nil {
+		putBuf(bp)
+		return Task{}, goneErr(pid, "status", err)
+	}
+	st, err := parseStatusBytes(b)
+	if err != nil {
+		putBuf(bp)
+		return Task{}, fmt.Errorf("proc: pid %d: %w", pid, err)
+	}
+	b, err = readFile(fs.pidPath(pid, "stat"), bp)
+	if err != nil {
+		putBuf(bp)
+		return Task{}, goneErr(pid, "stat", err)
+	}
+	sst, err := parseStatBytes(b)
+	putBuf(bp)
+	if err != nil {
+		return Task{}, fmt.Errorf("proc: pid %d: %w", pid, err)
+	}
+	t := Task{
+		PID:    st.Tgid,
+		PPID:   st.PPid,
+		RUID:   st.Uid[0],
+		EUID:   st.Uid[1],
+		RGID:   st.Gid[0],
+		EGID:   st.Gid[1],
+		Comm:   st.Name,
+		RT:     sst.Policy == schedFIFO || sst.Policy == schedRR,
+		Kernel: sst.Flags&pfKthread != 0,
+	}
+	if withProcess {
+		if t.Kernel {
+			t.Process = t.Comm
+		} else {
+			p, err := fs.ProcName(pid, t.Comm)
+			if err != nil {
+				return t, err
+			}
+			t.Process = p
+		}
+	}
+	return t, nil
+}
+
+// PIDs lists every thread-group id in the tree (the numeric directories of
+// the root; threads are hidden from readdir by the kernel). The order is
+// the kernel's, ascending in practice.
+func (fs FS) PIDs() ([]int, error) {
+	out, err := readDirInts(fs.Root(), make([]int, 0, 512))
+	if err != nil {
+		return nil, fmt.Errorf("proc: list %s: %w", fs.Root(), err)
+	}
+	return out, nil
+}
+
+// Threads lists the thread ids of pid (/proc/PID/task).
+func (fs FS) Threads(pid int) ([]int, error) {
+	out, err := readDirInts(fs.pidPath(pid, "task"), nil)
+	if err != nil {
+		return nil, goneErr(pid, "task", err)
+	}
+	return out, nil
+}
+
+// Children returns the union of /proc/PID/task/*/children: the processes
+// whose parent is any thread of pid. It needs CONFIG_PROC_CHILDREN; without
+// it the error wraps fs.ErrNotExist but not unix.ESRCH (pid itself exists).
+// The list is a snapshot: children forked or re-parented meanwhile may be
+// missed or stale, which is why the daemon also listens to FORK events.
+func (fs FS) Children(pid int) ([]int, error) {
+	tids, err := fs.Threads(pid)
+	if err != nil {
+		return nil, err
+	}
+	bp := getBuf()
+	defer putBuf(bp)
+	var out []int
+	found := false
+	for _, tid := range tids {
+		b, err := readFile(fs.root+"/"+strconv.Itoa(pid)+"/task/"+strconv.Itoa(tid)+"/children", bp)
+		if err != nil {
+			if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) {
+				continue // thread exited since the listing (or no CONFIG_PROC_CHILDREN)
+			}
+			return nil, fmt.Errorf("proc: pid %d: task/%d/children: %w", pid, tid, err)
+		}
+		found = true
+		for len(b) > 0 {
+			for len(b) > 0 && (b[0] == ' ' || b[0] == '\n') {
+				b = b[1:]
+			}
+			j := 0
+			for j < len(b) && b[j] != ' ' && b[j] != '\n' {
+				j++
+			}
+			if j > 0 {
+				v, ok := atoiBytes(b[:j])
+				if !ok {
+					return nil, fmt.Errorf("proc: pid %d: task/%d/children: %q: %w", pid, tid, b[:j], errMalformed)
+				}
+				out = append(out, int(v))
+			}
+			b = b[j:]
+		}
+	}
+	if !found && len(tids) > 0 {
+		// Either every thread exited in between, or the kernel lacks
+		// CONFIG_PROC_CHILDREN: tell them apart by the task itself.
+		if err := unix.Access(fs.pidPath(pid, ""), unix.F_OK); err != nil {
+			return nil, goneErr(pid, "children", err)
+		}
+		return nil, fmt.Errorf("proc: pid %d: task/*/children: %w", pid, unix.ENOENT)
+	}
+	if len(tids) == 0 {
+		return nil, goneErr(pid, "task", unix.ENOENT)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+// Cgroups parses /proc/PID/cgroup.
+func (fs FS) Cgroups(pid int) ([]CgroupLine, error) {
+	bp := getBuf()
+	defer putBuf(bp)
+	b, err := readFile(fs.pidPath(pid, "cgroup"), bp)
+	if err != nil {
+		return nil, goneErr(pid, "cgroup", err)
+	}
+	lines, err := parseCgroupBytes(b)
+	if err != nil {
+		return nil, fmt.Errorf("proc: pid %d: %w", pid, err)
+	}
+	return lines, nil
+}
+
+// ProcName computes libcgroup's process name for pid, whose comm (from
+// status) is given:
+//
+//  1. exe = readlink /proc/PID/exe, with a trailing " (deleted)" removed.
+//     If it cannot be read (kernel thread, zombie, EACCES), the name is comm,
+//     as in libcgroup.
+//  2. If comm equals exe's base name truncated to 15 bytes, the name is exe.
+//  3. Otherwise (scripts: exe is the interpreter), the first argument in
+//     /proc/PID/cmdline whose base name, truncated to 15 bytes, equals comm
+//     decides: an absolute argument is the name; a relative one is joined to
+//     /proc/PID/cwd and resolved with filepath.EvalSymlinks (libcgroup's
+//     realpath(3), which also requires that the file exists in our mount
+//     namespace); if that fails the name is exe.
+//  4. Otherwise the name is exe.
+//
+// errors.Is(err, unix.ESRCH) when the task is gone.
+func (fs FS) ProcName(pid int, comm string) (string, error) {
+	exe, err := readlink(fs.pidPath(pid, "exe"))
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			// No exe: a kernel thread or a zombie, or the task is gone.
+			if aerr := unix.Access(fs.pidPath(pid, ""), unix.F_OK); aerr != nil {
+				return "", goneErr(pid, "exe", aerr)
+			}
+		}
+		return comm, nil
+	}
+	exe = strings.TrimSuffix(exe, " (deleted)")
+	if commMatches(exe, comm) {
+		return exe, nil
+	}
+	bp := getBuf()
+	defer putBuf(bp)
+	cmdline, err := readFile(fs.pidPath(pid, "cmdline"), bp)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return "", goneErr(pid, "cmdline", err)
+		}
+		return exe, nil
+	}
+	for len(cmdline) > 0 {
+		var arg []byte
+		if i := bytes.IndexByte(cmdline, 0); i >= 0 {
+			arg, cmdline = cmdline[:i], cmdline[i+1:]
+		} else {
+			arg, cmdline = cmdline, nil
+		}
+		if !commMatches(arg, comm) {
+			continue
+		}
+		if len(arg) > 0 && arg[0] == '/' {
+			return string(arg), nil
+		}
+		cwd, err := readlink(fs.pidPath(pid, "cwd"))
+		if err != nil {
+			return exe, nil
+		}
+		real, err := filepath.EvalSymlinks(filepath.Join(cwd, string(arg)))
+		if err != nil {
+			return exe, nil
+		}
+		return real, nil
+	}
+	return exe, nil
+}
+
+// commMatches reports whether comm equals the base name of p truncated to
+// TASK_COMM_LEN-1 bytes: libcgroup's strncmp(comm, basename(p), 15) == 0,
+// with POSIX basename (trailing slashes ignored).
+func commMatches[T ~string | ~[]byte](p T, comm string) bool {
+	for len(p) > 1 && p[len(p)-1] == '/' {
+		p = p[:len(p)-1]
+	}
+	base := p
+	for i := len(p) - 1; i >= 0; i-- {
+		if p[i] == '/' {
+			base = p[i+1:]
+			break
+		}
+	}
+	if len(base) > taskCommLen {
+		base = base[:taskCommLen]
+	}
+	return string(base) == comm
+}
