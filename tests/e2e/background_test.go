@@ -1,0 +1,109 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestBackgroundMode: without -n the command returns with status 0 once the
+// background daemon is ready; the pidfile names the daemon, a live process
+// other than the starter, which does its job. It is stopped by that pid.
+func TestBackgroundMode(t *testing.T) {
+	requireDaemon(t)
+	identities(t)
+	e := newEnv(t, []string{"cpu"}, "default")
+	e.writeRules("cgresjo  cpu  default\n")
+	pidfile := filepath.Join(e.dir, "cgrulesengd.pid")
+	logfile := filepath.Join(e.dir, "cgrulesengd.log")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, daemonBin, e.daemonArgs(pidfile, logfile)...)
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	cmd.Stderr = &out
+	// The daemon must not keep the starter's output open: Run would wait
+	// for it. WaitDelay bounds that wait.
+	cmd.WaitDelay = 5 * time.Second
+	start := time.Now()
+	err := cmd.Run()
+	starter := cmd.Process.Pid
+
+	// Whatever happened, stop a daemon that the pidfile names.
+	var daemonPid int
+	t.Cleanup(func() {
+		if daemonPid == 0 {
+			data, _ := os.ReadFile(pidfile)
+			daemonPid, _ = strconv.Atoi(strings.TrimSpace(string(data)))
+		}
+		if daemonPid > 0 && daemonPid != os.Getpid() && isDaemon(daemonPid) {
+			if !killAndWaitGone(daemonPid, syscall.SIGTERM, 10*time.Second) {
+				t.Errorf("cleanup: daemon pid %d did not stop", daemonPid)
+			}
+		}
+		if t.Failed() {
+			log, _ := os.ReadFile(logfile)
+			t.Logf("starter output:\n%s\ndaemon log:\n%s", out.String(), log)
+		}
+	})
+
+	if err != nil {
+		t.Fatalf("%v: %v after %v", cmd.Args, err, time.Since(start))
+	}
+	data, err := os.ReadFile(pidfile)
+	if err != nil {
+		t.Fatalf("no pidfile when the starter returned: %v", err)
+	}
+	daemonPid, err = strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil || daemonPid <= 0 {
+		t.Fatalf("pidfile content %q", data)
+	}
+	if daemonPid == starter {
+		t.Fatalf("the pidfile names the starter (pid %d), not a background daemon", starter)
+	}
+	if !isDaemon(daemonPid) {
+		exe, _ := os.Readlink("/proc/" + strconv.Itoa(daemonPid) + "/exe")
+		t.Fatalf("pid %d from the pidfile is not a running cgrulesengd (exe %q)", daemonPid, exe)
+	}
+
+	h := e.harness(hopts{user: "cgresjo"})
+	waitCgroup(t, h.pid, "cpu", e.cg("default"), 2*time.Second)
+
+	if !killAndWaitGone(daemonPid, syscall.SIGTERM, 10*time.Second) {
+		t.Fatalf("the daemon (pid %d) did not stop on SIGTERM", daemonPid)
+	}
+	daemonPid = -1
+	// It removes its pidfile when it exits (it may be reaped a moment
+	// before or after the file goes).
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		if _, err := os.Stat(pidfile); os.IsNotExist(err) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("pidfile still there after the background daemon stopped")
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// isDaemon reports whether pid runs the daemon binary built for the tests.
+func isDaemon(pid int) bool {
+	if processGone(pid) {
+		return false
+	}
+	exe, err := os.Readlink("/proc/" + strconv.Itoa(pid) + "/exe")
+	if err != nil {
+		return false
+	}
+	return strings.TrimSuffix(exe, " (deleted)") == daemonBin
+}

@@ -1,0 +1,25 @@
+// Package e2e holds the end-to-end tests of cgrulesengd: they build the
+// daemon and the setuid harness (tests/setuid), create their own users and
+// groups (names starting with "cgre") and their own cgroups (one directory
+// /cgre-e2e-<random> per hierarchy they use), start the daemon confined to
+// that directory with --cgroup-root, and check in /proc/PID/cgroup where the
+// harness processes end up.
+//
+// They need root and a cgroup v1 hybrid layout with cgroup2 at
+// /sys/fs/cgroup/unified (pure cgroup v2 is produced for the daemon alone in
+// a private mount namespace). Without root every test is skipped.
+//
+// Safety: tests touch only what they create, stop only the processes they
+// started, by pid, and clean up users, groups, cgroups and processes even
+// when they fail (t.Cleanup). Harness processes get SIGKILL if the test
+// binary dies (PR_SET_PDEATHSIG), and so do daemons started in the
+// foreground. Runs are serialised with an flock on /run/lock/cgre-e2e.lock;
+// at start a run removes what a crashed run left: the suite's fixed users
+// and groups, /cgre-e2e-* cgroup directories (after killing the suite's own
+// harness processes inside them) and orphaned daemons confined to a
+// /cgre-e2e-* root.
+//
+// Run as root:
+//
+//	go test ./tests/... -v -count=1
+package e2e

@@ -1,0 +1,670 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// ---------------------------------------------------------------------------
+// Hierarchies
+
+// A cgroupMount is one mounted cgroup hierarchy of this (the test's) mount
+// namespace.
+type cgroupMount struct {
+	dir         string   // mount point, e.g. /sys/fs/cgroup/cpu
+	v2          bool     // cgroup2
+	controllers []string // v1: controllers and name=NAME from the mount options
+}
+
+// cgroupMounts parses /proc/self/mountinfo; only mounts of a hierarchy's
+// root are returned.
+func cgroupMounts() []cgroupMount {
+	data, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return nil
+	}
+	var mounts []cgroupMount
+	for _, line := range strings.Split(string(data), "\n") {
+		pre, post, ok := strings.Cut(line, " - ")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(pre)
+		g := strings.Fields(post)
+		if len(f) < 5 || len(g) < 3 || f[3] != "/" {
+			continue
+		}
+		switch g[0] {
+		case "cgroup2":
+			mounts = append(mounts, cgroupMount{dir: f[4], v2: true})
+		case "cgroup":
+			var ctrls []string
+			for _, o := range strings.Split(g[2], ",") {
+				switch {
+				case o == "rw" || o == "ro" || o == "noprefix" || o == "xattr" ||
+					o == "clone_children" || o == "cpuset_v2_mode" ||
+					strings.HasPrefix(o, "release_agent="):
+				default:
+					ctrls = append(ctrls, o)
+				}
+			}
+			mounts = append(mounts, cgroupMount{dir: f[4], controllers: ctrls})
+		}
+	}
+	return mounts
+}
+
+// hierarchy finds the mount of a hierarchy named the way the tests (and the
+// rules on this hybrid machine) name them: a v1 controller ("cpu",
+// "memory", "pids"), "systemd" for name=systemd, or "unified" for cgroup2.
+func hierarchy(name string) (cgroupMount, bool) {
+	for _, m := range cgroupMounts() {
+		if name == "unified" && m.v2 {
+			return m, true
+		}
+		for _, c := range m.controllers {
+			if c == name || c == "name="+name {
+				return m, true
+			}
+		}
+	}
+	return cgroupMount{}, false
+}
+
+// requireHierarchies skips the test unless every named hierarchy is mounted.
+func requireHierarchies(t *testing.T, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if _, ok := hierarchy(n); !ok {
+			t.Skipf("this test needs the %s cgroup hierarchy mounted (cgroup v1 hybrid with cgroup2 at /sys/fs/cgroup/unified)", n)
+		}
+	}
+}
+
+// cgroupOf returns the path of pid's cgroup in hierarchy hier, read from
+// /proc/PID/cgroup, and the whole file for messages.
+func cgroupOf(pid int, hier string) (string, string, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return "", "", err
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if hier == "unified" {
+			if parts[0] == "0" && parts[1] == "" {
+				return parts[2], string(data), nil
+			}
+			continue
+		}
+		for _, c := range strings.Split(parts[1], ",") {
+			if c == hier || c == "name="+hier {
+				return parts[2], string(data), nil
+			}
+		}
+	}
+	return "", string(data), fmt.Errorf("no %s line in /proc/%d/cgroup", hier, pid)
+}
+
+// waitCgroup polls /proc/PID/cgroup until pid is in cgroup want of
+// hierarchy hier, and fails the test after timeout.
+func waitCgroup(t *testing.T, pid int, hier, want string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got, all, err := cgroupOf(pid, hier)
+		if err == nil && got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			if err != nil {
+				t.Fatalf("pid %d: %v (want %s in %s)\n/proc/%d/cgroup:\n%s", pid, err, hier, want, pid, all)
+			}
+			t.Fatalf("pid %d: %s cgroup is %s, want %s (waited %v)\n/proc/%d/cgroup:\n%s",
+				pid, hier, got, want, timeout, pid, all)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// expectCgroupStays checks during d that pid stays in cgroup want of
+// hierarchy hier.
+func expectCgroupStays(t *testing.T, pid int, hier, want string, d time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		got, all, err := cgroupOf(pid, hier)
+		if err != nil {
+			t.Fatalf("pid %d: %v", pid, err)
+		}
+		if got != want {
+			t.Fatalf("pid %d: %s cgroup is %s, want it to stay %s\n/proc/%d/cgroup:\n%s", pid, hier, got, want, pid, all)
+		}
+		if time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Users and groups
+
+// identities creates the suite's users and groups (after libcgroup's test
+// plan, with the "cgre" prefix) and removes them in cleanup:
+//
+//	groups: cgrecgroup (members cgresjo, cgreroot, cgrecgtest),
+//	        cgreroot (member cgreroot), cgreusers (no members)
+//	users:  cgresjo, cgrecgtest, cgreroot, cgrenobody (in no test group)
+//
+// User cgrepeter is never created. Users get no home, no user group
+// (useradd -N) and /usr/sbin/nologin as shell. Users named in skip are not
+// created (a test may add them later with addUser).
+func identities(t *testing.T, skip ...string) {
+	t.Helper()
+	for _, n := range suiteUsers {
+		if fileHasEntry("/etc/passwd", n) {
+			t.Fatalf("user %s exists already: another run, or a leftover TestMain could not remove", n)
+		}
+	}
+	for _, n := range suiteGroups {
+		if fileHasEntry("/etc/group", n) {
+			t.Fatalf("group %s exists already: another run, or a leftover TestMain could not remove", n)
+		}
+	}
+	run := func(name string, args ...string) {
+		t.Helper()
+		out, err := exec.Command(name, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+		}
+	}
+	for _, g := range suiteGroups {
+		run("groupadd", g)
+		t.Cleanup(func() {
+			if out, err := exec.Command("groupdel", g).CombinedOutput(); err != nil {
+				t.Errorf("cleanup: groupdel %s: %v: %s", g, err, out)
+			}
+		})
+	}
+	for _, u := range suiteUsers {
+		if !slices.Contains(skip, u) {
+			addUser(t, u)
+		}
+	}
+}
+
+// addUser creates one of the suite's users, with its test-plan group
+// memberships, and deletes it in cleanup.
+func addUser(t *testing.T, u string) {
+	t.Helper()
+	if !slices.Contains(suiteUsers, u) {
+		t.Fatalf("addUser(%s): not one of the suite's users", u)
+	}
+	run := func(name string, args ...string) {
+		t.Helper()
+		out, err := exec.Command(name, args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s %s: %v: %s", name, strings.Join(args, " "), err, out)
+		}
+	}
+	run("useradd", "-M", "-N", "-s", "/usr/sbin/nologin", u)
+	t.Cleanup(func() {
+		if out, err := exec.Command("userdel", u).CombinedOutput(); err != nil {
+			t.Errorf("cleanup: userdel %s: %v: %s", u, err, out)
+		}
+	})
+	for _, m := range [][2]string{
+		{"cgresjo", "cgrecgroup"}, {"cgreroot", "cgrecgroup"}, {"cgrecgtest", "cgrecgroup"},
+		{"cgreroot", "cgreroot"},
+	} {
+		if m[0] == u {
+			run("usermod", "-a", "-G", m[1], m[0])
+		}
+	}
+}
+
+// ---------------------------------------------------------------------------
+// The test environment: test directories, rules, files
+
+type env struct {
+	t       *testing.T
+	name    string   // cgre-e2e-<random>
+	root    string   // /cgre-e2e-<random>: the daemon's --cgroup-root
+	hiers   []string // hierarchies with a test directory
+	dir     string   // temporary directory: rules, logs, pidfile
+	rules   string   // the rules file, dir/cgrules.conf
+	confDir string   // the (empty) --config-dir
+}
+
+// newEnv makes a test environment with a test directory /cgre-e2e-<random>
+// in each named hierarchy and, in each, the given subdirectories. Everything
+// is removed in cleanup (after the test's processes are stopped: cleanups
+// run last-registered first).
+func newEnv(t *testing.T, hiers []string, subdirs ...string) *env {
+	t.Helper()
+	requireRoot(t)
+	requireHierarchies(t, hiers...)
+	var rnd [4]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{t: t, name: testDirPrefix + hex.EncodeToString(rnd[:]), hiers: hiers, dir: t.TempDir()}
+	e.root = "/" + e.name
+	e.rules = filepath.Join(e.dir, "cgrules.conf")
+	e.confDir = filepath.Join(e.dir, "cgrules.d")
+	if err := os.Mkdir(e.confDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range hiers {
+		p := e.path(h, "")
+		if err := os.Mkdir(p, 0o755); err != nil {
+			t.Fatalf("creating the test directory: %v", err)
+		}
+		t.Cleanup(func() {
+			if err := removeCgroupTree(p, 3*time.Second); err != nil {
+				t.Errorf("cleanup: %v", err)
+			}
+		})
+	}
+	for _, s := range subdirs {
+		e.mkdir(s)
+	}
+	return e
+}
+
+// path is the directory of cgroup root/sub in hierarchy h.
+func (e *env) path(h, sub string) string {
+	m, ok := hierarchy(h)
+	if !ok {
+		e.t.Fatalf("no %s hierarchy", h)
+	}
+	return filepath.Join(m.dir, e.name, sub)
+}
+
+// cg is the path of cgroup root/sub as /proc/PID/cgroup shows it.
+func (e *env) cg(sub string) string {
+	if sub == "" {
+		return e.root
+	}
+	return e.root + "/" + sub
+}
+
+// mkdir creates root/sub (and its parents) in every test hierarchy.
+func (e *env) mkdir(sub string) {
+	e.t.Helper()
+	for _, h := range e.hiers {
+		if err := os.MkdirAll(e.path(h, sub), 0o755); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+}
+
+// writeRules writes the rules file (a new file, or truncated in place).
+func (e *env) writeRules(content string) {
+	e.t.Helper()
+	if err := os.WriteFile(e.rules, []byte(content), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// replaceRules writes the rules into a temporary file in the same directory
+// and renames it over the rules file, as editors and package managers do.
+func (e *env) replaceRules(content string) {
+	e.t.Helper()
+	tmp := filepath.Join(e.dir, ".cgrules.conf.new")
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		e.t.Fatal(err)
+	}
+	if err := os.Rename(tmp, e.rules); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Harness processes
+
+// hopts says how to start a harness process.
+type hopts struct {
+	user, group string        // -u, -g (neither: the harness becomes root)
+	exec        []string      // -exec PATH ARGS...
+	delay       time.Duration // -delay
+	// Where the process is put before it changes its credentials: the test
+	// directory's root in these hierarchies; nil means every hierarchy of
+	// the environment. outside leaves it where the test process is.
+	place   []string
+	outside bool
+}
+
+type harness struct {
+	pid    int
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	done   chan struct{}
+}
+
+// harness starts the setuid harness and returns once it has changed its
+// credentials and printed its pid. It is stopped in cleanup.
+func (e *env) harness(o hopts) *harness {
+	e.t.Helper()
+	t := e.t
+	var args []string
+	if o.user != "" {
+		args = append(args, "-u", o.user)
+	}
+	if o.group != "" {
+		args = append(args, "-g", o.group)
+	}
+	if o.delay > 0 {
+		args = append(args, "-delay", o.delay.String())
+	}
+	args = append(args, "-die-with-parent")
+	if len(o.exec) > 0 {
+		args = append(args, "-exec")
+		args = append(args, o.exec...)
+	}
+
+	var cmd *exec.Cmd
+	if o.outside {
+		cmd = exec.Command(harnessBin, args...)
+	} else {
+		place := o.place
+		if place == nil {
+			place = e.hiers
+		}
+		// The shell joins the test directories, then becomes the harness
+		// (same pid) which changes its credentials.
+		var script strings.Builder
+		for _, h := range place {
+			fmt.Fprintf(&script, "echo $$ > '%s' || exit 111; ", filepath.Join(e.path(h, ""), "cgroup.procs"))
+		}
+		script.WriteString(`exec "$0" "$@"`)
+		cmd = exec.Command("/bin/sh", append([]string{"-c", script.String(), harnessBin}, args...)...)
+	}
+	h := &harness{cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
+	cmd.Stderr = h.stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting the harness: %v", err)
+	}
+	t.Cleanup(h.stop)
+	lines := make(chan string, 1)
+	go func() {
+		r := bufio.NewReader(stdout)
+		line, _ := r.ReadString('\n')
+		lines <- line
+		_, _ = r.WriteTo(discard{})
+	}()
+	go func() {
+		_ = cmd.Wait()
+		close(h.done)
+	}()
+	select {
+	case line := <-lines:
+		pid, err := strconv.Atoi(strings.TrimSpace(line))
+		if err != nil {
+			<-h.done
+			t.Fatalf("harness %v: no pid line (%q); state %v; stderr: %s", cmd.Args, line, cmd.ProcessState, h.stderr.String())
+		}
+		if pid != cmd.Process.Pid {
+			t.Fatalf("harness printed pid %d, started as %d", pid, cmd.Process.Pid)
+		}
+		h.pid = pid
+	case <-time.After(10 * time.Second):
+		t.Fatalf("harness %v: no pid line after 10s; stderr: %s", cmd.Args, h.stderr.String())
+	}
+	return h
+}
+
+// stop stops the harness (SIGTERM, then SIGKILL) and waits for it.
+func (h *harness) stop() {
+	select {
+	case <-h.done:
+		return
+	default:
+	}
+	_ = h.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-h.done:
+	case <-time.After(3 * time.Second):
+		_ = h.cmd.Process.Kill()
+		<-h.done
+	}
+}
+
+type discard struct{}
+
+func (discard) Write(p []byte) (int, error) { return len(p), nil }
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// ---------------------------------------------------------------------------
+// The daemon
+
+type dopts struct {
+	pureV2 bool     // run it in a private mount namespace with only cgroup2 mounted at /sys/fs/cgroup
+	extra  []string // more arguments
+}
+
+type daemon struct {
+	e       *env
+	cmd     *exec.Cmd
+	pid     int
+	pidfile string
+	logfile string
+	output  *syncBuffer // standard output and error
+	done    chan struct{}
+}
+
+// daemonArgs is the daemon's command line for this environment, without -n.
+func (e *env) daemonArgs(pidfile, logfile string, extra ...string) []string {
+	args := []string{"-c", e.rules, "--config-dir", e.confDir, "--cgroup-root", e.root,
+		"--pidfile", pidfile, "-f", logfile, "-vvv"}
+	return append(args, extra...)
+}
+
+// pureV2Script mounts cgroup2 alone on /sys/fs/cgroup in the (private)
+// mount namespace made by unshare -m, then runs "$0" "$@".
+const pureV2Script = `mount --make-rprivate / && { umount -R /sys/fs/cgroup || umount -l /sys/fs/cgroup; } && mount -t cgroup2 none /sys/fs/cgroup && exec "$0" "$@"`
+
+// startDaemon starts the daemon in the foreground (-n) and waits until it is
+// ready: its pidfile names it. It is stopped in cleanup, and its log is
+// shown if the test failed.
+func (e *env) startDaemon(o dopts) *daemon {
+	e.t.Helper()
+	t := e.t
+	requireDaemon(t)
+	d := &daemon{
+		e:       e,
+		pidfile: filepath.Join(e.dir, "cgrulesengd.pid"),
+		logfile: filepath.Join(e.dir, "cgrulesengd.log"),
+		output:  &syncBuffer{},
+		done:    make(chan struct{}),
+	}
+	args := append([]string{"-n"}, e.daemonArgs(d.pidfile, d.logfile, o.extra...)...)
+	if o.pureV2 {
+		d.cmd = exec.Command("unshare", append([]string{"-m", "/bin/sh", "-c", pureV2Script, daemonBin}, args...)...)
+	} else {
+		d.cmd = exec.Command(daemonBin, args...)
+	}
+	d.cmd.Stdout = d.output
+	d.cmd.Stderr = d.output
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := d.cmd.Start(); err != nil {
+		t.Fatalf("starting the daemon: %v", err)
+	}
+	d.pid = d.cmd.Process.Pid
+	go func() {
+		_ = d.cmd.Wait()
+		close(d.done)
+	}()
+	t.Cleanup(func() {
+		d.kill()
+		if t.Failed() {
+			t.Logf("daemon %v\n--- its output:\n%s\n--- its log:\n%s", d.cmd.Args, d.output.String(), d.log())
+		}
+	})
+	d.waitReady(15 * time.Second)
+	return d
+}
+
+// waitReady waits until the pidfile names the daemon.
+func (d *daemon) waitReady(timeout time.Duration) {
+	d.e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		data, err := os.ReadFile(d.pidfile)
+		if err == nil && strings.TrimSpace(string(data)) == strconv.Itoa(d.pid) {
+			return
+		}
+		select {
+		case <-d.done:
+			d.e.t.Fatalf("the daemon exited before it was ready (%v)\noutput:\n%s\nlog:\n%s", d.cmd.ProcessState, d.output.String(), d.log())
+		default:
+		}
+		if time.Now().After(deadline) {
+			d.e.t.Fatalf("the daemon (pid %d) not ready after %v: pidfile %q (err %v)", d.pid, timeout, data, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (d *daemon) signal(sig syscall.Signal) {
+	d.e.t.Helper()
+	select {
+	case <-d.done:
+		d.e.t.Fatalf("the daemon is not running (%v); cannot send %v", d.cmd.ProcessState, sig)
+	default:
+	}
+	if err := d.cmd.Process.Signal(sig); err != nil {
+		d.e.t.Fatalf("signal %v: %v", sig, err)
+	}
+}
+
+// stop sends SIGTERM and waits for the exit; it returns the exit status
+// (-1 when killed by a signal) and fails the test after 10 s.
+func (d *daemon) stop() int {
+	d.e.t.Helper()
+	d.signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(10 * time.Second):
+		d.e.t.Fatalf("the daemon did not exit within 10s of SIGTERM")
+	}
+	return d.cmd.ProcessState.ExitCode()
+}
+
+// kill stops the daemon if it still runs: SIGTERM, SIGKILL after 5 s.
+func (d *daemon) kill() {
+	select {
+	case <-d.done:
+		return
+	default:
+	}
+	_ = d.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d.done:
+	case <-time.After(5 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.done
+	}
+}
+
+func (d *daemon) log() string {
+	data, _ := os.ReadFile(d.logfile)
+	return string(data)
+}
+
+// logSize is the current length of the log, for waitLog.
+func (d *daemon) logSize() int {
+	return len(d.log())
+}
+
+// waitLog waits until the part of the log after offset from has a line
+// matching re, and returns that line.
+func (d *daemon) waitLog(from int, re *regexp.Regexp, timeout time.Duration) string {
+	d.e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		l := d.log()
+		if from > len(l) {
+			from = 0
+		}
+		for _, line := range strings.Split(l[from:], "\n") {
+			if re.MatchString(line) {
+				return line
+			}
+		}
+		if time.Now().After(deadline) {
+			d.e.t.Fatalf("no log line matching %q within %v; log since offset %d:\n%s", re, timeout, from, l[from:])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// eventually starts harness processes with options o, one after the other,
+// until one lands in cgroup want of hierarchy hier, for reloads whose moment
+// of completion the test cannot see. Each attempt waits up to 1 s for the
+// process to be moved somewhere; a process that was moved elsewhere, or not
+// at all, is stopped and the next one started. Fails after timeout.
+func (e *env) eventually(o hopts, hier, want string, timeout time.Duration) *harness {
+	e.t.Helper()
+	deadline := time.Now().Add(timeout)
+	var tried []string
+	for {
+		h := e.harness(o)
+		start, _, _ := cgroupOf(h.pid, hier)
+		var got string
+		for t0 := time.Now(); time.Since(t0) < time.Second; time.Sleep(10 * time.Millisecond) {
+			got, _, _ = cgroupOf(h.pid, hier)
+			if got == want {
+				return h
+			}
+			if got != start {
+				break
+			}
+		}
+		tried = append(tried, fmt.Sprintf("pid %d: %s", h.pid, got))
+		h.stop()
+		if time.Now().After(deadline) {
+			e.t.Fatalf("no harness (%+v) landed in %s %s within %v; where they were: %s",
+				o, hier, want, timeout, strings.Join(tried, "; "))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}

@@ -1,0 +1,110 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// TestProcessRuleOnExec: a user:process rule applies when the user's process
+// execs the program; the same user's other processes take the next rule.
+func TestProcessRuleOnExec(t *testing.T) {
+	requireDaemon(t)
+	identities(t)
+	e := newEnv(t, []string{"cpu"}, "sleepers", "default")
+	e.writeRules("cgresjo:sleep  cpu  sleepers\ncgresjo  cpu  default\n")
+	e.startDaemon(dopts{})
+
+	t.Run("exec-sleep", func(t *testing.T) {
+		e := *e
+		e.t = t
+		h := e.harness(hopts{user: "cgresjo", exec: []string{"/bin/sleep", "300"}})
+		waitCgroup(t, h.pid, "cpu", e.cg("sleepers"), 2*time.Second)
+		expectCgroupStays(t, h.pid, "cpu", e.cg("sleepers"), 300*time.Millisecond)
+	})
+	t.Run("no-exec", func(t *testing.T) {
+		e := *e
+		e.t = t
+		h := e.harness(hopts{user: "cgresjo"})
+		waitCgroup(t, h.pid, "cpu", e.cg("default"), 2*time.Second)
+		expectCgroupStays(t, h.pid, "cpu", e.cg("default"), 300*time.Millisecond)
+	})
+}
+
+// TestTemplateCreatesCgroups: a %u destination is created by the daemon, in
+// a cgroup v1 hierarchy and in the cgroup2 one.
+func TestTemplateCreatesCgroups(t *testing.T) {
+	requireDaemon(t)
+	identities(t)
+	e := newEnv(t, []string{"cpu", "unified"})
+	e.writeRules("cgresjo  cpu,unified  users/%u\n")
+	e.startDaemon(dopts{})
+	for _, h := range []string{"cpu", "unified"} {
+		if _, err := os.Stat(e.path(h, "users/cgresjo")); err == nil {
+			t.Fatalf("%s: users/cgresjo exists before any process needed it", h)
+		}
+	}
+	h := e.harness(hopts{user: "cgresjo"})
+	for _, hier := range []string{"cpu", "unified"} {
+		waitCgroup(t, h.pid, hier, e.cg("users/cgresjo"), 2*time.Second)
+		if fi, err := os.Stat(e.path(hier, "users/cgresjo")); err != nil || !fi.IsDir() {
+			t.Errorf("%s: %s: %v", hier, e.path(hier, "users/cgresjo"), err)
+		}
+	}
+	// Another user's process is not moved by this rule.
+	h2 := e.harness(hopts{user: "cgrecgtest"})
+	expectCgroupStays(t, h2.pid, "cpu", e.cg(""), 500*time.Millisecond)
+	if _, err := os.Stat(e.path("cpu", "users/cgrecgtest")); err == nil {
+		t.Errorf("users/cgrecgtest was created")
+	}
+}
+
+// TestStartupClassification: a process that changed its uid before the
+// daemon started is moved by the start-up scan, by the time the daemon is
+// ready.
+func TestStartupClassification(t *testing.T) {
+	requireDaemon(t)
+	identities(t)
+	e := newEnv(t, []string{"cpu", "unified"}, "default")
+	e.writeRules("cgresjo  cpu,unified  default\n")
+	h := e.harness(hopts{user: "cgresjo"})
+	other := e.harness(hopts{user: "cgrecgtest"})
+	expectCgroupStays(t, h.pid, "cpu", e.cg(""), 100*time.Millisecond)
+	e.startDaemon(dopts{})
+	// Ready means the start-up scan is done: allow only a short grace.
+	waitCgroup(t, h.pid, "cpu", e.cg("default"), 500*time.Millisecond)
+	waitCgroup(t, h.pid, "unified", e.cg("default"), 500*time.Millisecond)
+	expectCgroupStays(t, other.pid, "cpu", e.cg(""), 300*time.Millisecond)
+}
+
+// TestOutsideCgroupRootUntouched: a process outside --cgroup-root (left in
+// the test process's own cgroups) is not moved, even though rules match it;
+// a process inside is moved by the same rules at the same time.
+func TestOutsideCgroupRootUntouched(t *testing.T) {
+	requireDaemon(t)
+	identities(t)
+	hiers := []string{"cpu", "memory", "pids", "unified"}
+	e := newEnv(t, hiers, "default")
+	e.writeRules("cgresjo  *  default\n*  *  default\n")
+	e.startDaemon(dopts{})
+
+	self, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	outside := e.harness(hopts{user: "cgresjo", outside: true})
+	inside := e.harness(hopts{user: "cgresjo"})
+	for _, hier := range hiers {
+		waitCgroup(t, inside.pid, hier, e.cg("default"), 2*time.Second)
+	}
+	time.Sleep(500 * time.Millisecond)
+	got, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(outside.pid), "cgroup"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(self) {
+		t.Errorf("the process outside --cgroup-root was moved:\n/proc/%d/cgroup:\n%s\nwant (the test's own):\n%s", outside.pid, got, self)
+	}
+}
