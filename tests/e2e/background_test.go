@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,7 +56,10 @@ func TestBackgroundMode(t *testing.T) {
 		}
 	})
 
-	if err != nil {
+	if errors.Is(err, exec.ErrWaitDelay) {
+		// It exited 0 but something (the daemon) kept its output open.
+		t.Errorf("%v: the background daemon keeps the starter's standard output or error open", cmd.Args)
+	} else if err != nil {
 		t.Fatalf("%v: %v after %v", cmd.Args, err, time.Since(start))
 	}
 	data, err := os.ReadFile(pidfile)

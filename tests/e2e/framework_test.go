@@ -619,6 +619,13 @@ func (d *daemon) logSize() int {
 // matching re, and returns that line.
 func (d *daemon) waitLog(from int, re *regexp.Regexp, timeout time.Duration) string {
 	d.e.t.Helper()
+	return d.waitLogFunc(from, re.MatchString, fmt.Sprintf("matching %q", re), timeout)
+}
+
+// waitLogFunc waits until the part of the log after offset from has a line
+// for which match is true, and returns that line.
+func (d *daemon) waitLogFunc(from int, match func(string) bool, what string, timeout time.Duration) string {
+	d.e.t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
 		l := d.log()
@@ -626,12 +633,12 @@ func (d *daemon) waitLog(from int, re *regexp.Regexp, timeout time.Duration) str
 			from = 0
 		}
 		for _, line := range strings.Split(l[from:], "\n") {
-			if re.MatchString(line) {
+			if match(line) {
 				return line
 			}
 		}
 		if time.Now().After(deadline) {
-			d.e.t.Fatalf("no log line matching %q within %v; log since offset %d:\n%s", re, timeout, from, l[from:])
+			d.e.t.Fatalf("no log line %s within %v; log since offset %d:\n%s", what, timeout, from, l[from:])
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"fmt"
 	"os/exec"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -49,7 +51,7 @@ func TestDocumentedPlan(t *testing.T) {
 		}
 	})
 
-	e.startDaemon(dopts{})
+	d := e.startDaemon(dopts{})
 	root := e.cg("")
 	def := e.cg("default")
 	cgt := e.cg("cgtest")
@@ -78,6 +80,23 @@ func TestDocumentedPlan(t *testing.T) {
 			for _, hier := range hiers {
 				if _, ok := c.want[hier]; !ok {
 					expectCgroupStays(t, h.pid, hier, root, 300*time.Millisecond)
+				}
+			}
+			if c.name == "uid-cgresjo" {
+				// Each move is logged at info with pid, rule (file:line),
+				// controller and destination.
+				pidRe := regexp.MustCompile(`\bpid=` + strconv.Itoa(h.pid) + `( |$)`)
+				ctrlRe := regexp.MustCompile(`\bcontroller="?cpu"?( |$)`)
+				line := d.waitLogFunc(0, func(l string) bool {
+					return strings.Contains(l, "level=info ") && pidRe.MatchString(l) && ctrlRe.MatchString(l)
+				}, fmt.Sprintf("at info level with pid=%d and controller=cpu", h.pid), time.Second)
+				for _, re := range []string{
+					`\brule="?[^ ]*cgrules\.conf:2"?( |$)`,
+					`\bdest="?` + regexp.QuoteMeta(def) + `"?( |$)`,
+				} {
+					if !regexp.MustCompile(re).MatchString(line) {
+						t.Errorf("move log line does not match %s: %s", re, line)
+					}
 				}
 			}
 			h.stop()
