@@ -1,0 +1,33 @@
+// Package rules reads cgrules.conf files (libcgroup's rules language, same
+// meaning) into an immutable List and answers, for a task, which rule applies
+// and which (controller, cgroup) pairs it asks for.
+//
+// Language, in short: one rule per line,
+//
+//	<who>[:<process>] <controllers> <destination> [<options>]
+//
+// where who is a user name, @group, * or % (a % line adds one more
+// controller/destination pair to the rule above it). The first field and the
+// destination may be double-quoted to hold blanks; # starts a comment
+// anywhere outside quotes. The destination may use the templates %u %U %g %G
+// %p %P, and a backslash escapes the next character there (only there: user,
+// group and process names keep backslashes literally, as libcgroup does, so
+// winbind names such as DOMAIN\alice work). See Parse for every decision.
+//
+// Matching: rules are indexed at load by uid (user rules, and @group rules
+// under each member's uid), by gid (@group rules) and "anyone" (*). A match
+// merges the three candidate lists by rule position, so its cost does not
+// depend on the length of the list, only on how many candidates fail their
+// process test.
+//
+// Privileges: none to parse or match. Load needs read access to the files;
+// with Options.CheckTrust it refuses files that are not root-owned or are
+// writable by others, which only makes sense when the caller runs as root.
+// The NSS resolver talks to the system's name services (files, LDAP, SSSD)
+// through cgo.
+//
+// Concurrency: a List never changes after Load or Parse returns; any number of
+// goroutines may call its methods. Load and Parse themselves are safe to call
+// concurrently as long as the Resolver is (NSS's is). Resolvers must be safe
+// for concurrent use because Expand calls them from the caller's goroutines.
+package rules

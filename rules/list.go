@@ -1,0 +1,196 @@
+package rules
+
+import (
+	"cmp"
+	"slices"
+)
+
+// List is an immutable rule list in file order (first match wins), indexed
+// for matching. It is safe for concurrent readers.
+type List struct {
+	rules []*Rule
+	procs []procTest // procs[i] is rules[i]'s process test, kept dense for the match loop
+
+	// Candidate rule indices, each run sorted ascending: rules for anyone;
+	// per uid (user rules and @group rules listing that uid as a member);
+	// per gid (@group rules). The runs live in one arena so that a large
+	// list costs a few allocations, not one per user.
+	anyIdx []int32
+	byUID  map[uint32]span
+	byGID  map[uint32]span
+	arena  []int32
+
+	anyProc     bool // some rule has a process test
+	needsProc   bool // ... or some destination uses %p
+	controllers []string
+	res         Resolver
+}
+
+// span is a run of arena.
+type span struct{ off, n uint32 }
+
+// finish turns the builder into a List, or fails the load when any error was
+// reported.
+func (b *builder) finish() (*List, Diagnostics, error) {
+	if b.nerr > 0 {
+		return nil, b.diags, &LoadError{Diags: b.diags.Errors()}
+	}
+	l := &List{
+		rules:       make([]*Rule, len(b.rules)),
+		procs:       make([]procTest, len(b.rules)),
+		controllers: b.opt.Controllers,
+		res:         b.opt.Resolver,
+	}
+	type kv struct {
+		key uint32
+		idx int32
+	}
+	var uids, gids []kv
+	for i := range b.rules {
+		r := &b.rules[i]
+		l.rules[i] = r
+		l.procs[i] = r.proc
+		if r.proc.kind != procNone {
+			l.anyProc = true
+		}
+		for j := range r.Targets {
+			if r.Targets[j].needsProc() {
+				l.needsProc = true
+			}
+		}
+		switch r.kind {
+		case whoAny:
+			l.anyIdx = append(l.anyIdx, int32(i))
+		case whoUser:
+			uids = append(uids, kv{r.id, int32(i)})
+		case whoGroup:
+			gids = append(gids, kv{r.id, int32(i)})
+			for _, m := range r.members {
+				uids = append(uids, kv{m, int32(i)})
+			}
+		}
+	}
+	l.needsProc = l.needsProc || l.anyProc
+	byKey := func(a, b kv) int {
+		if c := cmp.Compare(a.key, b.key); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.idx, b.idx)
+	}
+	// Sorting by (key, index) groups each id's rules in file order; Compact
+	// drops the same rule listed twice for one id (a user named twice in a
+	// group's member list).
+	slices.SortFunc(uids, byKey)
+	uids = slices.Compact(uids)
+	slices.SortFunc(gids, byKey)
+	gids = slices.Compact(gids)
+	l.arena = make([]int32, 0, len(uids)+len(gids))
+	index := func(kvs []kv) map[uint32]span {
+		m := make(map[uint32]span)
+		for i := 0; i < len(kvs); {
+			j := i
+			off := len(l.arena)
+			for j < len(kvs) && kvs[j].key == kvs[i].key {
+				l.arena = append(l.arena, kvs[j].idx)
+				j++
+			}
+			m[kvs[i].key] = span{uint32(off), uint32(j - i)}
+			i = j
+		}
+		return m
+	}
+	l.byUID = index(uids)
+	l.byGID = index(gids)
+	return l, b.diags, nil
+}
+
+// Len returns the number of rules.
+func (l *List) Len() int { return len(l.rules) }
+
+// Rules returns the rules in file order. The rules are shared: do not modify
+// them.
+func (l *List) Rules() []*Rule { return slices.Clone(l.rules) }
+
+// NeedsProcess reports whether some rule names a process or uses %p, that is
+// whether EXEC events matter and the procname must be resolved.
+func (l *List) NeedsProcess() bool { return l.needsProc }
+
+// Match returns the first rule (lowest Index) whose who and process tests
+// match t, or nil.
+func (l *List) Match(t *Task) *Rule { return l.match(t, -1) }
+
+// MatchAfter is Match restricted to rules with Index > after (the caller uses
+// it to skip an ignore rule that does not hold).
+func (l *List) MatchAfter(t *Task, after int) *Rule {
+	if after >= len(l.rules) {
+		return nil
+	}
+	return l.match(t, int32(max(after, -1)))
+}
+
+func (l *List) run(m map[uint32]span, key uint32) []int32 {
+	s, ok := m[key]
+	if !ok {
+		return nil
+	}
+	return l.arena[s.off : s.off+s.n : s.off+s.n]
+}
+
+// match merges the three candidate runs by rule index and returns the first
+// candidate whose process test passes. A @group rule can be in two runs (by
+// gid and by member uid); advancing every run whose head is the chosen index
+// tries it once. Without process tests the first
+// candidate wins, so the cost is two map look-ups whatever the list length.
+func (l *List) match(t *Task, after int32) *Rule {
+	a := l.anyIdx
+	u := l.run(l.byUID, t.UID)
+	g := l.run(l.byGID, t.GID)
+	if after >= 0 {
+		a = a[upper(a, after):]
+		u = u[upper(u, after):]
+		g = g[upper(g, after):]
+	}
+	for {
+		const none = int32(1<<31 - 1)
+		best := none
+		if len(a) > 0 {
+			best = a[0]
+		}
+		if len(u) > 0 && u[0] < best {
+			best = u[0]
+		}
+		if len(g) > 0 && g[0] < best {
+			best = g[0]
+		}
+		if best == none {
+			return nil
+		}
+		if len(a) > 0 && a[0] == best {
+			a = a[1:]
+		}
+		if len(u) > 0 && u[0] == best {
+			u = u[1:]
+		}
+		if len(g) > 0 && g[0] == best {
+			g = g[1:]
+		}
+		if !l.anyProc || l.procs[best].match(t.Process) {
+			return l.rules[best]
+		}
+	}
+}
+
+// upper returns the position of the first element of the sorted run s that
+// is greater than x.
+func upper(s []int32, x int32) int {
+	lo, hi := 0, len(s)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if s[m] <= x {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
+}

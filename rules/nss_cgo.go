@@ -1,0 +1,84 @@
+//go:build cgo
+
+package rules
+
+/*
+#include <errno.h>
+#include <grp.h>
+#include <stdlib.h>
+#include <unistd.h>
+*/
+import "C"
+
+import (
+	"fmt"
+	"syscall"
+	"unsafe"
+)
+
+// maxGroupBuf bounds the buffer getgr*_r may ask for: a group with tens of
+// thousands of members needs a few megabytes, nothing legitimate needs more.
+const maxGroupBuf = 64 << 20
+
+func lookupGroup(name string) (Group, error) {
+	if badName(name) {
+		return Group{}, fmt.Errorf("group %q: %w", name, ErrNotFound)
+	}
+	cname := C.CString(name)
+	defer C.free(unsafe.Pointer(cname))
+	g, err := getgr(func(grp *C.struct_group, buf *C.char, n C.size_t, res **C.struct_group) C.int {
+		return C.getgrnam_r(cname, grp, buf, n, res)
+	})
+	if err != nil {
+		return Group{}, fmt.Errorf("group %q: %w", name, err)
+	}
+	return g, nil
+}
+
+func lookupGroupID(gid uint32) (Group, error) {
+	g, err := getgr(func(grp *C.struct_group, buf *C.char, n C.size_t, res **C.struct_group) C.int {
+		return C.getgrgid_r(C.gid_t(gid), grp, buf, n, res)
+	})
+	if err != nil {
+		return Group{}, fmt.Errorf("gid %d: %w", gid, err)
+	}
+	return g, nil
+}
+
+// getgr runs one getgr*_r call, growing the buffer while it reports ERANGE,
+// and copies the entry into Go memory.
+func getgr(call func(*C.struct_group, *C.char, C.size_t, **C.struct_group) C.int) (Group, error) {
+	size := C.size_t(4096)
+	if n := C.sysconf(C._SC_GETGR_R_SIZE_MAX); n > 0 && C.size_t(n) > size {
+		size = C.size_t(n)
+	}
+	for {
+		buf := C.malloc(size)
+		if buf == nil {
+			return Group{}, syscall.ENOMEM
+		}
+		var grp C.struct_group
+		var res *C.struct_group
+		rc := call(&grp, (*C.char)(buf), size, &res)
+		if rc == C.ERANGE && size < maxGroupBuf {
+			C.free(buf)
+			size *= 2
+			continue
+		}
+		defer C.free(buf)
+		switch {
+		case rc == 0 && res == nil,
+			// getgrnam_r(3): these also mean "not found", depending on the
+			// NSS module.
+			rc == C.ENOENT, rc == C.ESRCH, rc == C.EBADF, rc == C.EPERM:
+			return Group{}, ErrNotFound
+		case rc != 0:
+			return Group{}, syscall.Errno(rc)
+		}
+		g := Group{Name: C.GoString(grp.gr_name), GID: uint32(grp.gr_gid)}
+		for p := grp.gr_mem; p != nil && *p != nil; p = (**C.char)(unsafe.Add(unsafe.Pointer(p), unsafe.Sizeof(*p))) {
+			g.Members = append(g.Members, C.GoString(*p))
+		}
+		return g, nil
+	}
+}
