@@ -1,0 +1,585 @@
+package kernel
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+	"unsafe"
+
+	"github.com/vishvananda/netlink/nl"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// DefaultReceiveBuffer is the receive buffer requested when
+	// Config.ReceiveBuffer is 0. Each queued event costs the skb's truesize
+	// (roughly 0.7-1 KiB for a 76-byte event), so 8 MiB (the kernel doubles
+	// it to 16 MiB of accounting) holds on the order of 10-20 thousand
+	// events: a few hundred milliseconds of a fork storm while the reader is
+	// descheduled or the consumer is slow. libcgroup used the default
+	// (~200 KiB, a couple of hundred events) and lost millions of events
+	// under load. It is pinned kernel memory, but one socket per host.
+	DefaultReceiveBuffer = 8 << 20
+
+	// DefaultAckTimeout bounds each wait for the kernel's acknowledgement.
+	// The ack is sent synchronously from within our sendmsg(2), so on a
+	// kernel that understands the request it is already queued when send
+	// returns; the timeout is only ever reached on kernels older than 6.6
+	// (probe for filtering, then fall back) or from outside the init
+	// namespaces. It must stay short: the daemon has to be ready in 0.2 s.
+	DefaultAckTimeout = 250 * time.Millisecond
+
+	// recvBufLen is the reused receive buffer. The proc connector sends one
+	// 76-byte event per datagram, but nothing else on this socket is
+	// bounded that tightly: 64 KiB covers any netlink datagram (the kernel
+	// caps connector messages at 16 KiB) and truncation is still detected
+	// (MSG_TRUNC) and counted as malformed.
+	recvBufLen = 64 << 10
+
+	// maxBatch bounds how many datagrams one Read drains without blocking,
+	// so a flood cannot starve the consumer of a return.
+	maxBatch = 256
+
+	// maxPending bounds the events kept while Listen waits for the ack.
+	maxPending = 16384
+
+	procCnMcastListen = 1 // PROC_CN_MCAST_LISTEN
+	// PROC_CN_MCAST_IGNORE. Not nl.PROC_CN_MCAST_IGNORE: in netlink v1.3.1
+	// that constant repeats the previous const expression and equals 1
+	// (LISTEN).
+	procCnMcastIgnore = 2
+)
+
+var (
+	// ErrClosed is returned by Read after Close.
+	ErrClosed = errors.New("proc connector connection closed")
+
+	// ErrNoAck: the kernel never acknowledged the listen request. Either the
+	// process is not in the initial user and PID namespaces (the kernel then
+	// ignores it silently) or the kernel lacks CONFIG_PROC_EVENTS.
+	ErrNoAck = errors.New("the kernel did not acknowledge the proc connector listen request (the caller must be in the initial user and PID namespaces, and the kernel needs CONFIG_PROC_EVENTS)")
+
+	// ErrNotSupported: the kernel has no netlink connector at all
+	// (CONFIG_CONNECTOR unset). Wrapped together with the errno.
+	ErrNotSupported = errors.New("netlink proc connector not supported by this kernel")
+)
+
+// Config configures Listen. The zero value is valid.
+type Config struct {
+	// ReceiveBuffer is the socket receive buffer in bytes, set with
+	// SO_RCVBUFFORCE so that net.core.rmem_max does not cap it. The kernel
+	// doubles the value (for its bookkeeping overhead) and enforces a small
+	// minimum. 0 means DefaultReceiveBuffer.
+	ReceiveBuffer int
+
+	// Events is the mask of event types to deliver; 0 means all.
+	// EventOverflow is always delivered and need not be set. On kernels that
+	// support it the kernel filters (see Conn.Filtered); Read filters in any
+	// case.
+	Events What
+
+	// AckTimeout bounds each wait for the kernel's acknowledgement; 0 means
+	// DefaultAckTimeout.
+	AckTimeout time.Duration
+}
+
+// Stats are counters of a Conn since Listen.
+type Stats struct {
+	Datagrams uint64 // datagrams received from the socket, from any sender
+	Events    uint64 // kernel events returned by Read
+	Overflows uint64 // overflow reports (ENOBUFS), each returned as one EventOverflow
+	Discarded uint64 // kernel events received but not returned: acks, types outside Config.Events
+	Malformed uint64 // datagrams from the kernel that failed to decode (events before the fault are kept)
+	Foreign   uint64 // datagrams dropped because a process, not the kernel, sent them
+}
+
+// Conn is a subscription to the proc connector.
+type Conn struct {
+	f      *os.File
+	raw    syscall.RawConn
+	portID uint32 // our netlink port id; the kernel echoes portID+1 in the ack
+
+	mask     What // requested kernel event types, eventAll when everything
+	filtered bool // the kernel accepted the per-socket filter request
+
+	// subscribed is set once the kernel acknowledged a listen request, so
+	// Close knows it owes an IGNORE (sending one without a prior LISTEN
+	// would decrement the kernel's global listener count on old kernels).
+	subscribed bool
+
+	// Reader state, owned by the goroutine in Read (or Listen before it).
+	buf        []byte
+	from       unix.RawSockaddrNetlink
+	fromLen    uint32
+	rdst       []Event            // destination of receive
+	rerr       unix.Errno         // hard error seen by receive
+	receiveFn  func(uintptr) bool // c.receive, bound once so Read does not allocate
+	pending    []Event            // received while Listen waited for the ack
+	deliverAll bool               // tests only: skip user-space filtering
+
+	closeOnce sync.Once
+	closed    atomic.Bool
+	closeErr  error
+
+	datagrams, events, overflows, discarded, malformed, foreign atomic.Uint64
+}
+
+// Filter support as probed by the first Listen that got an answer; later
+// Listens on a kernel without it skip the probe and its timeout.
+const (
+	filterUnknown int32 = iota
+	filterSupported
+	filterUnsupported
+)
+
+var filterSupport atomic.Int32
+
+// seqCounter numbers our requests (cn_msg.seq). Acks are multicast to every
+// listener, so ours are recognised by seq together with ack == portID+1.
+var seqCounter atomic.Uint32
+
+// Listen opens a proc connector socket, sizes its receive buffer, subscribes
+// (with a kernel-side event filter where supported) and waits for the
+// kernel's acknowledgement. Events that arrive meanwhile are kept for Read.
+//
+// Errors wrap the cause: errors.Is(err, unix.EPERM) without CAP_NET_ADMIN,
+// ErrNoAck when the kernel ignores the request (not in the initial user and
+// PID namespaces), ErrNotSupported without a netlink connector.
+func Listen(cfg Config) (*Conn, error) {
+	if cfg.ReceiveBuffer < 0 {
+		return nil, fmt.Errorf("kernel: negative receive buffer size %d", cfg.ReceiveBuffer)
+	}
+	if cfg.AckTimeout < 0 {
+		return nil, fmt.Errorf("kernel: negative ack timeout %v", cfg.AckTimeout)
+	}
+	if bad := cfg.Events &^ (eventAll | EventOverflow); bad != 0 {
+		return nil, fmt.Errorf("kernel: unknown event types %v in Config.Events", bad)
+	}
+	mask := cfg.Events &^ EventOverflow
+	if mask == 0 {
+		if cfg.Events != 0 {
+			return nil, errors.New("kernel: Config.Events asks for no kernel event type (EventOverflow is always delivered)")
+		}
+		mask = eventAll
+	}
+	rcvbuf := cfg.ReceiveBuffer
+	if rcvbuf == 0 {
+		rcvbuf = DefaultReceiveBuffer
+	}
+	timeout := cfg.AckTimeout
+	if timeout == 0 {
+		timeout = DefaultAckTimeout
+	}
+
+	s, err := nl.Subscribe(unix.NETLINK_CONNECTOR, cnIdxProc)
+	if err != nil {
+		if errors.Is(err, unix.EPROTONOSUPPORT) {
+			return nil, fmt.Errorf("kernel: opening a NETLINK_CONNECTOR socket: %w: %w", ErrNotSupported, err)
+		}
+		return nil, fmt.Errorf("kernel: joining the proc connector multicast group (needs CAP_NET_ADMIN): %w", err)
+	}
+	if err := s.SetReceiveBufferSize(rcvbuf, true); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("kernel: setting the receive buffer to %d bytes with SO_RCVBUFFORCE (needs CAP_NET_ADMIN): %w", rcvbuf, err)
+	}
+	// nl.NetlinkSocket keeps its *os.File private and its Receive allocates
+	// per call, so the Conn reads through a duplicate descriptor wrapped in
+	// its own *os.File: that registers it with the runtime poller, which
+	// gives blocking reads without a blocked thread, read deadlines for the
+	// ack wait, and a Close that wakes a blocked Read and defers the real
+	// close(2) until that Read has let go of the descriptor.
+	fd, err := unix.FcntlInt(uintptr(s.GetFd()), unix.F_DUPFD_CLOEXEC, 0)
+	s.Close()
+	if err != nil {
+		return nil, fmt.Errorf("kernel: duplicating the netlink socket: %w", err)
+	}
+	// The duplicate shares the file description, so it is non-blocking too
+	// and NewFile makes it pollable.
+	f := os.NewFile(uintptr(fd), "netlink:proc-connector")
+	c := &Conn{f: f, mask: mask, buf: make([]byte, recvBufLen)}
+	c.receiveFn = c.receive
+	if c.raw, err = f.SyscallConn(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("kernel: %w", err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("kernel: reading the netlink port id: %w", err)
+	}
+	if nsa, ok := sa.(*unix.SockaddrNetlink); ok {
+		c.portID = nsa.Pid
+	}
+	if err := c.subscribe(timeout); err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// subscribe sends the listen request(s) and waits for the acknowledgement.
+func (c *Conn) subscribe(timeout time.Duration) error {
+	var probeSeq uint32
+	if filterSupport.Load() != filterUnsupported {
+		// 8-byte proc_input with mask "all": acknowledged by 6.6+ kernels
+		// (acks only pass a filter whose mask is "all"), ignored by older.
+		var err error
+		if probeSeq, err = c.send(procCnMcastListen, eventAll, true); err != nil {
+			return err
+		}
+		seq, ackErr, err := c.waitAck(timeout, probeSeq, 0)
+		if err != nil {
+			return err
+		}
+		if seq != 0 {
+			if ackErr != 0 {
+				return fmt.Errorf("kernel: proc connector listen request refused: %w", unix.Errno(ackErr))
+			}
+			c.filtered = true
+		}
+	}
+	if !c.filtered {
+		seq4, err := c.send(procCnMcastListen, 0, false)
+		if err != nil {
+			return err
+		}
+		// A late ack of the probe still proves filter support.
+		seq, ackErr, err := c.waitAck(timeout, seq4, probeSeq)
+		if err != nil {
+			return err
+		}
+		if seq == 0 {
+			if lost(c.pending) {
+				// The ack may have been among the dropped events.
+				return fmt.Errorf("kernel: no acknowledgement within %v, but the receive buffer overflowed meanwhile (too small for this system's event rate?): %w", timeout, ErrNoAck)
+			}
+			return fmt.Errorf("kernel: no acknowledgement within %v: %w", timeout, ErrNoAck)
+		}
+		if ackErr != 0 {
+			return fmt.Errorf("kernel: proc connector listen request refused: %w", unix.Errno(ackErr))
+		}
+		c.filtered = seq == probeSeq
+	}
+	c.subscribed = true
+	if c.filtered {
+		filterSupport.Store(filterSupported)
+	} else if probeSeq != 0 && !lost(c.pending) {
+		// Only a clean "4-byte acked, 8-byte not" is proof; a probe ack lost
+		// to an overflow is not.
+		filterSupport.Store(filterUnsupported)
+	}
+	if c.filtered && c.mask != eventAll {
+		// Processed synchronously inside sendmsg; there will be no ack for
+		// us (it does not pass the filter), and errors (EINVAL for a bad
+		// op) cannot happen for LISTEN.
+		if _, err := c.send(procCnMcastListen, c.mask, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// send sends one proc connector control message: op as the classic 4-byte
+// request, or with mask as an 8-byte struct proc_input.
+func (c *Conn) send(op uint32, mask What, withMask bool) (seq uint32, err error) {
+	seq = seqCounter.Add(1)
+	if seq == 0 { // 0 means "no ack" to waitAck
+		seq = seqCounter.Add(1)
+	}
+	dlen := 4
+	if withMask {
+		dlen = 8
+	}
+	b := make([]byte, nlmsgHdrLen+cnMsgLen+dlen)
+	ne := binary.NativeEndian
+	ne.PutUint32(b[0:], uint32(len(b)))
+	ne.PutUint16(b[4:], unix.NLMSG_DONE) // the connector's message type, both ways
+	ne.PutUint16(b[6:], 0)
+	ne.PutUint32(b[8:], seq)
+	ne.PutUint32(b[12:], c.portID)
+	m := b[nlmsgHdrLen:]
+	ne.PutUint32(m[0:], cnIdxProc)
+	ne.PutUint32(m[4:], cnValProc)
+	ne.PutUint32(m[8:], seq)
+	ne.PutUint32(m[12:], c.portID) // echoed back +1: tells our acks from others'
+	ne.PutUint16(m[16:], uint16(dlen))
+	ne.PutUint16(m[18:], 0)
+	ne.PutUint32(m[20:], op)
+	if withMask {
+		ne.PutUint32(m[24:], uint32(mask))
+	}
+	var serr error
+	kernelAddr := &unix.SockaddrNetlink{Family: unix.AF_NETLINK}
+	err = c.raw.Write(func(fd uintptr) bool {
+		serr = unix.Sendto(int(fd), b, 0, kernelAddr)
+		return serr != unix.EAGAIN
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return 0, fmt.Errorf("kernel: sending proc connector request (op %d, %d bytes): %w", op, dlen, err)
+	}
+	return seq, nil
+}
+
+// waitAck reads until the kernel acknowledges one of our requests numbered
+// seqA or seqB (0 = unused) or timeout passes. It returns the acknowledged
+// seq (0 on timeout) and the ack's error field. Everything else received is
+// kept in c.pending for the first Read; acks are dropped.
+func (c *Conn) waitAck(timeout time.Duration, seqA, seqB uint32) (seq, ackErr uint32, err error) {
+	if err := c.f.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		return 0, 0, fmt.Errorf("kernel: %w", err)
+	}
+	defer c.f.SetReadDeadline(time.Time{})
+	full := len(c.pending) >= maxPending
+	for seq == 0 {
+		start := len(c.pending)
+		c.rdst, c.rerr = c.pending, 0
+		rerr := c.raw.Read(c.receiveFn)
+		c.pending, c.rdst = c.rdst, nil
+		if errors.Is(rerr, os.ErrDeadlineExceeded) {
+			return 0, 0, nil
+		}
+		if rerr != nil {
+			return 0, 0, fmt.Errorf("kernel: waiting for the ack: %w", rerr)
+		}
+		if c.rerr != 0 {
+			return 0, 0, fmt.Errorf("kernel: waiting for the ack: %w", c.rerr)
+		}
+		// Drop acks (ours and other listeners') from what Read will see.
+		kept := start
+		for i := start; i < len(c.pending); i++ {
+			e := c.pending[i]
+			if e.What == EventNone {
+				if e.Ack == c.portID+1 && (e.Seq == seqA || e.Seq == seqB) && e.Seq != 0 {
+					seq, ackErr = e.Seq, e.Err
+				}
+				continue
+			}
+			c.pending[kept] = e
+			kept++
+		}
+		c.pending = c.pending[:kept]
+		if full {
+			c.pending = c.pending[:start] // already ends with an overflow
+		} else if len(c.pending) >= maxPending {
+			c.pending = append(c.pending[:maxPending-1], Event{What: EventOverflow, Timestamp: monotonicNow()})
+			full = true
+		}
+	}
+	return seq, ackErr, nil
+}
+
+// Filtered reports whether the kernel filters events for this socket
+// (kernel 6.6+). Without it every event type reaches the socket and Read
+// discards the unwanted ones, which costs receive-buffer space.
+func (c *Conn) Filtered() bool { return c.filtered }
+
+// ReceiveBuffer returns the socket's receive buffer size as the kernel
+// accounts it (SO_RCVBUF: twice the requested size).
+func (c *Conn) ReceiveBuffer() (int, error) {
+	var n int
+	var serr error
+	err := c.raw.Control(func(fd uintptr) {
+		n, serr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUF)
+	})
+	if err == nil {
+		err = serr
+	}
+	if err != nil {
+		return 0, fmt.Errorf("kernel: reading SO_RCVBUF: %w", err)
+	}
+	return n, nil
+}
+
+// Read blocks until at least one wanted event, or an overflow, is available
+// and appends the available events (up to a batch of datagrams) to dst.
+// Acks and types outside Config.Events are dropped. An EventOverflow marks
+// where events were lost. After Close it returns ErrClosed.
+//
+// Read must not be called concurrently with itself. In the steady state it
+// does not allocate when dst has room for the events.
+func (c *Conn) Read(dst []Event) ([]Event, error) {
+	start := len(dst)
+	if c.closed.Load() {
+		return dst, ErrClosed
+	}
+	if c.pending != nil {
+		dst = append(dst, c.pending...)
+		c.pending = nil
+		if dst = c.keep(dst, start); len(dst) > start {
+			return dst, nil
+		}
+	}
+	for {
+		c.rdst, c.rerr = dst, 0
+		err := c.raw.Read(c.receiveFn)
+		dst, c.rdst = c.rdst, nil
+		dst = c.keep(dst, start)
+		if c.closed.Load() {
+			return dst[:start], ErrClosed
+		}
+		if err != nil {
+			return dst, fmt.Errorf("kernel: receiving from the proc connector: %w", err)
+		}
+		if c.rerr != 0 {
+			return dst, fmt.Errorf("kernel: receiving from the proc connector: %w", c.rerr)
+		}
+		if len(dst) > start {
+			return dst, nil
+		}
+		// Only acks or unwanted events: wait for more.
+	}
+}
+
+// receive is the raw read callback: it drains up to maxBatch datagrams
+// without blocking, decoding them into c.rdst. It returns false (wait for
+// the socket to become readable) only when nothing at all was received.
+func (c *Conn) receive(fd uintptr) bool {
+	got := 0
+	for got < maxBatch {
+		// Stop once the caller's slice is full, so that a Read into a
+		// reused buffer does not grow (allocate) it; the rest stays queued.
+		if got > 0 && len(c.rdst) >= cap(c.rdst) {
+			return true
+		}
+		n, errno := c.recvfrom(int(fd))
+		switch errno {
+		case 0:
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			return got > 0
+		case unix.ENOBUFS:
+			// The kernel dropped events; the socket stays usable and the
+			// error is reported once per overflow.
+			c.rdst = append(c.rdst, Event{What: EventOverflow, Timestamp: monotonicNow()})
+			got++
+			continue
+		default:
+			if got == 0 {
+				c.rerr = errno
+			} // else deliver what we have; a persistent error recurs next time
+			return true
+		}
+		got++
+		c.datagrams.Add(1)
+		if c.from.Pid != 0 {
+			c.foreign.Add(1)
+			continue
+		}
+		if n > len(c.buf) { // MSG_TRUNC reports the full length
+			c.malformed.Add(1)
+			continue
+		}
+		var err error
+		if c.rdst, err = Decode(c.buf[:n], c.rdst); err != nil {
+			c.malformed.Add(1)
+		}
+	}
+	return true
+}
+
+// recvfrom is recvfrom(2) into c.buf and c.from. unix.Recvfrom would
+// allocate a Sockaddr per datagram; the sender's port id is all we need.
+func (c *Conn) recvfrom(fd int) (int, unix.Errno) {
+	c.fromLen = unix.SizeofSockaddrNetlink
+	n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd),
+		uintptr(unsafe.Pointer(&c.buf[0])), uintptr(len(c.buf)),
+		unix.MSG_TRUNC|unix.MSG_DONTWAIT,
+		uintptr(unsafe.Pointer(&c.from)), uintptr(unsafe.Pointer(&c.fromLen)))
+	return int(n), errno
+}
+
+// keep compacts dst[start:] to the events the caller asked for and counts.
+func (c *Conn) keep(dst []Event, start int) []Event {
+	out := start
+	for i := start; i < len(dst); i++ {
+		if !c.deliverAll && !c.wants(&dst[i]) {
+			c.discarded.Add(1)
+			continue
+		}
+		if dst[i].What == EventOverflow {
+			c.overflows.Add(1)
+		} else {
+			c.events.Add(1)
+		}
+		if out != i {
+			dst[out] = dst[i]
+		}
+		out++
+	}
+	return dst[:out]
+}
+
+// wants mirrors the kernel's cn_filter for the requested mask.
+func (c *Conn) wants(e *Event) bool {
+	switch {
+	case e.What == EventOverflow:
+		return true
+	case e.What == EventNone:
+		return false // acks belong to Listen
+	case c.mask == eventAll:
+		return true // including types newer than this package
+	case e.What&c.mask != 0:
+		return true
+	case e.What == EventExit && c.mask&EventNonzeroExit != 0 && e.ExitCode != 0:
+		return true
+	}
+	return false
+}
+
+// Stats returns the counters. Safe from any goroutine.
+func (c *Conn) Stats() Stats {
+	return Stats{
+		Datagrams: c.datagrams.Load(),
+		Events:    c.events.Load(),
+		Overflows: c.overflows.Load(),
+		Discarded: c.discarded.Load(),
+		Malformed: c.malformed.Load(),
+		Foreign:   c.foreign.Load(),
+	}
+}
+
+// Close unsubscribes (PROC_CN_MCAST_IGNORE, best effort) and closes the
+// socket, waking a blocked Read, which returns ErrClosed. It may be called
+// from any goroutine, more than once; later calls return the first result.
+func (c *Conn) Close() error {
+	c.closeOnce.Do(func() {
+		c.closed.Store(true)
+		if c.subscribed {
+			// Best effort: the kernel also forgets the socket when it closes;
+			// the request keeps its listener count (which gates whether
+			// events are generated at all) accurate on older kernels.
+			_, _ = c.send(procCnMcastIgnore, 0, false)
+		}
+		if err := c.f.Close(); err != nil {
+			c.closeErr = fmt.Errorf("kernel: closing the netlink socket: %w", err)
+		}
+	})
+	return c.closeErr
+}
+
+// lost reports whether evs contains an overflow marker.
+func lost(evs []Event) bool {
+	for i := range evs {
+		if evs[i].What == EventOverflow {
+			return true
+		}
+	}
+	return false
+}
+
+func monotonicNow() uint64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		return 0
+	}
+	return uint64(ts.Nano())
+}

@@ -1,0 +1,66 @@
+// Package kernel is the daemon's only contact with the Linux proc connector:
+// the netlink multicast channel (NETLINK_CONNECTOR, CN_IDX_PROC) on which the
+// kernel reports process events — fork, exec, credential changes, exit.
+//
+// It does two things and nothing else:
+//
+//   - Decode turns one received datagram into Events. It is a pure function
+//     over bytes (explicit native-endian decoding, no reflection, no
+//     allocation beyond growing dst) so it can be fuzzed and benchmarked
+//     without a kernel.
+//   - Listen / Conn.Read / Conn.Close own the socket: subscription, the
+//     kernel's acknowledgement, per-listener event filtering where the kernel
+//     offers it, overflow reporting, and shutdown.
+//
+// # Privileges
+//
+// Joining the proc connector's multicast group needs CAP_NET_ADMIN (bind(2)
+// fails with EPERM without it, and older kernels also refuse the listen
+// request itself, reporting EPERM in the acknowledgement). SO_RCVBUFFORCE,
+// used so the receive buffer is not capped by net.core.rmem_max, needs it as
+// well. The process must also live in the initial user and PID namespaces:
+// the kernel silently ignores listen requests from anywhere else, so from a
+// container Listen fails with ErrNoAck after waiting for the acknowledgement
+// that never comes. PIDs in events are global (init PID namespace) and ids
+// are mapped into the init user namespace.
+//
+// # Event filtering
+//
+// Kernels 6.6 and later accept an 8-byte listen request (struct proc_input)
+// that carries an event-type mask, and then only deliver the requested types
+// to this socket. Older kernels silently drop a request of that size. Listen
+// therefore probes: it subscribes with the 8-byte form and, if no
+// acknowledgement arrives within Config.AckTimeout, falls back to the classic
+// 4-byte PROC_CN_MCAST_LISTEN. The outcome is cached for the process, so only
+// the first Listen on an old kernel pays the timeout. Whatever the kernel
+// does, Read only returns the requested types: events outside the mask are
+// dropped in user space too (which also covers the short window between
+// subscribing and installing the filter).
+//
+// The kernel does not deliver acknowledgements through a filter whose mask is
+// not "all events" (an ack has event type 0). Listen therefore first
+// subscribes for all events, waits for that ack, and only then narrows the
+// mask; the kernel applies that second request synchronously within
+// sendmsg(2), so it needs no acknowledgement of its own.
+//
+// # Loss
+//
+// Netlink delivery is unreliable by design: when the socket's receive buffer
+// is full the kernel drops events and the next receive fails once with
+// ENOBUFS. Read turns that into an Event with What == EventOverflow (counted
+// in Stats.Overflows) and carries on; the consumer must resynchronise (rescan
+// /proc). Events received while Listen waits for the acknowledgement are
+// kept and returned by the first Read, so subscribing before scanning /proc
+// leaves no gap.
+//
+// Only datagrams sent by the kernel (sender port id 0) are decoded: any
+// local process may unicast to a netlink socket, and forged exec or setuid
+// events would otherwise steer classification.
+//
+// # Concurrency
+//
+// Read must be called from one goroutine at a time (the daemon's reader).
+// Stats and Close may be called from any goroutine at any time; Close
+// unblocks a Read blocked in the kernel, which then returns ErrClosed. Close
+// is idempotent. Decode is safe for concurrent use.
+package kernel
