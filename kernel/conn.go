@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -102,7 +104,7 @@ type Stats struct {
 type Conn struct {
 	f      *os.File
 	raw    syscall.RawConn
-	portID uint32 // our netlink port id; the kernel echoes portID+1 in the ack
+	portID uint32 // our netlink port id (nlmsg_pid of requests)
 
 	mask     What // requested kernel event types, eventAll when everything
 	filtered bool // the kernel accepted the per-socket filter request
@@ -139,9 +141,26 @@ const (
 
 var filterSupport atomic.Int32
 
-// seqCounter numbers our requests (cn_msg.seq). Acks are multicast to every
-// listener, so ours are recognised by seq together with ack == portID+1.
+// probePad lengthens the filter probe; tests set it so that this kernel
+// ignores the probe the way a pre-6.6 kernel ignores any 8-byte request.
+var probePad = 0
+
+// seqCounter numbers our requests (cn_msg.seq, nlmsg_seq). The kernel does
+// not echo it: the ack's seq is overwritten with the per-CPU event counter.
 var seqCounter atomic.Uint32
+
+// newTag returns a cn_msg.ack value for a request. The kernel echoes it + 1
+// in the acknowledgement, and acks are multicast to every listener, so this
+// is the only way to tell ours from others'. Random, so it collides neither
+// with other processes (which mostly send 0) nor with our earlier requests;
+// never so large that +1 wraps to 0.
+func newTag() uint32 {
+	for {
+		if t := rand.Uint32(); t > 1<<16 && t < math.MaxUint32 {
+			return t
+		}
+	}
+}
 
 // Listen opens a proc connector socket, sizes its receive buffer, subscribes
 // (with a kernel-side event filter where supported) and waits for the
@@ -224,19 +243,19 @@ func Listen(cfg Config) (*Conn, error) {
 
 // subscribe sends the listen request(s) and waits for the acknowledgement.
 func (c *Conn) subscribe(timeout time.Duration) error {
-	var probeSeq uint32
+	var probeTag uint32
 	if filterSupport.Load() != filterUnsupported {
 		// 8-byte proc_input with mask "all": acknowledged by 6.6+ kernels
 		// (acks only pass a filter whose mask is "all"), ignored by older.
 		var err error
-		if probeSeq, err = c.send(procCnMcastListen, eventAll, true); err != nil {
+		if probeTag, err = c.send(procCnMcastListen, eventAll, true); err != nil {
 			return err
 		}
-		seq, ackErr, err := c.waitAck(timeout, probeSeq, 0)
+		tag, ackErr, err := c.waitAck(timeout, probeTag, 0)
 		if err != nil {
 			return err
 		}
-		if seq != 0 {
+		if tag != 0 {
 			if ackErr != 0 {
 				return fmt.Errorf("kernel: proc connector listen request refused: %w", unix.Errno(ackErr))
 			}
@@ -244,16 +263,16 @@ func (c *Conn) subscribe(timeout time.Duration) error {
 		}
 	}
 	if !c.filtered {
-		seq4, err := c.send(procCnMcastListen, 0, false)
+		tag4, err := c.send(procCnMcastListen, 0, false)
 		if err != nil {
 			return err
 		}
 		// A late ack of the probe still proves filter support.
-		seq, ackErr, err := c.waitAck(timeout, seq4, probeSeq)
+		tag, ackErr, err := c.waitAck(timeout, tag4, probeTag)
 		if err != nil {
 			return err
 		}
-		if seq == 0 {
+		if tag == 0 {
 			if lost(c.pending) {
 				// The ack may have been among the dropped events.
 				return fmt.Errorf("kernel: no acknowledgement within %v, but the receive buffer overflowed meanwhile (too small for this system's event rate?): %w", timeout, ErrNoAck)
@@ -263,12 +282,12 @@ func (c *Conn) subscribe(timeout time.Duration) error {
 		if ackErr != 0 {
 			return fmt.Errorf("kernel: proc connector listen request refused: %w", unix.Errno(ackErr))
 		}
-		c.filtered = seq == probeSeq
+		c.filtered = tag == probeTag
 	}
 	c.subscribed = true
 	if c.filtered {
 		filterSupport.Store(filterSupported)
-	} else if probeSeq != 0 && !lost(c.pending) {
+	} else if probeTag != 0 && !lost(c.pending) {
 		// Only a clean "4-byte acked, 8-byte not" is proof; a probe ack lost
 		// to an overflow is not.
 		filterSupport.Store(filterUnsupported)
@@ -286,14 +305,13 @@ func (c *Conn) subscribe(timeout time.Duration) error {
 
 // send sends one proc connector control message: op as the classic 4-byte
 // request, or with mask as an 8-byte struct proc_input.
-func (c *Conn) send(op uint32, mask What, withMask bool) (seq uint32, err error) {
-	seq = seqCounter.Add(1)
-	if seq == 0 { // 0 means "no ack" to waitAck
-		seq = seqCounter.Add(1)
-	}
+// It returns the request's tag: the ack carries tag+1.
+func (c *Conn) send(op uint32, mask What, withMask bool) (tag uint32, err error) {
+	seq := seqCounter.Add(1)
+	tag = newTag()
 	dlen := 4
 	if withMask {
-		dlen = 8
+		dlen = 8 + probePad
 	}
 	b := make([]byte, nlmsgHdrLen+cnMsgLen+dlen)
 	ne := binary.NativeEndian
@@ -306,7 +324,7 @@ func (c *Conn) send(op uint32, mask What, withMask bool) (seq uint32, err error)
 	ne.PutUint32(m[0:], cnIdxProc)
 	ne.PutUint32(m[4:], cnValProc)
 	ne.PutUint32(m[8:], seq)
-	ne.PutUint32(m[12:], c.portID) // echoed back +1: tells our acks from others'
+	ne.PutUint32(m[12:], tag) // echoed back +1: tells our acks from others'
 	ne.PutUint16(m[16:], uint16(dlen))
 	ne.PutUint16(m[18:], 0)
 	ne.PutUint32(m[20:], op)
@@ -325,20 +343,20 @@ func (c *Conn) send(op uint32, mask What, withMask bool) (seq uint32, err error)
 	if err != nil {
 		return 0, fmt.Errorf("kernel: sending proc connector request (op %d, %d bytes): %w", op, dlen, err)
 	}
-	return seq, nil
+	return tag, nil
 }
 
-// waitAck reads until the kernel acknowledges one of our requests numbered
-// seqA or seqB (0 = unused) or timeout passes. It returns the acknowledged
-// seq (0 on timeout) and the ack's error field. Everything else received is
+// waitAck reads until the kernel acknowledges one of our requests tagged
+// tagA or tagB (0 = unused) or timeout passes. It returns the acknowledged
+// tag (0 on timeout) and the ack's error field. Everything else received is
 // kept in c.pending for the first Read; acks are dropped.
-func (c *Conn) waitAck(timeout time.Duration, seqA, seqB uint32) (seq, ackErr uint32, err error) {
+func (c *Conn) waitAck(timeout time.Duration, tagA, tagB uint32) (tag, ackErr uint32, err error) {
 	if err := c.f.SetReadDeadline(time.Now().Add(timeout)); err != nil {
 		return 0, 0, fmt.Errorf("kernel: %w", err)
 	}
 	defer c.f.SetReadDeadline(time.Time{})
 	full := len(c.pending) >= maxPending
-	for seq == 0 {
+	for tag == 0 {
 		start := len(c.pending)
 		c.rdst, c.rerr = c.pending, 0
 		rerr := c.raw.Read(c.receiveFn)
@@ -357,9 +375,10 @@ func (c *Conn) waitAck(timeout time.Duration, seqA, seqB uint32) (seq, ackErr ui
 		for i := start; i < len(c.pending); i++ {
 			e := c.pending[i]
 			if e.What == EventNone {
-				if e.Ack == c.portID+1 && (e.Seq == seqA || e.Seq == seqB) && e.Seq != 0 {
-					seq, ackErr = e.Seq, e.Err
+				if t := e.Ack - 1; t != 0 && (t == tagA || t == tagB) {
+					tag, ackErr = t, e.Err
 				}
+				c.discarded.Add(1)
 				continue
 			}
 			c.pending[kept] = e
@@ -373,7 +392,7 @@ func (c *Conn) waitAck(timeout time.Duration, seqA, seqB uint32) (seq, ackErr ui
 			full = true
 		}
 	}
-	return seq, ackErr, nil
+	return tag, ackErr, nil
 }
 
 // Filtered reports whether the kernel filters events for this socket

@@ -96,7 +96,7 @@ func (w What) String() string {
 // does not carry are zero.
 type Event struct {
 	What      What
-	CPU       uint32 // CPU that reported it; 0xffffffff for acks. Seq is per CPU.
+	CPU       uint32 // CPU that reported it; Seq is per CPU
 	Timestamp uint64 // ns, CLOCK_MONOTONIC (kernel ktime_get_ns); for EventOverflow the time the loss was noticed
 
 	// PID and TGID are the subject: for FORK the child, for every other type
@@ -113,7 +113,10 @@ type Event struct {
 	RGID, EGID           uint32 // GID events, in the init user namespace
 	ExitCode, ExitSignal uint32 // EXIT: wait(2) status (code<<8 | signal) and the signal sent to the parent
 
-	Seq, Ack uint32 // from the cn_msg header; Seq counts per CPU, Ack matters for acks only
+	// Seq and Ack are the cn_msg header's. Seq counts events per CPU (also
+	// for acks: the kernel does not echo the request's seq). Ack is 0 except
+	// in acks, where it is the request's cn_msg.ack + 1.
+	Seq, Ack uint32
 	Err      uint32 // acks: errno of the request, 0 for success
 
 	// Comm is the new command name for COMM events, NUL padded. It is an

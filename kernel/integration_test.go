@@ -1,0 +1,591 @@
+package kernel
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The test binary doubles as the helper processes of the integration tests
+// (the os/exec helper-process pattern): with helperEnv set, TestMain runs
+// the named helper instead of the tests.
+const helperEnv = "CGRE_KERNEL_TEST_HELPER"
+
+func TestMain(m *testing.M) {
+	switch os.Getenv(helperEnv) {
+	case "":
+		os.Exit(m.Run())
+	case "setuid":
+		// Go applies these to every thread of the process, so the kernel
+		// reports one GID and one UID event per thread.
+		if err := syscall.Setresgid(65534, 65534, 65534); err != nil {
+			fmt.Fprintln(os.Stderr, "setresgid:", err)
+			os.Exit(2)
+		}
+		if err := syscall.Setresuid(65534, 65534, 65534); err != nil {
+			fmt.Fprintln(os.Stderr, "setresuid:", err)
+			os.Exit(2)
+		}
+		os.Exit(0)
+	case "listen":
+		// Reports how Listen fails in this process's namespaces/credentials.
+		timeout, _ := time.ParseDuration(os.Getenv("ACK_TIMEOUT"))
+		c, err := Listen(Config{AckTimeout: timeout})
+		switch {
+		case err == nil:
+			c.Close()
+			fmt.Println("ok")
+		case errors.Is(err, ErrNoAck):
+			fmt.Println("noack")
+		case errors.Is(err, unix.EPERM):
+			fmt.Println("eperm")
+		default:
+			fmt.Println("other:", err)
+		}
+		os.Exit(0)
+	default:
+		fmt.Fprintln(os.Stderr, "unknown helper", os.Getenv(helperEnv))
+		os.Exit(2)
+	}
+}
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: joining the proc connector multicast group needs CAP_NET_ADMIN, and the kernel only answers the initial user and PID namespaces")
+	}
+}
+
+func openFDs(t *testing.T) int {
+	t.Helper()
+	des, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(des)
+}
+
+// checkFDs fails the test if it ends with more open descriptors than it
+// started with. The runtime's poller opens its own descriptors on first use,
+// so it is warmed up first.
+func checkFDs(t *testing.T) {
+	t.Helper()
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.SetReadDeadline(time.Now()) // registers with the poller
+	r.Close()
+	w.Close()
+	before := openFDs(t)
+	t.Cleanup(func() {
+		if after := openFDs(t); after != before {
+			t.Errorf("open file descriptors: %d before, %d after: leaked", before, after)
+		}
+	})
+}
+
+func listen(t *testing.T, cfg Config) *Conn {
+	t.Helper()
+	start := time.Now()
+	c, err := Listen(cfg)
+	if err != nil {
+		t.Fatalf("Listen(%+v): %v", cfg, err)
+	}
+	t.Logf("Listen(%+v) took %v (filtered by the kernel: %v)", cfg, time.Since(start), c.Filtered())
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// reader runs Read in a goroutine and hands out the events one by one.
+type reader struct {
+	c   *Conn
+	ch  chan Event
+	err chan error
+}
+
+func startReader(c *Conn) *reader {
+	r := &reader{c: c, ch: make(chan Event, 1<<16), err: make(chan error, 1)}
+	go func() {
+		buf := make([]Event, 0, 64)
+		for {
+			evs, err := c.Read(buf[:0])
+			for _, e := range evs {
+				r.ch <- e
+			}
+			if err != nil {
+				r.err <- err
+				close(r.ch)
+				return
+			}
+		}
+	}()
+	return r
+}
+
+// until consumes events until done returns true or timeout passes, and
+// returns what it consumed.
+func (r *reader) until(t *testing.T, timeout time.Duration, done func(e Event) bool) []Event {
+	t.Helper()
+	var seen []Event
+	deadline := time.After(timeout)
+	for {
+		select {
+		case e, ok := <-r.ch:
+			if !ok {
+				t.Fatalf("reader stopped: %v (after %d events)", <-r.err, len(seen))
+			}
+			seen = append(seen, e)
+			if done(e) {
+				return seen
+			}
+		case <-deadline:
+			t.Fatalf("timed out after %v and %d events; stats %+v", timeout, len(seen), r.c.Stats())
+		}
+	}
+}
+
+func monotonic(t *testing.T) uint64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
+		t.Fatal(err)
+	}
+	return uint64(ts.Nano())
+}
+
+func kernelAtLeast(t *testing.T, major, minor int) bool {
+	var u unix.Utsname
+	if err := unix.Uname(&u); err != nil {
+		t.Fatal(err)
+	}
+	rel := unix.ByteSliceToString(u.Release[:])
+	var ma, mi int
+	if _, err := fmt.Sscanf(rel, "%d.%d", &ma, &mi); err != nil {
+		t.Fatalf("parsing kernel release %q: %v", rel, err)
+	}
+	return ma > major || ma == major && mi >= minor
+}
+
+func helper(name string, env ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), append(env, helperEnv+"="+name)...)
+	cmd.Stderr = os.Stderr
+	return cmd
+}
+
+func TestIntegrationEvents(t *testing.T) {
+	requireRoot(t)
+	checkFDs(t)
+	start := time.Now()
+	c := listen(t, Config{})
+	if d := time.Since(start); d > 200*time.Millisecond {
+		t.Errorf("Listen took %v; the daemon must be ready within 0.2 s", d)
+	}
+	if kernelAtLeast(t, 6, 6) && !c.Filtered() {
+		t.Errorf("Filtered() = false on a kernel >= 6.6")
+	}
+	if n, err := c.ReceiveBuffer(); err != nil || n < 2*DefaultReceiveBuffer {
+		t.Errorf("ReceiveBuffer() = %d, %v; want at least %d (SO_RCVBUFFORCE, doubled)", n, err, 2*DefaultReceiveBuffer)
+	}
+	r := startReader(c)
+
+	t0 := monotonic(t)
+	child := exec.Command("/bin/true")
+	if err := child.Run(); err != nil {
+		t.Fatal(err)
+	}
+	setuid := helper("setuid")
+	if err := setuid.Run(); err != nil {
+		t.Fatalf("setuid helper: %v", err)
+	}
+	cpid, hpid := int32(child.Process.Pid), int32(setuid.Process.Pid)
+
+	var fork, exe, exit, uid, gid *Event
+	r.until(t, 5*time.Second, func(e Event) bool {
+		switch {
+		case e.What == EventFork && e.PID == cpid:
+			fork = &e
+		case e.What == EventExec && e.PID == cpid:
+			exe = &e
+		case e.What == EventExit && e.PID == cpid:
+			exit = &e
+		case e.What == EventUID && e.TGID == hpid && e.EUID == 65534:
+			uid = &e
+		case e.What == EventGID && e.TGID == hpid && e.EGID == 65534:
+			gid = &e
+		}
+		return fork != nil && exe != nil && exit != nil && uid != nil && gid != nil
+	})
+	t1 := monotonic(t)
+
+	if fork.TGID != cpid || fork.ParentTGID != int32(os.Getpid()) || fork.ParentPID == 0 {
+		t.Errorf("fork event %+v: want child %d of process %d", fork, cpid, os.Getpid())
+	}
+	if exe.TGID != cpid {
+		t.Errorf("exec event %+v", exe)
+	}
+	if exit.ExitCode != 0 || exit.ExitSignal != uint32(unix.SIGCHLD) || exit.ParentTGID != int32(os.Getpid()) {
+		t.Errorf("exit event %+v: want code 0, signal SIGCHLD, parent %d", exit, os.Getpid())
+	}
+	if uid.RUID != 65534 {
+		t.Errorf("uid event %+v: want ruid 65534", uid)
+	}
+	if gid.RGID != 65534 {
+		t.Errorf("gid event %+v: want rgid 65534", gid)
+	}
+	// CLOCK_MONOTONIC, and in order for the one child.
+	ts := []uint64{t0, fork.Timestamp, exe.Timestamp, exit.Timestamp, t1}
+	for i := 1; i < len(ts); i++ {
+		if ts[i] < ts[i-1] {
+			t.Errorf("timestamps out of order: start %d, fork %d, exec %d, exit %d, end %d", t0, fork.Timestamp, exe.Timestamp, exit.Timestamp, t1)
+			break
+		}
+	}
+	if uid.Timestamp < t0 || uid.Timestamp > t1 || gid.Timestamp > uid.Timestamp {
+		t.Errorf("credential timestamps %d (gid), %d (uid) not within [%d, %d] in order", gid.Timestamp, uid.Timestamp, t0, t1)
+	}
+	if s := c.Stats(); s.Datagrams == 0 || s.Events == 0 || s.Malformed != 0 || s.Foreign != 0 {
+		t.Errorf("stats %+v", s)
+	}
+}
+
+func TestIntegrationFilter(t *testing.T) {
+	requireRoot(t)
+	checkFDs(t)
+	c := listen(t, Config{Events: EventFork})
+	if !kernelAtLeast(t, 6, 6) {
+		t.Skipf("kernel older than 6.6 has no per-listener filter (Filtered() = %v)", c.Filtered())
+	}
+	if !c.Filtered() {
+		t.Fatal("Filtered() = false on a kernel >= 6.6")
+	}
+	c.deliverAll = true // see what the kernel sends, not what Read would keep
+	t0 := monotonic(t)
+	r := startReader(c)
+
+	child := exec.Command("/bin/true")
+	if err := child.Run(); err != nil {
+		t.Fatal(err)
+	}
+	// The child's exec and exit were queued before the sentinel's fork, and
+	// the socket queue is FIFO: reading up to the sentinel's fork shows
+	// everything the kernel sent about the child.
+	sentinel := exec.Command("/bin/true")
+	if err := sentinel.Run(); err != nil {
+		t.Fatal(err)
+	}
+	cpid, spid := int32(child.Process.Pid), int32(sentinel.Process.Pid)
+	sawFork := false
+	seen := r.until(t, 5*time.Second, func(e Event) bool {
+		if e.What == EventFork && e.PID == cpid {
+			sawFork = true
+		}
+		return e.What == EventFork && e.PID == spid
+	})
+	if !sawFork {
+		t.Errorf("no FORK event for the child %d", cpid)
+	}
+	for _, e := range seen {
+		// Events queued before the filter was installed predate t0.
+		if e.Timestamp >= t0 && e.What != EventFork && e.What != EventOverflow {
+			t.Errorf("kernel delivered %v (pid %d) through a FORK-only filter", e.What, e.PID)
+		}
+	}
+}
+
+// TestIntegrationFilterInUserSpace checks that Read honours the mask even
+// for events the kernel did deliver (here: everything received before the
+// filter was installed, simulated by asking the kernel for everything).
+func TestIntegrationFilterInUserSpace(t *testing.T) {
+	requireRoot(t)
+	checkFDs(t)
+	c := listen(t, Config{Events: EventExec})
+	// Re-subscribe for all events behind Read's back (a 4-byte request
+	// resets the kernel's mask to "all").
+	if _, err := c.send(procCnMcastListen, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	r := startReader(c)
+	child := exec.Command("/bin/true")
+	if err := child.Run(); err != nil {
+		t.Fatal(err)
+	}
+	cpid := int32(child.Process.Pid)
+	seen := r.until(t, 5*time.Second, func(e Event) bool { return e.What == EventExec && e.PID == cpid })
+	for _, e := range seen {
+		if e.What != EventExec && e.What != EventOverflow {
+			t.Errorf("Read returned %v outside the EXEC mask", e.What)
+		}
+	}
+	if s := c.Stats(); s.Discarded == 0 {
+		t.Errorf("nothing discarded in user space: %+v", s)
+	}
+}
+
+// TestIntegrationFallback makes the kernel ignore the filter probe, as a
+// kernel older than 6.6 would, and checks the fallback to the classic
+// request, the cached result, and filtering in user space.
+func TestIntegrationFallback(t *testing.T) {
+	requireRoot(t)
+	checkFDs(t)
+	probePad = 4
+	filterSupport.Store(filterUnknown)
+	t.Cleanup(func() {
+		probePad = 0
+		filterSupport.Store(filterUnknown)
+	})
+	const timeout = 100 * time.Millisecond
+	start := time.Now()
+	c := listen(t, Config{Events: EventExec, AckTimeout: timeout})
+	if d := time.Since(start); d < timeout {
+		t.Errorf("Listen took %v, less than the probe's timeout %v", d, timeout)
+	}
+	if c.Filtered() {
+		t.Fatal("Filtered() = true although the kernel ignored the probe")
+	}
+	if filterSupport.Load() != filterUnsupported {
+		t.Errorf("the probe's outcome was not cached")
+	}
+	r := startReader(c)
+	child := exec.Command("/bin/true")
+	if err := child.Run(); err != nil {
+		t.Fatal(err)
+	}
+	cpid := int32(child.Process.Pid)
+	seen := r.until(t, 5*time.Second, func(e Event) bool { return e.What == EventExec && e.PID == cpid })
+	for _, e := range seen {
+		if e.What != EventExec && e.What != EventOverflow {
+			t.Errorf("Read returned %v outside the EXEC mask", e.What)
+		}
+	}
+	if s := c.Stats(); s.Discarded == 0 {
+		t.Errorf("unfiltered socket but nothing discarded in user space: %+v", s)
+	}
+
+	// The cached result skips the probe and its timeout.
+	start = time.Now()
+	c2 := listen(t, Config{AckTimeout: timeout})
+	if d := time.Since(start); d >= timeout {
+		t.Errorf("second Listen took %v: the probe was not skipped", d)
+	}
+	if c2.Filtered() {
+		t.Error("second Conn claims kernel filtering")
+	}
+}
+
+func TestIntegrationOverflow(t *testing.T) {
+	requireRoot(t)
+	checkFDs(t)
+	c := listen(t, Config{ReceiveBuffer: 4096})
+	n, err := c.ReceiveBuffer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("requested 4096, kernel accounts %d", n)
+
+	// Thousands of forks while nobody reads: a few fit, the rest are dropped.
+	burst := exec.Command("/bin/sh", "-c", "i=0; while [ $i -lt 2000 ]; do (:); i=$((i+1)); done")
+	if err := burst.Run(); err != nil {
+		t.Fatal(err)
+	}
+	r := startReader(c)
+	r.until(t, 5*time.Second, func(e Event) bool { return e.What == EventOverflow })
+	if s := c.Stats(); s.Overflows == 0 {
+		t.Errorf("Stats().Overflows = 0 after an overflow event: %+v", s)
+	}
+
+	// Still working afterwards.
+	child := exec.Command("/bin/true")
+	if err := child.Run(); err != nil {
+		t.Fatal(err)
+	}
+	cpid := int32(child.Process.Pid)
+	r.until(t, 5*time.Second, func(e Event) bool { return e.What == EventExec && e.PID == cpid })
+	t.Logf("stats %+v", c.Stats())
+}
+
+func TestIntegrationCloseUnblocksRead(t *testing.T) {
+	requireRoot(t)
+	checkFDs(t)
+	// PTRACE events are rare: Read will block.
+	c, err := Listen(Config{Events: EventPtrace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		buf := make([]Event, 0, 8)
+		for {
+			if _, err := c.Read(buf[:0]); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	time.Sleep(50 * time.Millisecond) // let Read block in the poller
+	start := time.Now()
+	if err := c.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("Read after Close: %v, want ErrClosed", err)
+		}
+		if d := time.Since(start); d > 100*time.Millisecond {
+			t.Errorf("Read returned %v after Close", d)
+		} else {
+			t.Logf("Read returned %v after Close", d)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("Read still blocked 1 s after Close")
+	}
+	if err := c.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if _, err := c.Read(nil); !errors.Is(err, ErrClosed) {
+		t.Errorf("Read on a closed Conn: %v", err)
+	}
+}
+
+func TestIntegrationNoFDLeak(t *testing.T) {
+	requireRoot(t)
+	checkFDs(t)
+	for range 20 {
+		c, err := Listen(Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestIntegrationListenFromOtherPIDNamespace: the kernel ignores listen
+// requests from outside the initial PID namespace; Listen must say so
+// instead of waiting forever or succeeding deaf.
+func TestIntegrationListenFromOtherPIDNamespace(t *testing.T) {
+	requireRoot(t)
+	cmd := helper("listen", "ACK_TIMEOUT=50ms")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWPID}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Skipf("cannot start a helper in a new PID namespace: %v", err)
+	}
+	if got := strings.TrimSpace(string(out)); got != "noack" {
+		t.Errorf("Listen in a new PID namespace: %q, want ErrNoAck", got)
+	}
+}
+
+// TestListenUnprivileged runs Listen without CAP_NET_ADMIN: directly when
+// the tests run unprivileged, else in a helper running as nobody.
+func TestListenUnprivileged(t *testing.T) {
+	if os.Geteuid() == 0 {
+		// go test's build directory is private to root: run a copy.
+		bin := copyForNobody(t)
+		cmd := helper("listen", "ACK_TIMEOUT=50ms")
+		cmd.Path, cmd.Args[0] = bin, bin
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+		out, err := cmd.Output()
+		if err != nil {
+			t.Skipf("cannot run the helper as nobody (is the test binary readable by it?): %v", err)
+		}
+		if got := strings.TrimSpace(string(out)); got != "eperm" {
+			t.Errorf("Listen as nobody: %q, want EPERM", got)
+		}
+		return
+	}
+	if hasCapNetAdmin(t) {
+		t.Skip("this unprivileged user has CAP_NET_ADMIN")
+	}
+	checkFDs(t)
+	c, err := Listen(Config{})
+	if err == nil {
+		c.Close()
+		t.Fatal("Listen succeeded without CAP_NET_ADMIN")
+	}
+	if !errors.Is(err, unix.EPERM) {
+		t.Errorf("Listen: %v, want an error wrapping EPERM", err)
+	}
+	t.Logf("Listen: %v", err)
+}
+
+func hasCapNetAdmin(t *testing.T) bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "CapEff:"); ok {
+			caps, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return caps&(1<<unix.CAP_NET_ADMIN) != 0
+		}
+	}
+	return false
+}
+
+// TestIntegrationReadAllocs checks the steady-state read path does not
+// allocate while events stream in.
+func TestIntegrationReadAllocs(t *testing.T) {
+	requireRoot(t)
+	checkFDs(t)
+	c := listen(t, Config{})
+	load := exec.Command("/bin/sh", "-c", "while :; do (:); done")
+	if err := load.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		load.Process.Kill() // our own child only
+		load.Wait()
+	}()
+	buf := make([]Event, 0, 64)
+	for range 10 { // warm up: pending start-up events, first poller use
+		if _, err := c.Read(buf[:0]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	allocs := testing.AllocsPerRun(200, func() {
+		evs, err := c.Read(buf[:0])
+		if err != nil || len(evs) == 0 {
+			t.Fatalf("Read: %d events, %v", len(evs), err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("Read allocates %v times per call", allocs)
+	}
+	t.Logf("stats %+v", c.Stats())
+}
+
+// copyForNobody copies the test binary where user nobody can run it.
+func copyForNobody(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "cgre-kernel-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := dir + "/kernel.test"
+	if err := os.WriteFile(bin, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
