@@ -74,9 +74,10 @@ var (
 // Config configures Listen. The zero value is valid.
 type Config struct {
 	// ReceiveBuffer is the socket receive buffer in bytes, set with
-	// SO_RCVBUFFORCE so that net.core.rmem_max does not cap it. The kernel
-	// doubles the value (for its bookkeeping overhead) and enforces a small
-	// minimum. 0 means DefaultReceiveBuffer.
+	// SO_RCVBUFFORCE so that net.core.rmem_max does not cap it (without
+	// CAP_NET_ADMIN: SO_RCVBUF, capped). The kernel doubles the value (for
+	// its bookkeeping overhead) and enforces a small minimum (a 4 KiB
+	// request becomes 8 KiB). 0 means DefaultReceiveBuffer.
 	ReceiveBuffer int
 
 	// Events is the mask of event types to deliver; 0 means all.
@@ -166,7 +167,8 @@ func newTag() uint32 {
 // (with a kernel-side event filter where supported) and waits for the
 // kernel's acknowledgement. Events that arrive meanwhile are kept for Read.
 //
-// Errors wrap the cause: errors.Is(err, unix.EPERM) without CAP_NET_ADMIN,
+// Errors wrap the cause: errors.Is(err, unix.EPERM) without CAP_NET_ADMIN
+// on kernels before 6.6 (later ones let anyone listen; see the package doc),
 // ErrNoAck when the kernel ignores the request (not in the initial user and
 // PID namespaces), ErrNotSupported without a netlink connector.
 func Listen(cfg Config) (*Conn, error) {
@@ -200,11 +202,16 @@ func Listen(cfg Config) (*Conn, error) {
 		if errors.Is(err, unix.EPROTONOSUPPORT) {
 			return nil, fmt.Errorf("kernel: opening a NETLINK_CONNECTOR socket: %w: %w", ErrNotSupported, err)
 		}
-		return nil, fmt.Errorf("kernel: joining the proc connector multicast group (needs CAP_NET_ADMIN): %w", err)
+		return nil, fmt.Errorf("kernel: joining the proc connector multicast group (needs CAP_NET_ADMIN before Linux 6.6): %w", err)
 	}
 	if err := s.SetReceiveBufferSize(rcvbuf, true); err != nil {
-		s.Close()
-		return nil, fmt.Errorf("kernel: setting the receive buffer to %d bytes with SO_RCVBUFFORCE (needs CAP_NET_ADMIN): %w", rcvbuf, err)
+		// Since Linux 6.6 any user may listen, but SO_RCVBUFFORCE still
+		// needs CAP_NET_ADMIN. Then take what SO_RCVBUF gives (capped at
+		// net.core.rmem_max); Conn.ReceiveBuffer tells the caller.
+		if !errors.Is(err, unix.EPERM) || s.SetReceiveBufferSize(rcvbuf, false) != nil {
+			s.Close()
+			return nil, fmt.Errorf("kernel: setting the receive buffer to %d bytes: %w", rcvbuf, err)
+		}
 	}
 	// nl.NetlinkSocket keeps its *os.File private and its Receive allocates
 	// per call, so the Conn reads through a duplicate descriptor wrapped in

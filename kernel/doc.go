@@ -14,15 +14,17 @@
 //
 // # Privileges
 //
-// Joining the proc connector's multicast group needs CAP_NET_ADMIN (bind(2)
-// fails with EPERM without it, and older kernels also refuse the listen
-// request itself, reporting EPERM in the acknowledgement). SO_RCVBUFFORCE,
-// used so the receive buffer is not capped by net.core.rmem_max, needs it as
-// well. The process must also live in the initial user and PID namespaces:
-// the kernel silently ignores listen requests from anywhere else, so from a
-// container Listen fails with ErrNoAck after waiting for the acknowledgement
-// that never comes. PIDs in events are global (init PID namespace) and ids
-// are mapped into the init user namespace.
+// Before Linux 6.6, joining the proc connector's multicast group needs
+// CAP_NET_ADMIN: bind(2) fails with EPERM without it, and Listen returns
+// that error. Since 6.6 (the same series that added event filtering) any
+// user may listen to every process's events; there CAP_NET_ADMIN only buys
+// SO_RCVBUFFORCE, and without it Listen falls back to SO_RCVBUF, which the
+// kernel caps at net.core.rmem_max (Conn.ReceiveBuffer reports the result).
+// In every version the process must live in the initial user and PID
+// namespaces: the kernel silently ignores listen requests from anywhere else,
+// so from a container Listen fails with ErrNoAck after waiting for the
+// acknowledgement that never comes. PIDs in events are global (init PID
+// namespace) and ids are mapped into the init user namespace.
 //
 // # Event filtering
 //
