@@ -105,7 +105,7 @@ func TestLoadFiles(t *testing.T) {
 			files:   map[string]string{"x.conf": "% memory b\n"},
 			wantErr: true, wantDiags: []string{filepath.Join(dir, "d1", "x.conf") + `:1: "%" line with no rule above it in this file: "% memory b"`}},
 		{name: "problems of every file are reported", main: good, dir: filepath.Join(dir, "d2"),
-			files: map[string]string{"a.conf": "peter cpu a\n", "b.conf": "alice cpu\n", "c.conf": "bob cpu a bogus\n"},
+			files:   map[string]string{"a.conf": "peter cpu a\n", "b.conf": "alice cpu\n", "c.conf": "bob cpu a bogus\n"},
 			wantErr: true, wantDiags: []string{
 				filepath.Join(dir, "d2", "a.conf") + `:1: warning: user "peter" not found, rule skipped`,
 				filepath.Join(dir, "d2", "b.conf") + `:1: expected 3 or 4 fields (who[:process] controllers destination [options]), found 2: "alice cpu"`,
