@@ -1,0 +1,172 @@
+package classify
+
+import (
+	"path"
+	"strings"
+
+	"github.com/cgrulesengd/cgrulesengd/cgroupfs"
+	"github.com/cgrulesengd/cgrulesengd/proc"
+	"github.com/cgrulesengd/cgrulesengd/rules"
+)
+
+// Move is one cgroup.procs write the engine has to make.
+type Move struct {
+	H          *cgroupfs.Hierarchy
+	Controller string // the rule's controller name that selected H
+	From       string // the task's current path in H
+	Path       string // destination, absolute in H's namespace view (root joined)
+	Templated  bool
+	Target     *rules.Target
+}
+
+// Decision is the outcome of matching one task.
+type Decision struct {
+	Rule    *rules.Rule // nil: no rule matched
+	Ignored bool        // an ignore/ignore_rt rule held: the task stays put
+	Moves   []Move      // empty when the task is already where it belongs
+}
+
+// scope is the part of the machine the engine may act on.
+type scope struct {
+	layout *cgroupfs.Layout
+	root   string // --cgroup-root, cleaned, absolute
+}
+
+// inScope reports whether a task at cur (its path in some hierarchy) may be
+// moved: the path must be visible in our cgroup namespace (paths outside it
+// show as "/..") and at or below the daemon's root.
+func (s *scope) inScope(cur string) bool {
+	if cur == "" || strings.HasPrefix(cur, "/..") {
+		return false
+	}
+	return cgroupfs.Within(cur, s.root)
+}
+
+// anyInScope is a cheap pre-check before reading more of /proc: a task that
+// is out of scope in every hierarchy can never be moved.
+func (s *scope) anyInScope(lines []proc.CgroupLine) bool {
+	if s.root == "/" {
+		for _, l := range lines {
+			if !strings.HasPrefix(l.Path, "/..") {
+				return true
+			}
+		}
+		return false
+	}
+	for _, l := range lines {
+		if s.inScope(l.Path) {
+			return true
+		}
+	}
+	return false
+}
+
+// dest joins the daemon's root and a rule's expanded destination.
+func (s *scope) dest(p string) string {
+	if p == "" {
+		return s.root
+	}
+	return path.Join(s.root, p)
+}
+
+// pair is one (hierarchy, destination) the rule asks for.
+type pair struct {
+	h    *cgroupfs.Hierarchy
+	ctrl string
+	cur  string
+	ok   bool // task has a path in h and it is in scope
+	dest string
+	res  *rules.Resolved
+}
+
+// decide matches t against l and works out the moves; it reads nothing but
+// its arguments. rt says whether the task runs under a realtime policy
+// (for ignore_rt). buf is reused to avoid allocations.
+func decide(l *rules.List, s *scope, t *rules.Task, rt bool, lines []proc.CgroupLine, buf []rules.Resolved) (Decision, []rules.Resolved, error) {
+	var d Decision
+	after := -1
+	for {
+		var r *rules.Rule
+		if after < 0 {
+			r = l.Match(t)
+		} else {
+			r = l.MatchAfter(t, after)
+		}
+		if r == nil {
+			return Decision{}, buf, nil
+		}
+		var err error
+		buf, err = l.Expand(r, t, buf[:0])
+		if err != nil {
+			return Decision{Rule: r}, buf, err
+		}
+		pairs := s.pairs(buf, lines)
+		if r.Ignore || (r.IgnoreRT && rt) {
+			if ignoreHolds(pairs) {
+				return Decision{Rule: r, Ignored: true}, buf, nil
+			}
+			after = r.Index
+			continue
+		}
+		d.Rule = r
+		for _, p := range pairs {
+			if !p.ok {
+				continue
+			}
+			if p.dest == s.root {
+				// The root itself: "at or below" would hold for every task in
+				// scope, so only an exact match leaves the task alone.
+				if p.cur == p.dest {
+					continue
+				}
+			} else if cgroupfs.Within(p.cur, p.dest) {
+				continue
+			}
+			d.Moves = append(d.Moves, Move{
+				H: p.h, Controller: p.ctrl, From: p.cur, Path: p.dest,
+				Templated: p.res.Templated, Target: p.res.Target,
+			})
+		}
+		return d, buf, nil
+	}
+}
+
+// ignoreHolds: the task is at or below the destination in every hierarchy
+// the rule names and where the task is in scope (and there is at least one).
+func ignoreHolds(pairs []pair) bool {
+	n := 0
+	for _, p := range pairs {
+		if !p.ok {
+			continue
+		}
+		if !cgroupfs.Within(p.cur, p.dest) {
+			return false
+		}
+		n++
+	}
+	return n > 0
+}
+
+// pairs resolves every expanded target to hierarchies, each hierarchy once
+// (the first target naming it wins, as the first rule wins).
+func (s *scope) pairs(res []rules.Resolved, lines []proc.CgroupLine) []pair {
+	var out []pair
+	for i := range res {
+		for _, h := range s.layout.Resolve(res[i].Controller) {
+			dup := false
+			for _, p := range out {
+				if p.h == h {
+					dup = true
+					break
+				}
+			}
+			if dup {
+				continue
+			}
+			cur, ok := s.layout.TaskPath(h, lines)
+			ok = ok && s.inScope(cur)
+			out = append(out, pair{h: h, ctrl: res[i].Controller, cur: cur, ok: ok, dest: s.dest(res[i].Path), res: &res[i]})
+		}
+	}
+	return out
+}

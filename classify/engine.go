@@ -1,0 +1,682 @@
+package classify
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/cgrulesengd/cgrulesengd/cgroupfs"
+	"github.com/cgrulesengd/cgrulesengd/kernel"
+	"github.com/cgrulesengd/cgrulesengd/proc"
+	"github.com/cgrulesengd/cgrulesengd/rules"
+)
+
+// Mover is what the engine needs from cgroupfs.Mover; tests supply a fake.
+type Mover interface {
+	Move(h *cgroupfs.Hierarchy, path string, pid int) error
+	Create(h *cgroupfs.Hierarchy, path string, controllers []string) error
+	Forget(h *cgroupfs.Hierarchy, path string)
+}
+
+// Tasks is what the engine reads about tasks; proc.FS in production.
+type Tasks interface {
+	Task(pid int, withProcess bool) (proc.Task, error)
+	PIDs() ([]int, error)
+	Children(pid int) ([]int, error)
+	Cgroups(pid int) ([]proc.CgroupLine, error)
+}
+
+// Config configures an Engine. Layout, Mover, Tasks and Log are required.
+type Config struct {
+	Layout *cgroupfs.Layout
+	Mover  Mover
+	Tasks  Tasks
+	Log    *logrus.Logger
+	Root   string // --cgroup-root; "" = "/"
+
+	Workers   int           // goroutines making moves; default 2
+	QueueSize int           // pending classifications; default 8192
+	HotWindow time.Duration // how long a moved task's late FORK events are honoured; default 5 s
+	ForkSlack time.Duration // fork timestamps this much after a move still count as before it; default 20 ms
+	MaxHot    int           // bound on the hot table; default 65536
+	Retries   int           // EINVAL retries; default 5
+}
+
+// reason says why a task is being classified (for logs and counters).
+type reason uint8
+
+const (
+	reasonCreds reason = iota
+	reasonExec
+	reasonFork
+	reasonChild
+	reasonScan
+	reasonRetry
+)
+
+func (r reason) String() string {
+	return [...]string{"credentials", "exec", "fork", "child", "scan", "retry"}[r]
+}
+
+type job struct {
+	pid     int32
+	why     reason
+	attempt uint8
+}
+
+// hot table states
+const (
+	stQueued uint8 = iota + 1
+	stRunning
+	stDone
+)
+
+type hotEntry struct {
+	state  uint8
+	again  bool   // a new event arrived while running: classify once more
+	exited bool   // EXIT seen while queued/running: drop on completion
+	doneAt uint64 // CLOCK_MONOTONIC ns when the classification finished
+}
+
+type ruleset struct {
+	list  *rules.List
+	names rules.Resolver
+}
+
+// Engine classifies tasks. Create it with New, give it rules with SetRules,
+// then Start it.
+type Engine struct {
+	cfg   Config
+	scope scope
+	log   *logrus.Logger
+
+	rs atomic.Pointer[ruleset]
+
+	jobs   chan job
+	stop   chan struct{}
+	wg     sync.WaitGroup
+	rescan chan struct{} // capacity 1: requests coalesce
+
+	mu  sync.Mutex
+	hot map[int32]hotEntry
+
+	missing sync.Map // "hierarchy\x00path" of non-template destinations already reported
+
+	overflowLog rateLimiter
+	stats       counters
+}
+
+// New returns an engine; it does nothing until Start.
+func New(cfg Config) *Engine {
+	if cfg.Workers <= 0 {
+		cfg.Workers = 2
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = 8192
+	}
+	if cfg.HotWindow <= 0 {
+		cfg.HotWindow = 5 * time.Second
+	}
+	if cfg.ForkSlack <= 0 {
+		cfg.ForkSlack = 20 * time.Millisecond
+	}
+	if cfg.MaxHot <= 0 {
+		cfg.MaxHot = 65536
+	}
+	if cfg.Retries <= 0 {
+		cfg.Retries = 5
+	}
+	root := path.Clean("/" + cfg.Root)
+	return &Engine{
+		cfg:    cfg,
+		scope:  scope{layout: cfg.Layout, root: root},
+		log:    cfg.Log,
+		jobs:   make(chan job, cfg.QueueSize),
+		stop:   make(chan struct{}),
+		rescan: make(chan struct{}, 1),
+		hot:    make(map[int32]hotEntry),
+	}
+}
+
+// SetRules puts a new rule list in force. names resolves ids for log lines
+// and templates; it should be the resolver the list was loaded with.
+func (e *Engine) SetRules(l *rules.List, names rules.Resolver) {
+	e.rs.Store(&ruleset{list: l, names: names})
+}
+
+// Start launches the workers, the rescan loop and the hot-table sweeper.
+func (e *Engine) Start() {
+	for i := 0; i < e.cfg.Workers; i++ {
+		e.wg.Add(1)
+		go e.worker()
+	}
+	e.wg.Add(2)
+	go e.rescanLoop()
+	go e.sweeper()
+}
+
+// Stop ends the goroutines started by Start and waits for them. Handle must
+// not be called afterwards.
+func (e *Engine) Stop() {
+	close(e.stop)
+	e.wg.Wait()
+}
+
+func monotonic() uint64 {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano())
+}
+
+// Handle takes one event from the netlink reader. It never blocks.
+func (e *Engine) Handle(ev *kernel.Event) {
+	e.stats.events.Add(1)
+	switch ev.What {
+	case kernel.EventUID, kernel.EventGID:
+		e.stats.creds.Add(1)
+		e.enqueue(ev.TGID, reasonCreds)
+	case kernel.EventExec:
+		if rs := e.rs.Load(); rs != nil && rs.list.NeedsProcess() {
+			e.stats.execs.Add(1)
+			e.enqueue(ev.TGID, reasonExec)
+		}
+	case kernel.EventFork:
+		if ev.PID != ev.TGID {
+			// A new thread: a cgroup.procs write moves every thread of the
+			// process, including this one, so there is nothing to follow.
+			return
+		}
+		e.fork(ev)
+	case kernel.EventExit:
+		if ev.PID == ev.TGID {
+			e.exit(ev.TGID)
+		}
+	case kernel.EventOverflow:
+		e.stats.overflows.Add(1)
+		if n, ok := e.overflowLog.allow(time.Now()); ok {
+			e.log.WithField("dropped_reports", n).Warn("netlink receive buffer overflowed: kernel events were lost, rescanning /proc")
+		}
+		e.RequestRescan()
+	}
+}
+
+// enqueue marks pid hot and queues its classification, coalescing with a
+// queued one (a multi-threaded setuid reports once per thread).
+func (e *Engine) enqueue(pid int32, why reason) {
+	if pid <= 0 {
+		return
+	}
+	e.mu.Lock()
+	h, ok := e.hot[pid]
+	if ok {
+		switch h.state {
+		case stQueued:
+			e.mu.Unlock()
+			e.stats.coalesced.Add(1)
+			return
+		case stRunning:
+			h.again = true
+			e.hot[pid] = h
+			e.mu.Unlock()
+			return
+		}
+	}
+	if !ok && len(e.hot) >= e.cfg.MaxHot {
+		e.mu.Unlock()
+		e.queueFull()
+		return
+	}
+	e.hot[pid] = hotEntry{state: stQueued}
+	e.mu.Unlock()
+	e.push(job{pid: pid, why: why})
+}
+
+// push queues a job whose hot entry is already stQueued.
+func (e *Engine) push(j job) {
+	select {
+	case e.jobs <- j:
+	default:
+		// A full queue loses this event just like a kernel overflow would:
+		// forget the entry (nothing will run for it) and rescan.
+		e.mu.Lock()
+		delete(e.hot, j.pid)
+		e.mu.Unlock()
+		e.queueFull()
+	}
+}
+
+func (e *Engine) queueFull() {
+	e.stats.queueFull.Add(1)
+	if n, ok := e.overflowLog.allow(time.Now()); ok {
+		e.log.WithField("dropped_reports", n).Warn("classification queue full: events were dropped, rescanning /proc")
+	}
+	e.RequestRescan()
+}
+
+func (e *Engine) fork(ev *kernel.Event) {
+	e.mu.Lock()
+	h, ok := e.hot[ev.ParentTGID]
+	e.mu.Unlock()
+	if !ok {
+		return
+	}
+	follow := false
+	switch h.state {
+	case stQueued, stRunning:
+		follow = true
+	case stDone:
+		follow = h.doneAt != 0 && ev.Timestamp < h.doneAt+uint64(e.cfg.ForkSlack)
+	}
+	if follow {
+		e.stats.forksFollowed.Add(1)
+		e.enqueue(ev.TGID, reasonFork)
+	}
+}
+
+// exit drops a finished process from the hot table. Its FORK events were
+// queued by the kernel before its EXIT, so they have been handled already.
+func (e *Engine) exit(pid int32) {
+	e.mu.Lock()
+	if h, ok := e.hot[pid]; ok {
+		if h.state == stDone {
+			delete(e.hot, pid)
+		} else {
+			h.exited = true
+			e.hot[pid] = h
+		}
+	}
+	e.mu.Unlock()
+}
+
+func (e *Engine) worker() {
+	defer e.wg.Done()
+	var st workState
+	for {
+		select {
+		case <-e.stop:
+			return
+		case j := <-e.jobs:
+			e.run(&st, j)
+		}
+	}
+}
+
+// workState is per-goroutine scratch space.
+type workState struct {
+	res []rules.Resolved
+}
+
+func (e *Engine) run(st *workState, j job) {
+	e.mu.Lock()
+	h := e.hot[j.pid]
+	h.state = stRunning
+	e.hot[j.pid] = h
+	e.mu.Unlock()
+
+	out := e.classify(st, int(j.pid), j.why)
+
+	e.mu.Lock()
+	h = e.hot[j.pid]
+	requeue := false
+	switch {
+	case out.retry && int(j.attempt) < e.cfg.Retries:
+		// Still being created: stay hot (queued) so its forks are followed.
+		h.state = stQueued
+		h.again = false
+	case h.again && !h.exited:
+		h.state = stQueued
+		h.again = false
+		requeue = true
+	default:
+		h.state = stDone
+		h.doneAt = monotonic()
+	}
+	if h.state == stDone && h.exited {
+		delete(e.hot, j.pid)
+	} else {
+		e.hot[j.pid] = h
+	}
+	e.mu.Unlock()
+
+	switch {
+	case out.retry && int(j.attempt) < e.cfg.Retries:
+		e.stats.retries.Add(1)
+		next := job{pid: j.pid, why: reasonRetry, attempt: j.attempt + 1}
+		time.AfterFunc(time.Duration(next.attempt)*10*time.Millisecond, func() {
+			select {
+			case <-e.stop:
+			default:
+				e.push(next)
+			}
+		})
+	case requeue:
+		e.push(job{pid: j.pid, why: j.why})
+	}
+	if out.moved {
+		e.followChildren(int(j.pid))
+	}
+}
+
+// followChildren classifies the current children of a task just moved: the
+// ones forked before the move are still in the old cgroups. (Children whose
+// FORK events are read later are followed by fork().)
+func (e *Engine) followChildren(pid int) {
+	kids, err := e.cfg.Tasks.Children(pid)
+	if err != nil {
+		return
+	}
+	for _, k := range kids {
+		e.stats.childrenFollowed.Add(1)
+		e.enqueue(int32(k), reasonChild)
+	}
+}
+
+type outcome struct {
+	moved bool // at least one move was made
+	retry bool // EINVAL: the task is still being set up
+}
+
+// classify reads a task's state, decides, and moves it. It is called from
+// workers and from the scan; it logs its own errors.
+func (e *Engine) classify(st *workState, pid int, why reason) outcome {
+	rs := e.rs.Load()
+	if rs == nil {
+		return outcome{}
+	}
+	lines, err := e.cfg.Tasks.Cgroups(pid)
+	if err != nil {
+		e.taskGone(pid, why, err)
+		return outcome{}
+	}
+	if !e.scope.anyInScope(lines) {
+		return outcome{}
+	}
+	t, err := e.cfg.Tasks.Task(pid, rs.list.NeedsProcess())
+	if err != nil {
+		e.taskGone(pid, why, err)
+		return outcome{}
+	}
+	if t.Kernel {
+		return outcome{}
+	}
+	task := rules.Task{PID: pid, UID: t.EUID, GID: t.EGID, Process: t.Process}
+	var d Decision
+	d, st.res, err = decide(rs.list, &e.scope, &task, t.RT, lines, st.res)
+	if err != nil {
+		e.stats.errors.Add(1)
+		e.log.WithFields(logrus.Fields{"pid": pid, "rule": ruleRef(d.Rule)}).Errorf("cannot expand destination: %v", err)
+		return outcome{}
+	}
+	if d.Rule == nil {
+		if e.log.IsLevelEnabled(logrus.DebugLevel) {
+			e.log.WithFields(logrus.Fields{"pid": pid, "uid": t.EUID, "gid": t.EGID, "process": t.Process, "why": why.String()}).Debug("no rule matches")
+		}
+		return outcome{}
+	}
+	if d.Ignored || len(d.Moves) == 0 {
+		if e.log.IsLevelEnabled(logrus.DebugLevel) {
+			e.log.WithFields(logrus.Fields{"pid": pid, "rule": ruleRef(d.Rule), "ignored": d.Ignored, "why": why.String()}).Debug("task already in place")
+		}
+		return outcome{}
+	}
+	var out outcome
+	for _, m := range d.Moves {
+		err := e.move(rs, pid, &m, d.Rule)
+		switch {
+		case err == nil:
+			out.moved = true
+			e.stats.moves.Add(1)
+			e.log.WithFields(logrus.Fields{
+				"pid": pid, "process": processName(t), "user": e.userName(rs, t.EUID),
+				"rule": ruleRef(d.Rule), "controller": m.Controller, "dest": m.Path, "why": why.String(),
+			}).Info("moved task")
+		case errors.Is(err, unix.ESRCH):
+			e.stats.gone.Add(1)
+			return out
+		case errors.Is(err, unix.EINVAL):
+			out.retry = true
+		default:
+			e.stats.errors.Add(1)
+			if !e.reportMissing(&m, err) {
+				e.log.WithFields(logrus.Fields{"pid": pid, "rule": ruleRef(d.Rule), "controller": m.Controller, "dest": m.Path}).Errorf("cannot move task: %v", err)
+			}
+		}
+	}
+	return out
+}
+
+// move writes pid into m.Path, creating the destination when the rule's
+// destination is a template.
+func (e *Engine) move(rs *ruleset, pid int, m *Move, r *rules.Rule) error {
+	err := e.cfg.Mover.Move(m.H, m.Path, pid)
+	if err == nil || !isNotExist(err) {
+		return err
+	}
+	e.cfg.Mover.Forget(m.H, m.Path)
+	if !m.Templated {
+		return err
+	}
+	ctrls := m.H.Controllers
+	if m.H.Version == cgroupfs.V2 && m.Target != nil {
+		ctrls = m.Target.Controllers
+	}
+	if cerr := e.cfg.Mover.Create(m.H, m.Path, ctrls); cerr != nil {
+		// The directory may exist even if enabling a controller failed.
+		e.log.WithFields(logrus.Fields{"rule": ruleRef(r), "dest": m.Path}).Warnf("creating destination: %v", cerr)
+	} else {
+		e.stats.created.Add(1)
+	}
+	return e.cfg.Mover.Move(m.H, m.Path, pid)
+}
+
+func isNotExist(err error) bool {
+	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOENT)
+}
+
+// reportMissing logs a missing non-template destination once; it returns
+// false when err is another kind of error.
+func (e *Engine) reportMissing(m *Move, err error) bool {
+	if !isNotExist(err) {
+		return false
+	}
+	key := m.H.Mountpoint + "\x00" + m.Path
+	if _, seen := e.missing.LoadOrStore(key, true); !seen {
+		e.log.WithFields(logrus.Fields{"controller": m.Controller, "dest": m.Path, "rule": targetRef(m.Target)}).
+			Errorf("destination cgroup does not exist (not a template, so it is not created; reported once): %v", err)
+	}
+	return true
+}
+
+func (e *Engine) taskGone(pid int, why reason, err error) {
+	if errors.Is(err, unix.ESRCH) || isNotExist(err) {
+		e.stats.gone.Add(1)
+		return
+	}
+	if errors.Is(err, unix.EACCES) && why == reasonScan {
+		return
+	}
+	e.stats.errors.Add(1)
+	e.log.WithField("pid", pid).Debugf("reading task: %v", err)
+}
+
+func (e *Engine) userName(rs *ruleset, uid uint32) string {
+	if rs.names != nil {
+		if u, err := rs.names.UserByID(uid); err == nil {
+			return u.Name
+		}
+	}
+	return fmt.Sprint(uid)
+}
+
+func processName(t proc.Task) string {
+	if t.Process != "" {
+		return t.Process
+	}
+	return t.Comm
+}
+
+func ruleRef(r *rules.Rule) string {
+	if r == nil {
+		return ""
+	}
+	return fmt.Sprintf("%s:%d", r.File, r.Line)
+}
+
+func targetRef(t *rules.Target) string {
+	if t == nil {
+		return ""
+	}
+	return fmt.Sprintf("%s:%d", t.File, t.Line)
+}
+
+// RequestRescan asks for a full /proc reconciliation. Requests made while one
+// is pending coalesce; a request made during a rescan causes one more.
+func (e *Engine) RequestRescan() {
+	select {
+	case e.rescan <- struct{}{}:
+	default:
+	}
+}
+
+func (e *Engine) rescanLoop() {
+	defer e.wg.Done()
+	var st workState
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-e.rescan:
+			start := time.Now()
+			n, moved := e.scan(&st)
+			e.stats.rescans.Add(1)
+			e.log.WithFields(logrus.Fields{"tasks": n, "moved": moved, "took": time.Since(start).Round(time.Microsecond)}).Info("rescan done")
+		}
+	}
+}
+
+// Scan classifies every task on the machine, synchronously (start-up).
+func (e *Engine) Scan() (tasks, moved int) {
+	var st workState
+	return e.scan(&st)
+}
+
+func (e *Engine) scan(st *workState) (tasks, moved int) {
+	pids, err := e.cfg.Tasks.PIDs()
+	if err != nil {
+		e.stats.errors.Add(1)
+		e.log.Errorf("rescan: %v", err)
+		return 0, 0
+	}
+	for _, pid := range pids {
+		select {
+		case <-e.stop:
+			return tasks, moved
+		default:
+		}
+		p := int32(pid)
+		// Mark the task hot while it is classified so that forks racing
+		// with its move are followed; skip it if a worker owns it.
+		e.mu.Lock()
+		h, busy := e.hot[p]
+		if busy && h.state != stDone {
+			e.mu.Unlock()
+			continue
+		}
+		e.hot[p] = hotEntry{state: stRunning}
+		e.mu.Unlock()
+
+		tasks++
+		out := e.classify(st, pid, reasonScan)
+
+		e.mu.Lock()
+		h = e.hot[p]
+		if h.again && !h.exited {
+			h.state, h.again = stQueued, false
+			e.hot[p] = h
+			e.mu.Unlock()
+			e.push(job{pid: p, why: reasonCreds})
+		} else {
+			if out.moved || out.retry || h.again {
+				e.hot[p] = hotEntry{state: stDone, doneAt: monotonic()}
+			} else {
+				// Nothing happened: keep the table small.
+				delete(e.hot, p)
+			}
+			e.mu.Unlock()
+		}
+		if out.moved {
+			moved++
+			e.followChildren(pid)
+		}
+		if out.retry {
+			e.enqueue(p, reasonRetry)
+		}
+	}
+	e.stats.scanned.Add(uint64(tasks))
+	return tasks, moved
+}
+
+// sweeper expires hot entries whose window has passed.
+func (e *Engine) sweeper() {
+	defer e.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-e.stop:
+			return
+		case <-t.C:
+			now := monotonic()
+			win := uint64(e.cfg.HotWindow)
+			e.mu.Lock()
+			for pid, h := range e.hot {
+				if h.state == stDone && now-h.doneAt > win {
+					delete(e.hot, pid)
+				}
+			}
+			e.mu.Unlock()
+		}
+	}
+}
+
+// HotLen is the size of the hot table (for tests and stats).
+func (e *Engine) HotLen() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return len(e.hot)
+}
+
+// rateLimiter lets one report through per interval and counts the rest.
+type rateLimiter struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+func (r *rateLimiter) allow(now time.Time) (suppressed int, ok bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if now.Sub(r.last) < time.Second {
+		r.suppressed++
+		return 0, false
+	}
+	n := r.suppressed
+	r.last, r.suppressed = now, 0
+	return n, true
+}
+
+// String renders stats as key=value pairs for logs.
+func (s Stats) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "events=%d creds=%d execs=%d forks_followed=%d children_followed=%d coalesced=%d overflows=%d queue_full=%d rescans=%d scanned=%d moves=%d created=%d retries=%d gone=%d errors=%d",
+		s.Events, s.Creds, s.Execs, s.ForksFollowed, s.ChildrenFollowed, s.Coalesced, s.Overflows, s.QueueFull, s.Rescans, s.Scanned, s.Moves, s.Created, s.Retries, s.Gone, s.Errors)
+	return b.String()
+}

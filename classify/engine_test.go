@@ -1,0 +1,377 @@
+package classify
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/cgrulesengd/cgrulesengd/cgroupfs"
+	"github.com/cgrulesengd/cgrulesengd/kernel"
+	"github.com/cgrulesengd/cgrulesengd/proc"
+)
+
+// fakeTasks is an in-memory /proc whose tasks' cgroups follow fakeMover.
+type fakeTasks struct {
+	mu       sync.Mutex
+	tasks    map[int]proc.Task
+	cgroups  map[int]map[*cgroupfs.Hierarchy]string
+	children map[int][]int
+	lay      *cgroupfs.Layout
+}
+
+func newFakeTasks(lay *cgroupfs.Layout) *fakeTasks {
+	return &fakeTasks{tasks: map[int]proc.Task{}, cgroups: map[int]map[*cgroupfs.Hierarchy]string{}, children: map[int][]int{}, lay: lay}
+}
+
+func (f *fakeTasks) add(pid, uid int, where string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.tasks[pid] = proc.Task{PID: pid, EUID: uint32(uid), EGID: uint32(uid), Comm: "x"}
+	m := map[*cgroupfs.Hierarchy]string{}
+	for _, h := range f.lay.Hierarchies {
+		m[h] = where
+	}
+	f.cgroups[pid] = m
+}
+
+func (f *fakeTasks) where(pid int, h *cgroupfs.Hierarchy) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.cgroups[pid][h]
+}
+
+func (f *fakeTasks) Task(pid int, _ bool) (proc.Task, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t, ok := f.tasks[pid]
+	if !ok {
+		return proc.Task{}, fmt.Errorf("pid %d: %w", pid, unix.ESRCH)
+	}
+	return t, nil
+}
+
+func (f *fakeTasks) PIDs() ([]int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []int
+	for pid := range f.tasks {
+		out = append(out, pid)
+	}
+	sort.Ints(out)
+	return out, nil
+}
+
+func (f *fakeTasks) Children(pid int) ([]int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.children[pid], nil
+}
+
+func (f *fakeTasks) Cgroups(pid int) ([]proc.CgroupLine, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m, ok := f.cgroups[pid]
+	if !ok {
+		return nil, fmt.Errorf("pid %d: %w", pid, unix.ESRCH)
+	}
+	var lines []proc.CgroupLine
+	for i, h := range f.lay.Hierarchies {
+		if h.Version == cgroupfs.V2 {
+			lines = append(lines, proc.CgroupLine{ID: 0, Path: m[h]})
+		} else {
+			lines = append(lines, proc.CgroupLine{ID: i + 1, Controllers: h.Controllers, Path: m[h]})
+		}
+	}
+	return lines, nil
+}
+
+type fakeMover struct {
+	tasks   *fakeTasks
+	mu      sync.Mutex
+	einval  map[int]int // pid -> EINVALs still to return
+	exists  map[string]bool
+	created []string
+	moves   int
+}
+
+func (m *fakeMover) Move(h *cgroupfs.Hierarchy, path string, pid int) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.exists != nil && !m.exists[path] {
+		return fmt.Errorf("move %d to %s: %w", pid, path, unix.ENOENT)
+	}
+	if m.einval[pid] > 0 {
+		m.einval[pid]--
+		return fmt.Errorf("move %d: %w", pid, unix.EINVAL)
+	}
+	m.tasks.mu.Lock()
+	defer m.tasks.mu.Unlock()
+	if _, ok := m.tasks.tasks[pid]; !ok {
+		return fmt.Errorf("move %d: %w", pid, unix.ESRCH)
+	}
+	m.tasks.cgroups[pid][h] = path
+	m.moves++
+	return nil
+}
+
+func (m *fakeMover) Create(h *cgroupfs.Hierarchy, path string, _ []string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.created = append(m.created, path)
+	m.exists[path] = true
+	return nil
+}
+
+func (m *fakeMover) Forget(*cgroupfs.Hierarchy, string) {}
+
+func quietLogger(w io.Writer) *logrus.Logger {
+	l := logrus.New()
+	l.SetOutput(w)
+	l.SetLevel(logrus.DebugLevel)
+	return l
+}
+
+type engineFixture struct {
+	e     *Engine
+	tasks *fakeTasks
+	mover *fakeMover
+	log   *syncWriter
+	cpu   *cgroupfs.Hierarchy
+}
+
+func newFixture(t *testing.T, ruleText string, cfg Config) *engineFixture {
+	t.Helper()
+	lay := hybridLayout()
+	ft := newFakeTasks(lay)
+	fm := &fakeMover{tasks: ft, einval: map[int]int{}}
+	logBuf := &syncWriter{b: &strings.Builder{}}
+	cfg.Layout, cfg.Mover, cfg.Tasks, cfg.Log = lay, fm, ft, quietLogger(logBuf)
+	e := New(cfg)
+	e.SetRules(mustParse(t, lay, ruleText), testResolver())
+	return &engineFixture{e: e, tasks: ft, mover: fm, log: logBuf, cpu: lay.Hierarchies[0]}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	b  *strings.Builder
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *syncWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func uidEvent(pid int) *kernel.Event {
+	return &kernel.Event{What: kernel.EventUID, PID: int32(pid), TGID: int32(pid), EUID: 1000}
+}
+
+func forkEvent(parent, child int, ts uint64) *kernel.Event {
+	return &kernel.Event{What: kernel.EventFork, ParentPID: int32(parent), ParentTGID: int32(parent), PID: int32(child), TGID: int32(child), Timestamp: ts}
+}
+
+func TestEngineMovesOnUIDEvent(t *testing.T) {
+	f := newFixture(t, "alice cpu users/alice\n", Config{})
+	f.tasks.add(100, 1000, "/")
+	f.e.Start()
+	defer f.e.Stop()
+	f.e.Handle(uidEvent(100))
+	waitFor(t, "move", func() bool { return f.tasks.where(100, f.cpu) == "/users/alice" })
+	waitFor(t, "move logged with its rule", func() bool {
+		l := f.log.String()
+		return strings.Contains(l, `msg="moved task"`) && strings.Contains(l, "rule=\"test.conf:1\"")
+	})
+}
+
+// TestEngineFollowsForkRaces: children forked before their parent's move,
+// and grandchildren of a middle process that already exited, are moved.
+func TestEngineFollowsForkRaces(t *testing.T) {
+	f := newFixture(t, "alice cpu users/alice\n", Config{})
+	f.tasks.add(100, 1000, "/") // parent after setuid
+	f.tasks.add(101, 1000, "/") // child forked before the move
+	f.tasks.add(103, 1000, "/") // grandchild; its parent 102 has exited
+	f.tasks.add(200, 1000, "/") // forked long after the move
+	f.tasks.add(300, 1000, "/") // child of a task that is not hot
+	f.e.Start()
+	defer f.e.Stop()
+
+	f.e.Handle(uidEvent(100))
+	f.e.Handle(forkEvent(100, 101, monotonic()))
+	f.e.Handle(forkEvent(100, 102, monotonic()))
+	f.e.Handle(forkEvent(102, 103, monotonic()))
+	f.e.Handle(&kernel.Event{What: kernel.EventExit, PID: 102, TGID: 102})
+	waitFor(t, "children moved", func() bool {
+		return f.tasks.where(101, f.cpu) == "/users/alice" && f.tasks.where(103, f.cpu) == "/users/alice"
+	})
+	waitFor(t, "parent done", func() bool {
+		f.e.mu.Lock()
+		defer f.e.mu.Unlock()
+		return f.e.hot[100].state == stDone
+	})
+	// A fork stamped well after the parent's move inherited the new cgroup:
+	// it must not cost a classification.
+	f.e.Handle(forkEvent(100, 200, monotonic()+uint64(time.Second)))
+	f.e.Handle(forkEvent(999, 300, monotonic()))
+	time.Sleep(50 * time.Millisecond)
+	if got := f.tasks.where(200, f.cpu); got != "/" {
+		t.Errorf("late fork was classified (moved to %s)", got)
+	}
+	if got := f.tasks.where(300, f.cpu); got != "/" {
+		t.Errorf("child of a cold parent was classified (moved to %s)", got)
+	}
+	if s := f.e.Stats(); s.ForksFollowed != 3 {
+		t.Errorf("ForksFollowed = %d, want 3", s.ForksFollowed)
+	}
+}
+
+func TestEngineCoalescesThreads(t *testing.T) {
+	f := newFixture(t, "alice cpu users/alice\n", Config{})
+	f.tasks.add(100, 1000, "/")
+	for tid := 100; tid < 108; tid++ {
+		f.e.Handle(&kernel.Event{What: kernel.EventUID, PID: int32(tid), TGID: 100})
+	}
+	if n := len(f.e.jobs); n != 1 {
+		t.Fatalf("%d jobs queued for one process's threads, want 1", n)
+	}
+	f.e.Start()
+	defer f.e.Stop()
+	waitFor(t, "move", func() bool { return f.tasks.where(100, f.cpu) == "/users/alice" })
+	if s := f.e.Stats(); s.Coalesced != 7 || s.Moves != 1 {
+		t.Errorf("stats %+v, want 7 coalesced and 1 move", s)
+	}
+}
+
+func TestEngineFullQueueRescans(t *testing.T) {
+	f := newFixture(t, "alice cpu users/alice\n", Config{QueueSize: 2})
+	for pid := 100; pid < 110; pid++ {
+		f.tasks.add(pid, 1000, "/")
+		f.e.Handle(uidEvent(pid))
+	}
+	if s := f.e.Stats(); s.QueueFull != 8 {
+		t.Fatalf("QueueFull = %d, want 8", s.QueueFull)
+	}
+	f.e.Start()
+	defer f.e.Stop()
+	waitFor(t, "rescan moved everyone", func() bool {
+		for pid := 100; pid < 110; pid++ {
+			if f.tasks.where(pid, f.cpu) != "/users/alice" {
+				return false
+			}
+		}
+		return true
+	})
+	waitFor(t, "rescan counted", func() bool { return f.e.Stats().Rescans >= 1 })
+}
+
+func TestEngineOverflowRescans(t *testing.T) {
+	f := newFixture(t, "alice cpu users/alice\n", Config{})
+	f.tasks.add(100, 1000, "/")
+	f.tasks.add(101, 1000, "/other") // moved too: a rescan classifies everything
+	f.e.Start()
+	defer f.e.Stop()
+	for i := 0; i < 5; i++ {
+		f.e.Handle(&kernel.Event{What: kernel.EventOverflow})
+	}
+	waitFor(t, "rescan", func() bool {
+		return f.tasks.where(100, f.cpu) == "/users/alice" && f.tasks.where(101, f.cpu) == "/users/alice"
+	})
+	s := f.e.Stats()
+	if s.Overflows != 5 {
+		t.Errorf("Overflows = %d, want 5", s.Overflows)
+	}
+	// Five reports arrived before the rescan loop could run more than once or
+	// twice: they coalesce.
+	time.Sleep(20 * time.Millisecond)
+	if s := f.e.Stats(); s.Rescans < 1 || s.Rescans > 2 {
+		t.Errorf("Rescans = %d, want 1 or 2 (coalesced)", s.Rescans)
+	}
+	if n := strings.Count(f.log.String(), "netlink receive buffer overflowed"); n != 1 {
+		t.Errorf("overflow logged %d times, want 1 (rate-limited)", n)
+	}
+}
+
+func TestEngineRetriesEINVAL(t *testing.T) {
+	f := newFixture(t, "alice cpu users/alice\n", Config{})
+	f.tasks.add(100, 1000, "/")
+	f.mover.einval[100] = 2
+	f.e.Start()
+	defer f.e.Stop()
+	f.e.Handle(uidEvent(100))
+	waitFor(t, "move after retries", func() bool { return f.tasks.where(100, f.cpu) == "/users/alice" })
+	if s := f.e.Stats(); s.Retries != 2 {
+		t.Errorf("Retries = %d, want 2", s.Retries)
+	}
+}
+
+func TestEngineGoneTaskIsQuiet(t *testing.T) {
+	f := newFixture(t, "alice cpu users/alice\n", Config{})
+	f.e.Start()
+	defer f.e.Stop()
+	f.e.Handle(uidEvent(4242))
+	waitFor(t, "gone counted", func() bool { return f.e.Stats().Gone == 1 })
+	if strings.Contains(f.log.String(), "level=error") {
+		t.Errorf("an exited task was logged as an error:\n%s", f.log.String())
+	}
+}
+
+func TestEngineDestinations(t *testing.T) {
+	f := newFixture(t, "alice cpu fixed\nbob cpu users/%u\n", Config{})
+	f.mover.exists = map[string]bool{}
+	f.tasks.add(100, 1000, "/")
+	f.tasks.add(101, 1000, "/")
+	f.tasks.add(200, 1001, "/")
+	f.e.Start()
+	defer f.e.Stop()
+	f.e.Handle(uidEvent(100))
+	f.e.Handle(uidEvent(101))
+	f.e.Handle(&kernel.Event{What: kernel.EventUID, PID: 200, TGID: 200})
+	waitFor(t, "templated destination created", func() bool { return f.tasks.where(200, f.cpu) == "/users/bob" })
+	waitFor(t, "missing destination reported", func() bool { return f.e.Stats().Errors == 2 })
+	if n := strings.Count(f.log.String(), "destination cgroup does not exist"); n != 1 {
+		t.Errorf("missing destination logged %d times, want once:\n%s", n, f.log.String())
+	}
+	if len(f.mover.created) != 1 || f.mover.created[0] != "/users/bob" {
+		t.Errorf("created %v, want [/users/bob]", f.mover.created)
+	}
+}
+
+func TestEngineStartupScan(t *testing.T) {
+	f := newFixture(t, "alice cpu users/alice\n", Config{})
+	f.tasks.add(1, 0, "/")
+	f.tasks.add(100, 1000, "/")
+	f.tasks.add(101, 1000, "/users/alice/own") // a sub-cgroup the user chose
+	n, moved := f.e.Scan()
+	if n != 3 || moved != 1 {
+		t.Fatalf("scan looked at %d tasks and moved %d, want 3 and 1", n, moved)
+	}
+	if got := f.tasks.where(101, f.cpu); got != "/users/alice/own" {
+		t.Errorf("task in a sub-cgroup of its destination moved to %s", got)
+	}
+	if f.e.HotLen() != 1 {
+		t.Errorf("hot table holds %d entries after the scan, want 1 (the moved task)", f.e.HotLen())
+	}
+}
