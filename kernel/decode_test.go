@@ -220,6 +220,11 @@ func TestDecode(t *testing.T) {
 			want: []Event{{What: 0x400, CPU: 1, Timestamp: ts, Seq: 5, Ack: 6}},
 		},
 		{
+			name:    "proc_event claiming to be an overflow",
+			in:      datagram(5, 6, procEvent(EventOverflow, 1, ts, nil)),
+			wantErr: ErrMalformed,
+		},
+		{
 			name: "two messages in one datagram",
 			in:   cat(datagram(1, 0, fork), datagram(2, 0, exec)),
 			want: []Event{

@@ -188,7 +188,9 @@ func payloadLen(w What) int {
 //   - A proc_event with a type Decode does not know (added by a newer
 //     kernel) is returned with only the header fields set (What, CPU,
 //     Timestamp, Seq, Ack), so consumers can count or log it; the payload is
-//     not interpreted.
+//     not interpreted. The one exception is the value of EventOverflow,
+//     which is reserved for the synthetic marker: such a proc_event is
+//     malformed.
 //
 // Truncated or inconsistent input returns an error wrapping ErrMalformed.
 // On error, dst holds the events decoded before the bad message.
@@ -248,6 +250,11 @@ func decodeCnMsg(m []byte, dst []Event) ([]Event, error) {
 		return dst, fmt.Errorf("%w: %d-byte proc_event, too short for its header", ErrMalformed, len(data))
 	}
 	w := What(ne.Uint32(data[0:4]))
+	if w == EventOverflow {
+		// Only Read and NLMSG_OVERRUN may produce this value; a proc_event
+		// carrying it would be mistaken for lost events.
+		return dst, fmt.Errorf("%w: proc_event type %#x is reserved for EventOverflow", ErrMalformed, uint32(w))
+	}
 	p := data[procHdrLen:]
 	if need := payloadLen(w); len(p) < need {
 		return dst, fmt.Errorf("%w: %v event with %d payload bytes, needs %d", ErrMalformed, w, len(p), need)
