@@ -20,6 +20,10 @@ import (
 // thousands of members needs a few megabytes, nothing legitimate needs more.
 const maxGroupBuf = 64 << 20
 
+// firstGroupBuf, when not 0, replaces the first buffer size (tests use a
+// tiny one to exercise the ERANGE path).
+var firstGroupBuf = 0
+
 func lookupGroup(name string) (Group, error) {
 	if badName(name) {
 		return Group{}, fmt.Errorf("group %q: %w", name, ErrNotFound)
@@ -51,6 +55,9 @@ func getgr(call func(*C.struct_group, *C.char, C.size_t, **C.struct_group) C.int
 	size := C.size_t(4096)
 	if n := C.sysconf(C._SC_GETGR_R_SIZE_MAX); n > 0 && C.size_t(n) > size {
 		size = C.size_t(n)
+	}
+	if firstGroupBuf > 0 {
+		size = C.size_t(firstGroupBuf)
 	}
 	for {
 		buf := C.malloc(size)
