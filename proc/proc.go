@@ -206,6 +206,11 @@ func (fs FS) Cgroups(pid int) ([]CgroupLine, error) {
 //     namespace); if that fails the name is exe.
 //  4. Otherwise the name is exe.
 //
+// Deviations from libcgroup, all where it would give a worse answer: the
+// " (deleted)" suffix is stripped; comm is unescaped (see Task); cwd is
+// read only when a relative argument needs it (libcgroup reads it first and
+// falls back to exe when it cannot, even for an absolute argument).
+//
 // errors.Is(err, unix.ESRCH) when the task is gone.
 func (fs FS) ProcName(pid int, comm string) (string, error) {
 	exe, err := readlink(fs.pidPath(pid, "exe"))
