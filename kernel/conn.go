@@ -36,12 +36,16 @@ const (
 	// namespaces. It must stay short: the daemon has to be ready in 0.2 s.
 	DefaultAckTimeout = 250 * time.Millisecond
 
-	// recvBufLen is the reused receive buffer. The proc connector sends one
-	// 76-byte event per datagram, but nothing else on this socket is
-	// bounded that tightly: 64 KiB covers any netlink datagram (the kernel
-	// caps connector messages at 16 KiB) and truncation is still detected
-	// (MSG_TRUNC) and counted as malformed.
-	recvBufLen = 64 << 10
+	// The receive buffer, allocated once, is cut into slots, one datagram
+	// each, filled by one recvmmsg(2) call: on a VM where a syscall costs
+	// ~1.5 µs that halves the cost per event compared with one recvfrom(2)
+	// per datagram. The proc connector sends one 76-byte event per datagram
+	// (only it sends to the CN_IDX_PROC group), so 1 KiB slots leave ample
+	// room; a longer datagram is truncated (MSG_TRUNC) and counted as
+	// malformed.
+	slotLen    = 1 << 10
+	slots      = 64
+	recvBufLen = slots * slotLen
 
 	// maxBatch bounds how many datagrams one Read drains without blocking,
 	// so a flood cannot starve the consumer of a return.
@@ -116,14 +120,15 @@ type Conn struct {
 	subscribed bool
 
 	// Reader state, owned by the goroutine in Read (or Listen before it).
-	buf        []byte
-	from       unix.RawSockaddrNetlink
-	fromLen    uint32
-	rdst       []Event            // destination of receive
-	rerr       unix.Errno         // hard error seen by receive
-	receiveFn  func(uintptr) bool // c.receive, bound once so Read does not allocate
-	pending    []Event            // received while Listen waited for the ack
-	deliverAll bool               // tests only: skip user-space filtering
+	buf        []byte                    // slots × slotLen
+	iovs       []unix.Iovec              // one per slot
+	froms      []unix.RawSockaddrNetlink // senders, one per slot
+	hdrs       []unix.Mmsghdr            // recvmmsg vector over the slots
+	rdst       []Event                   // destination of receive
+	rerr       unix.Errno                // hard error seen by receive
+	receiveFn  func(uintptr) bool        // c.receive, bound once so Read does not allocate
+	pending    []Event                   // received while Listen waited for the ack
+	deliverAll bool                      // tests only: skip user-space filtering
 
 	closeOnce sync.Once
 	closed    atomic.Bool
@@ -227,8 +232,7 @@ func Listen(cfg Config) (*Conn, error) {
 	// The duplicate shares the file description, so it is non-blocking too
 	// and NewFile makes it pollable.
 	f := os.NewFile(uintptr(fd), "netlink:proc-connector")
-	c := &Conn{f: f, mask: mask, buf: make([]byte, recvBufLen)}
-	c.receiveFn = c.receive
+	c := newConn(f, mask)
 	if c.raw, err = f.SyscallConn(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("kernel: %w", err)
@@ -464,18 +468,43 @@ func (c *Conn) Read(dst []Event) ([]Event, error) {
 	}
 }
 
+// newConn sets up the reader state around f: the receive slots and the
+// recvmmsg vector pointing into them, built once.
+func newConn(f *os.File, mask What) *Conn {
+	c := &Conn{
+		f:     f,
+		mask:  mask,
+		buf:   make([]byte, recvBufLen),
+		iovs:  make([]unix.Iovec, slots),
+		froms: make([]unix.RawSockaddrNetlink, slots),
+		hdrs:  make([]unix.Mmsghdr, slots),
+	}
+	for i := range slots {
+		c.iovs[i].Base = &c.buf[i*slotLen]
+		c.iovs[i].SetLen(slotLen)
+		h := &c.hdrs[i].Hdr
+		h.Name = (*byte)(unsafe.Pointer(&c.froms[i]))
+		h.Iov = &c.iovs[i]
+		h.SetIovlen(1)
+	}
+	c.receiveFn = c.receive
+	return c
+}
+
 // receive is the raw read callback: it drains up to maxBatch datagrams
 // without blocking, decoding them into c.rdst. It returns false (wait for
 // the socket to become readable) only when nothing at all was received.
 func (c *Conn) receive(fd uintptr) bool {
 	got := 0
 	for got < maxBatch {
-		// Stop once the caller's slice is full, so that a Read into a
-		// reused buffer does not grow (allocate) it; the rest stays queued.
-		if got > 0 && len(c.rdst) >= cap(c.rdst) {
+		// Ask for no more datagrams than the caller's slice has room for
+		// (one event each), so a Read into a reused buffer does not grow
+		// (allocate) it; the rest stays queued for the next Read.
+		room := cap(c.rdst) - len(c.rdst)
+		if got > 0 && room <= 0 {
 			return true
 		}
-		n, errno := c.recvfrom(int(fd))
+		n, errno := c.recvmmsg(fd, min(max(room, 1), slots, maxBatch-got))
 		switch errno {
 		case 0:
 		case unix.EINTR:
@@ -484,7 +513,9 @@ func (c *Conn) receive(fd uintptr) bool {
 			return got > 0
 		case unix.ENOBUFS:
 			// The kernel dropped events; the socket stays usable and the
-			// error is reported once per overflow.
+			// error is reported once per overflow. (When it strikes after
+			// some datagrams, recvmmsg returns those and the kernel keeps
+			// the error for the next call.)
 			c.rdst = append(c.rdst, Event{What: EventOverflow, Timestamp: monotonicNow()})
 			got++
 			continue
@@ -494,32 +525,39 @@ func (c *Conn) receive(fd uintptr) bool {
 			} // else deliver what we have; a persistent error recurs next time
 			return true
 		}
-		got++
-		c.datagrams.Add(1)
-		if c.from.Pid != 0 {
-			c.foreign.Add(1)
-			continue
-		}
-		if n > len(c.buf) { // MSG_TRUNC reports the full length
-			c.malformed.Add(1)
-			continue
-		}
-		var err error
-		if c.rdst, err = Decode(c.buf[:n], c.rdst); err != nil {
-			c.malformed.Add(1)
+		got += n
+		c.datagrams.Add(uint64(n))
+		for i := range n {
+			if c.froms[i].Pid != 0 {
+				c.foreign.Add(1)
+				continue
+			}
+			h := &c.hdrs[i]
+			if h.Hdr.Flags&unix.MSG_TRUNC != 0 {
+				c.malformed.Add(1)
+				continue
+			}
+			var err error
+			off := i * slotLen
+			if c.rdst, err = Decode(c.buf[off:off+int(h.Len)], c.rdst); err != nil {
+				c.malformed.Add(1)
+			}
 		}
 	}
 	return true
 }
 
-// recvfrom is recvfrom(2) into c.buf and c.from. unix.Recvfrom would
-// allocate a Sockaddr per datagram; the sender's port id is all we need.
-func (c *Conn) recvfrom(fd int) (int, unix.Errno) {
-	c.fromLen = unix.SizeofSockaddrNetlink
-	n, _, errno := unix.Syscall6(unix.SYS_RECVFROM, uintptr(fd),
-		uintptr(unsafe.Pointer(&c.buf[0])), uintptr(len(c.buf)),
-		unix.MSG_TRUNC|unix.MSG_DONTWAIT,
-		uintptr(unsafe.Pointer(&c.from)), uintptr(unsafe.Pointer(&c.fromLen)))
+// recvmmsg receives up to vlen datagrams into the first vlen slots.
+// (x/sys/unix has no wrapper; its Recvfrom would also allocate a Sockaddr
+// per datagram, and the sender's port id is all we need.)
+func (c *Conn) recvmmsg(fd uintptr, vlen int) (int, unix.Errno) {
+	for i := range vlen {
+		// In/out: the kernel overwrites it with the address's length.
+		c.hdrs[i].Hdr.Namelen = unix.SizeofSockaddrNetlink
+	}
+	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd,
+		uintptr(unsafe.Pointer(&c.hdrs[0])), uintptr(vlen),
+		unix.MSG_DONTWAIT, 0, 0)
 	return int(n), errno
 }
 

@@ -606,3 +606,40 @@ func copyForNobody(t *testing.T) string {
 	}
 	return bin
 }
+
+// TestIntegrationDrainRate measures the read path on a full socket: a burst
+// of forks queues a few thousand events while nobody reads, then Read drains
+// them (recvfrom + Decode + filter, one datagram per event). It logs the
+// cost per event; it only fails if Read does.
+func TestIntegrationDrainRate(t *testing.T) {
+	requireRoot(t)
+	checkFDs(t)
+	c := listen(t, Config{})
+	burst := exec.Command("/bin/sh", "-c", "i=0; while [ $i -lt 1000 ]; do (:); i=$((i+1)); done")
+	if err := burst.Run(); err != nil {
+		t.Fatal(err)
+	}
+	sentinel := exec.Command("/bin/true")
+	if err := sentinel.Run(); err != nil {
+		t.Fatal(err)
+	}
+	spid := int32(sentinel.Process.Pid)
+	buf := make([]Event, 0, 256)
+	n, reads := 0, 0
+	start := time.Now()
+	for done := false; !done; {
+		evs, err := c.Read(buf[:0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		reads++
+		n += len(evs)
+		for _, e := range evs {
+			if e.What == EventExec && e.PID == spid {
+				done = true
+			}
+		}
+	}
+	d := time.Since(start)
+	t.Logf("drained %d events in %d Reads in %v: %.0f ns/event; stats %+v", n, reads, d, float64(d.Nanoseconds())/float64(n), c.Stats())
+}
