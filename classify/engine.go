@@ -441,8 +441,14 @@ func (e *Engine) classify(st *workState, pid int, why reason) outcome {
 		case errors.Is(err, unix.ESRCH):
 			e.stats.gone.Add(1)
 			return out
-		case errors.Is(err, unix.EINVAL):
+		case errors.Is(err, unix.EINVAL) && !t.RT:
 			out.retry = true
+		case errors.Is(err, unix.EINVAL):
+			// A realtime task cannot join a v1 cpu cgroup without an
+			// rt_runtime_us budget; retrying would never succeed.
+			e.stats.errors.Add(1)
+			e.log.WithFields(logrus.Fields{"pid": pid, "rule": ruleRef(d.Rule), "controller": m.Controller, "dest": m.Path}).
+				Errorf("cannot move realtime task (does the destination have cpu.rt_runtime_us?): %v", err)
 		default:
 			e.stats.errors.Add(1)
 			if !e.reportMissing(&m, err) {
@@ -464,10 +470,7 @@ func (e *Engine) move(rs *ruleset, pid int, m *Move, r *rules.Rule) error {
 	if !m.Templated {
 		return err
 	}
-	ctrls := m.H.Controllers
-	if m.H.Version == cgroupfs.V2 && m.Target != nil {
-		ctrls = m.Target.Controllers
-	}
+	ctrls := e.createControllers(m)
 	if cerr := e.cfg.Mover.Create(m.H, m.Path, ctrls); cerr != nil {
 		// The directory may exist even if enabling a controller failed.
 		e.log.WithFields(logrus.Fields{"rule": ruleRef(r), "dest": m.Path}).Warnf("creating destination: %v", cerr)
@@ -475,6 +478,32 @@ func (e *Engine) move(rs *ruleset, pid int, m *Move, r *rules.Rule) error {
 		e.stats.created.Add(1)
 	}
 	return e.cfg.Mover.Move(m.H, m.Path, pid)
+}
+
+// createControllers are the controllers to enable for a new v2 destination:
+// those of the rule's names that resolve to this hierarchy (on a hybrid
+// machine "cpu" is a v1 controller and must not be enabled in cgroup2).
+func (e *Engine) createControllers(m *Move) []string {
+	if m.H.Version != cgroupfs.V2 || m.Target == nil {
+		return m.H.Controllers
+	}
+	var out []string
+	for _, c := range m.Target.Controllers {
+		if c == "*" {
+			out = append(out, m.H.Controllers...)
+			continue
+		}
+		if c == cgroupfs.Unified {
+			continue
+		}
+		for _, h := range e.scope.layout.Resolve(c) {
+			if h == m.H {
+				out = append(out, c)
+				break
+			}
+		}
+	}
+	return out
 }
 
 func isNotExist(err error) bool {

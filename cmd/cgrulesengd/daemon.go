@@ -1,0 +1,287 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/sirupsen/logrus"
+
+	"github.com/cgrulesengd/cgrulesengd/cgroupfs"
+	"github.com/cgrulesengd/cgrulesengd/classify"
+	"github.com/cgrulesengd/cgrulesengd/kernel"
+	"github.com/cgrulesengd/cgrulesengd/proc"
+	"github.com/cgrulesengd/cgrulesengd/rules"
+)
+
+// wantedEvents are the kernel events the engine uses: credential changes and
+// execs to classify, forks and exits to follow fork races.
+const wantedEvents = kernel.EventFork | kernel.EventExec | kernel.EventUID | kernel.EventGID | kernel.EventExit
+
+type daemon struct {
+	opt            options
+	notify         *notifier
+	stdout, stderr io.Writer
+
+	log    *logrus.Logger
+	layout *cgroupfs.Layout
+	engine *classify.Engine
+	rules  *rules.List
+}
+
+func (d *daemon) run() error {
+	o := &d.opt
+	start := time.Now()
+	log, closer, err := newLogger(o, !d.notify.background(), d.stdout, d.stderr)
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	d.log = log
+	for _, p := range []*string{&o.config, &o.configDir, &o.pidfile} {
+		if *p != "" {
+			if abs, err := filepath.Abs(*p); err == nil {
+				*p = abs
+			}
+		}
+	}
+	signal.Ignore(syscall.SIGPIPE)
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+
+	d.layout, err = cgroupfs.Discover(o.procRoot)
+	if err != nil {
+		return fmt.Errorf("discovering cgroup hierarchies: %w", err)
+	}
+	if len(d.layout.Hierarchies) == 0 {
+		return errors.New("no cgroup hierarchy is mounted")
+	}
+	list, names, err := d.load()
+	if err != nil {
+		return err
+	}
+
+	d.engine = classify.New(classify.Config{
+		Layout: d.layout,
+		Mover:  cgroupfs.NewMover(d.layout, cgroupfs.WithCgroupRoot(o.cgroupRoot)),
+		Tasks:  proc.NewFS(o.procRoot),
+		Log:    log,
+		Root:   o.cgroupRoot,
+	})
+	d.engine.SetRules(list, names)
+	d.rules = list
+
+	// Subscribe before scanning so that nothing started in between is missed.
+	conn, err := kernel.Listen(kernel.Config{ReceiveBuffer: o.netlinkBuf, Events: wantedEvents})
+	if err != nil {
+		return fmt.Errorf("subscribing to the kernel's process events: %w", err)
+	}
+	d.engine.Start()
+	readerDone := make(chan error, 1)
+	go d.read(conn, readerDone)
+
+	tasks, moved := d.engine.Scan()
+
+	watcher, err := d.watch()
+	if err != nil {
+		log.Warnf("not watching the rules files for changes (reload with SIGUSR2): %v", err)
+	}
+	if o.pidfile != "" {
+		if err := writePidfile(o.pidfile, os.Getpid()); err != nil {
+			conn.Close()
+			d.engine.Stop()
+			return err
+		}
+		defer removePidfile(o.pidfile, os.Getpid())
+	}
+	log.WithFields(logrus.Fields{
+		"rules": list.Len(), "mode": d.layout.Mode(), "cgroup_root": o.cgroupRoot,
+		"filtered_events": conn.Filtered(), "scanned": tasks, "moved": moved,
+		"took": time.Since(start).Round(time.Microsecond),
+	}).Info("ready")
+	d.notify.ready()
+	if d.notify.background() || !o.nodaemon {
+		_ = os.Chdir("/")
+	}
+
+	var reload <-chan time.Time
+	var debounce *time.Timer
+	var fsEvents <-chan fsnotify.Event
+	var fsErrors <-chan error
+	if watcher != nil {
+		defer watcher.Close()
+		fsEvents, fsErrors = watcher.Events, watcher.Errors
+	}
+	for {
+		select {
+		case s := <-sigs:
+			switch s {
+			case syscall.SIGUSR2, syscall.SIGHUP, syscall.SIGUSR1:
+				log.WithField("signal", s.String()).Info("reloading rules")
+				d.reload()
+				if s == syscall.SIGUSR1 {
+					log.WithField("stats", d.engine.Stats().String()).Info("stats")
+				}
+			case syscall.SIGTERM, syscall.SIGINT:
+				log.WithField("signal", s.String()).Info("stopping")
+				return d.shutdown(conn, readerDone)
+			}
+		case ev, ok := <-fsEvents:
+			if !ok {
+				fsEvents = nil
+				continue
+			}
+			if !d.relevant(ev, watcher) {
+				continue
+			}
+			// Editors write in several steps; wait until they are done.
+			if debounce == nil {
+				debounce = time.NewTimer(250 * time.Millisecond)
+			} else {
+				debounce.Reset(250 * time.Millisecond)
+			}
+			reload = debounce.C
+		case err, ok := <-fsErrors:
+			if !ok {
+				fsErrors = nil
+				continue
+			}
+			log.Warnf("watching rules files: %v", err)
+		case <-reload:
+			reload = nil
+			log.Info("rules files changed, reloading")
+			d.reload()
+		case err := <-readerDone:
+			d.engine.Stop()
+			return fmt.Errorf("kernel event reader stopped: %w", err)
+		}
+	}
+}
+
+// read is the netlink reader: it never blocks on anything but the socket.
+func (d *daemon) read(conn *kernel.Conn, done chan<- error) {
+	buf := make([]kernel.Event, 0, 64)
+	failures := 0
+	for {
+		evs, err := conn.Read(buf[:0])
+		if err != nil {
+			if errors.Is(err, kernel.ErrClosed) {
+				done <- nil
+				return
+			}
+			failures++
+			if failures > 100 {
+				done <- err
+				return
+			}
+			d.log.Errorf("reading kernel events: %v", err)
+			d.engine.RequestRescan()
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		failures = 0
+		for i := range evs {
+			d.engine.Handle(&evs[i])
+		}
+	}
+}
+
+func (d *daemon) shutdown(conn *kernel.Conn, readerDone <-chan error) error {
+	conn.Close()
+	select {
+	case <-readerDone:
+	case <-time.After(2 * time.Second):
+		d.log.Warn("kernel event reader did not stop in time")
+	}
+	d.engine.Stop()
+	ks := conn.Stats()
+	d.log.WithFields(logrus.Fields{
+		"datagrams": ks.Datagrams, "kernel_events": ks.Events,
+	}).Infof("stats %s", d.engine.Stats().String())
+	return nil
+}
+
+// load reads the rules; every diagnostic is logged as file:line: message.
+func (d *daemon) load() (*rules.List, rules.Resolver, error) {
+	names := rules.NSS()
+	opt := rules.Options{Resolver: names, Controllers: d.layout.Controllers(), CheckTrust: os.Geteuid() == 0}
+	list, diags, err := rules.Load(d.opt.config, d.opt.configDir, opt)
+	for _, dg := range diags {
+		if dg.Severity == rules.Error {
+			d.log.Error(dg.String())
+		} else {
+			d.log.Warn(dg.String())
+		}
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("loading rules: %w", err)
+	}
+	return list, names, nil
+}
+
+func (d *daemon) reload() {
+	list, names, err := d.load()
+	if err != nil {
+		n := 0
+		if d.rules != nil {
+			n = d.rules.Len()
+		}
+		d.log.Errorf("reload failed, the %d rules loaded before stay in force: %v", n, firstLine(err))
+		return
+	}
+	d.engine.SetRules(list, names)
+	d.rules = list
+	d.log.WithField("rules", list.Len()).Info("rules reloaded")
+}
+
+func firstLine(err error) string {
+	s := err.Error()
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i] + " (and more, see above)"
+	}
+	return s
+}
+
+// watch watches the directories holding the rules, so that editors that
+// save by writing a new file and renaming it over the old one are seen.
+func (d *daemon) watch() (*fsnotify.Watcher, error) {
+	w, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, err
+	}
+	if err := w.Add(filepath.Dir(d.opt.config)); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("watching %s: %w", filepath.Dir(d.opt.config), err)
+	}
+	if d.opt.configDir != "" {
+		if err := w.Add(d.opt.configDir); err != nil {
+			// The drop-in directory may appear later: watch its parent.
+			_ = w.Add(filepath.Dir(d.opt.configDir))
+		}
+	}
+	return w, nil
+}
+
+func (d *daemon) relevant(ev fsnotify.Event, w *fsnotify.Watcher) bool {
+	if ev.Name == d.opt.config {
+		return true
+	}
+	if d.opt.configDir == "" {
+		return false
+	}
+	if ev.Name == d.opt.configDir {
+		if ev.Has(fsnotify.Create) {
+			_ = w.Add(d.opt.configDir)
+		}
+		return true
+	}
+	return filepath.Dir(ev.Name) == d.opt.configDir && strings.HasSuffix(ev.Name, ".conf")
+}

@@ -1,0 +1,73 @@
+// Command cgrulesengd is the CGroup Rules Engine Daemon: it listens to the
+// kernel's process events and moves every task into the cgroups that
+// /etc/cgrules.conf names for its user, group or program. It is a drop-in
+// replacement for libcgroup's daemon of the same name (same rules format,
+// same flags); see the README for where it differs.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/cgrulesengd/cgrulesengd/cgroupfs"
+	"github.com/cgrulesengd/cgrulesengd/rules"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func realMain(args []string, stdout, stderr io.Writer) int {
+	o, err := parseArgs(args)
+	if err != nil {
+		fmt.Fprintf(stderr, "cgrulesengd: %v\nTry 'cgrulesengd --help' for more information.\n", err)
+		return 2
+	}
+	switch {
+	case o.help:
+		usage(stdout)
+		return 0
+	case o.version:
+		fmt.Fprintf(stdout, "cgrulesengd %s\n", version)
+		return 0
+	case o.check || o.explain:
+		ropt := rules.Options{Resolver: rules.NSS(), CheckTrust: os.Geteuid() == 0}
+		if layout, err := cgroupfs.Discover(o.procRoot); err == nil && len(layout.Hierarchies) > 0 {
+			ropt.Controllers = layout.Controllers()
+		} else {
+			// Validating a file on a machine without cgroups (a build host)
+			// still works; controller names are then not checked.
+			fmt.Fprintf(stderr, "cgrulesengd: no cgroup hierarchies found (%v): controller names are not checked\n", errOrNone(err))
+		}
+		if o.check {
+			return runCheck(stdout, stderr, o.config, o.configDir, ropt)
+		}
+		return runExplain(stdout, stderr, o.config, o.configDir, ropt, o.exUser, o.exGroup, o.exProc)
+	}
+	n := notifierFromEnv()
+	if !o.nodaemon && !n.background() {
+		return startBackground(args, stderr)
+	}
+	d := &daemon{opt: o, notify: n, stdout: stdout, stderr: stderr}
+	if err := d.run(); err != nil {
+		n.fail(err)
+		if d.log != nil {
+			d.log.Error(err)
+		}
+		fmt.Fprintf(stderr, "cgrulesengd: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+func errOrNone(err error) error {
+	if err == nil {
+		return errors.New("none mounted")
+	}
+	return err
+}

@@ -1,0 +1,264 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+)
+
+// options are the daemon's command-line settings. The short options and
+// their meaning follow libcgroup's cgrulesengd so that existing service
+// files keep working.
+type options struct {
+	nodaemon    bool
+	debug       bool
+	verbosity   int // -v minus -q
+	nolog       bool
+	logfile     string // "" = not set, "-" = stdout
+	syslog      bool
+	facility    string // "" = default (DAEMON), "0".."7" = LOCAL0..7, "D" = DAEMON
+	socketUser  string
+	socketGroup string
+
+	config     string
+	configDir  string
+	cgroupRoot string
+	pidfile    string
+	netlinkBuf int
+
+	check    bool
+	explain  bool
+	exUser   string
+	exGroup  string
+	exProc   string
+	help     bool
+	version  bool
+	procRoot string // hidden: /proc, for tests
+}
+
+func defaultOptions() options {
+	return options{
+		config:     "/etc/cgrules.conf",
+		configDir:  "/etc/cgrules.d",
+		cgroupRoot: "/",
+		netlinkBuf: 16 << 20,
+		procRoot:   "/proc",
+	}
+}
+
+const usageText = `Usage: cgrulesengd [options]
+
+CGroup Rules Engine Daemon: moves each task into the cgroups that
+/etc/cgrules.conf names for its user, group or program.
+
+  -n, --nodaemon               stay in the foreground
+  -d, --debug                  same as -nvvv -f - (foreground, debug log on stdout)
+  -v, --verbose                more log messages (repeat: warnings, info, debug)
+  -q, --quiet                  fewer log messages
+  -Q, --nolog                  no log at all
+  -f, --logfile=FILE           log to FILE ("-" = standard output)
+  -s[FAC], --syslog[=FAC]      log to syslog; FAC is 0-7 (LOCAL0-7) or D (DAEMON, default)
+  -u, --socket-user=USER       owner of the sticky socket (accepted for compatibility)
+  -g, --socket-group=GROUP     group of the sticky socket (accepted for compatibility)
+  -c, --config=FILE            rules file (default /etc/cgrules.conf)
+      --config-dir=DIR         drop-in directory, *.conf in lexical order (default /etc/cgrules.d)
+      --cgroup-root=PATH       act only below PATH in every hierarchy; destinations are
+                               relative to it (default /)
+      --pidfile=FILE           write the daemon's pid to FILE once it is ready
+      --netlink-buffer=BYTES   netlink receive buffer (default 16777216; K, M suffixes)
+      --check                  load the rules, print every problem as file:line: message
+      --explain                print which rule and cgroups apply to --user [--group] [--process]
+      --user=NAME|UID          (with --explain)
+      --group=NAME|GID         (with --explain; default: the user's primary group)
+      --process=PATH           (with --explain)
+  -h, --help                   this help
+      --version                print the version
+
+Signals: SIGUSR2 or SIGHUP reload the rules, SIGTERM or SIGINT stop the daemon.
+Environment: CGROUP_LOGLEVEL=ERROR|WARNING|INFO|DEBUG sets the starting log level.
+`
+
+func usage(w io.Writer) { fmt.Fprint(w, usageText) }
+
+var errUsage = errors.New("usage error")
+
+// parseArgs parses args (without the program name) getopt-style: short
+// options may be bundled (-nvvv), their arguments attached or separate
+// (-f FILE, -fFILE), except -s whose facility must be attached (-s0), as
+// in libcgroup. Long options take --name=value or --name value, except
+// --syslog whose facility must use "=".
+func parseArgs(args []string) (options, error) {
+	o := defaultOptions()
+	type longOpt struct {
+		arg      int // 0 none, 1 required, 2 optional (only with =)
+		set      func(v string) error
+		hasValue bool
+	}
+	str := func(p *string) func(string) error { return func(v string) error { *p = v; return nil } }
+	flag := func(p *bool) func(string) error { return func(string) error { *p = true; return nil } }
+	long := map[string]longOpt{
+		"nodaemon":       {set: flag(&o.nodaemon)},
+		"debug":          {set: flag(&o.debug)},
+		"verbose":        {set: func(string) error { o.verbosity++; return nil }},
+		"quiet":          {set: func(string) error { o.verbosity--; return nil }},
+		"nolog":          {set: flag(&o.nolog)},
+		"logfile":        {arg: 1, set: str(&o.logfile)},
+		"syslog":         {arg: 2, set: func(v string) error { o.syslog = true; return setFacility(&o, v) }},
+		"socket-user":    {arg: 1, set: str(&o.socketUser)},
+		"socket-group":   {arg: 1, set: str(&o.socketGroup)},
+		"config":         {arg: 1, set: str(&o.config)},
+		"config-dir":     {arg: 1, set: str(&o.configDir)},
+		"cgroup-root":    {arg: 1, set: str(&o.cgroupRoot)},
+		"pidfile":        {arg: 1, set: str(&o.pidfile)},
+		"netlink-buffer": {arg: 1, set: func(v string) error { n, err := parseSize(v); o.netlinkBuf = n; return err }},
+		"check":          {set: flag(&o.check)},
+		"explain":        {set: flag(&o.explain)},
+		"user":           {arg: 1, set: str(&o.exUser)},
+		"group":          {arg: 1, set: str(&o.exGroup)},
+		"process":        {arg: 1, set: str(&o.exProc)},
+		"help":           {set: flag(&o.help)},
+		"version":        {set: flag(&o.version)},
+		"proc-root":      {arg: 1, set: str(&o.procRoot)},
+	}
+	short := map[byte]string{
+		'n': "nodaemon", 'd': "debug", 'v': "verbose", 'q': "quiet", 'Q': "nolog",
+		'f': "logfile", 's': "syslog", 'u': "socket-user", 'g': "socket-group",
+		'c': "config", 'h': "help",
+	}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			if i+1 < len(args) {
+				return o, fmt.Errorf("%w: unexpected argument %q", errUsage, args[i+1])
+			}
+			return o, finish(&o)
+		case strings.HasPrefix(a, "--"):
+			name, val, hasVal := strings.Cut(a[2:], "=")
+			lo, ok := long[name]
+			if !ok {
+				return o, fmt.Errorf("%w: unknown option --%s", errUsage, name)
+			}
+			switch lo.arg {
+			case 0:
+				if hasVal {
+					return o, fmt.Errorf("%w: option --%s takes no value", errUsage, name)
+				}
+			case 1:
+				if !hasVal {
+					if i+1 >= len(args) {
+						return o, fmt.Errorf("%w: option --%s needs a value", errUsage, name)
+					}
+					i++
+					val = args[i]
+				}
+			}
+			if err := lo.set(val); err != nil {
+				return o, fmt.Errorf("%w: --%s: %v", errUsage, name, err)
+			}
+		case len(a) > 1 && a[0] == '-':
+			for j := 1; j < len(a); j++ {
+				name, ok := short[a[j]]
+				if !ok {
+					return o, fmt.Errorf("%w: unknown option -%c", errUsage, a[j])
+				}
+				lo := long[name]
+				if lo.arg == 0 {
+					_ = lo.set("")
+					continue
+				}
+				rest := a[j+1:]
+				if lo.arg == 2 { // -s[FAC]: only an attached value
+					if err := lo.set(rest); err != nil {
+						return o, fmt.Errorf("%w: -%c: %v", errUsage, a[j], err)
+					}
+					break
+				}
+				if rest == "" {
+					if i+1 >= len(args) {
+						return o, fmt.Errorf("%w: option -%c needs a value", errUsage, a[j])
+					}
+					i++
+					rest = args[i]
+				}
+				if err := lo.set(rest); err != nil {
+					return o, fmt.Errorf("%w: -%c: %v", errUsage, a[j], err)
+				}
+				break
+			}
+		default:
+			return o, fmt.Errorf("%w: unexpected argument %q", errUsage, a)
+		}
+	}
+	return o, finish(&o)
+}
+
+// finish applies the options' combined meaning.
+func finish(o *options) error {
+	if o.debug {
+		// libcgroup: -d is -nvvv -f -
+		o.nodaemon = true
+		o.verbosity += 3
+		if o.logfile == "" {
+			o.logfile = "-"
+		}
+	}
+	if o.explain && o.exUser == "" {
+		return fmt.Errorf("%w: --explain needs --user NAME|UID", errUsage)
+	}
+	if !o.explain && (o.exUser != "" || o.exGroup != "" || o.exProc != "") {
+		return fmt.Errorf("%w: --user, --group and --process go with --explain", errUsage)
+	}
+	if o.check && o.explain {
+		return fmt.Errorf("%w: --check and --explain are exclusive", errUsage)
+	}
+	if o.cgroupRoot == "" || o.cgroupRoot[0] != '/' {
+		return fmt.Errorf("%w: --cgroup-root must be an absolute cgroup path, got %q", errUsage, o.cgroupRoot)
+	}
+	for _, part := range strings.Split(o.cgroupRoot, "/") {
+		if part == ".." {
+			return fmt.Errorf("%w: --cgroup-root must not contain \"..\": %q", errUsage, o.cgroupRoot)
+		}
+	}
+	if o.netlinkBuf < 4096 {
+		return fmt.Errorf("%w: --netlink-buffer must be at least 4096 bytes, got %d", errUsage, o.netlinkBuf)
+	}
+	return nil
+}
+
+func setFacility(o *options, v string) error {
+	switch {
+	case v == "":
+		o.facility = "D"
+	case v == "D" || v == "d":
+		o.facility = "D"
+	case len(v) == 1 && v[0] >= '0' && v[0] <= '7':
+		o.facility = v
+	default:
+		return fmt.Errorf("unknown syslog facility %q (want 0-7 for LOCAL0-7 or D for DAEMON)", v)
+	}
+	return nil
+}
+
+// parseSize reads a byte count with an optional K, M or G suffix.
+func parseSize(v string) (int, error) {
+	mult := 1
+	s := strings.TrimSpace(v)
+	if s != "" {
+		switch s[len(s)-1] {
+		case 'k', 'K':
+			mult, s = 1<<10, s[:len(s)-1]
+		case 'm', 'M':
+			mult, s = 1<<20, s[:len(s)-1]
+		case 'g', 'G':
+			mult, s = 1<<30, s[:len(s)-1]
+		}
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > (1<<31-1)/mult {
+		return 0, fmt.Errorf("invalid size %q", v)
+	}
+	return n * mult, nil
+}

@@ -1,0 +1,156 @@
+package main
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+)
+
+func TestParseArgs(t *testing.T) {
+	tests := []struct {
+		name  string
+		args  []string
+		check func(t *testing.T, o options)
+	}{
+		{"defaults", nil, func(t *testing.T, o options) {
+			if o.config != "/etc/cgrules.conf" || o.configDir != "/etc/cgrules.d" || o.cgroupRoot != "/" || o.nodaemon {
+				t.Errorf("defaults: %+v", o)
+			}
+		}},
+		{"bundled short flags", []string{"-nvvv"}, func(t *testing.T, o options) {
+			if !o.nodaemon || o.verbosity != 3 {
+				t.Errorf("got nodaemon=%v verbosity=%d", o.nodaemon, o.verbosity)
+			}
+		}},
+		{"debug is -nvvv -f -", []string{"-d"}, func(t *testing.T, o options) {
+			if !o.nodaemon || o.verbosity != 3 || o.logfile != "-" {
+				t.Errorf("got %+v", o)
+			}
+		}},
+		{"debug keeps an explicit log file", []string{"-d", "-f", "/tmp/x.log"}, func(t *testing.T, o options) {
+			if o.logfile != "/tmp/x.log" {
+				t.Errorf("logfile %q", o.logfile)
+			}
+		}},
+		{"logfile attached", []string{"-f/var/log/x"}, func(t *testing.T, o options) {
+			if o.logfile != "/var/log/x" {
+				t.Errorf("logfile %q", o.logfile)
+			}
+		}},
+		{"logfile long with =", []string{"--logfile=-"}, func(t *testing.T, o options) {
+			if o.logfile != "-" {
+				t.Errorf("logfile %q", o.logfile)
+			}
+		}},
+		{"syslog default facility", []string{"-s"}, func(t *testing.T, o options) {
+			if !o.syslog || o.facility != "D" {
+				t.Errorf("syslog=%v facility=%q", o.syslog, o.facility)
+			}
+		}},
+		{"syslog local3 attached", []string{"-s3", "-n"}, func(t *testing.T, o options) {
+			if !o.syslog || o.facility != "3" || !o.nodaemon {
+				t.Errorf("syslog=%v facility=%q", o.syslog, o.facility)
+			}
+		}},
+		{"syslog long", []string{"--syslog=D"}, func(t *testing.T, o options) {
+			if !o.syslog || o.facility != "D" {
+				t.Errorf("facility %q", o.facility)
+			}
+		}},
+		{"quiet lowers verbosity", []string{"-v", "-q", "-q"}, func(t *testing.T, o options) {
+			if o.verbosity != -1 {
+				t.Errorf("verbosity %d", o.verbosity)
+			}
+		}},
+		{"socket owner accepted", []string{"-u", "root", "-g", "cgred"}, func(t *testing.T, o options) {
+			if o.socketUser != "root" || o.socketGroup != "cgred" {
+				t.Errorf("got %q %q", o.socketUser, o.socketGroup)
+			}
+		}},
+		{"config and root", []string{"-c", "r.conf", "--config-dir", "d", "--cgroup-root=/x/y", "--pidfile", "p"}, func(t *testing.T, o options) {
+			if o.config != "r.conf" || o.configDir != "d" || o.cgroupRoot != "/x/y" || o.pidfile != "p" {
+				t.Errorf("got %+v", o)
+			}
+		}},
+		{"netlink buffer with suffix", []string{"--netlink-buffer", "4M"}, func(t *testing.T, o options) {
+			if o.netlinkBuf != 4<<20 {
+				t.Errorf("buffer %d", o.netlinkBuf)
+			}
+		}},
+		{"explain", []string{"--explain", "--user", "alice", "--group=staff", "--process", "/bin/sh"}, func(t *testing.T, o options) {
+			if !o.explain || o.exUser != "alice" || o.exGroup != "staff" || o.exProc != "/bin/sh" {
+				t.Errorf("got %+v", o)
+			}
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			o, err := parseArgs(tc.args)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tc.check(t, o)
+		})
+	}
+}
+
+func TestParseArgsErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown short", []string{"-x"}, "unknown option -x"},
+		{"unknown long", []string{"--frobnicate"}, "unknown option --frobnicate"},
+		{"missing value", []string{"-f"}, "needs a value"},
+		{"bad facility", []string{"-s9"}, "unknown syslog facility"},
+		{"flag with value", []string{"--nodaemon=yes"}, "takes no value"},
+		{"stray argument", []string{"extra"}, "unexpected argument"},
+		{"explain without user", []string{"--explain"}, "needs --user"},
+		{"user without explain", []string{"--user", "x"}, "go with --explain"},
+		{"relative root", []string{"--cgroup-root", "x"}, "absolute"},
+		{"dotdot root", []string{"--cgroup-root", "/a/../b"}, "must not contain"},
+		{"tiny buffer", []string{"--netlink-buffer", "10"}, "at least 4096"},
+		{"bad size", []string{"--netlink-buffer", "lots"}, "invalid size"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := parseArgs(tc.args)
+			if err == nil || !errors.Is(err, errUsage) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want a usage error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestLogLevels(t *testing.T) {
+	tests := []struct {
+		env       string
+		verbosity int
+		want      logrus.Level
+	}{
+		{"", 0, logrus.ErrorLevel},
+		{"", 1, logrus.WarnLevel},
+		{"", 2, logrus.InfoLevel},
+		{"", 3, logrus.DebugLevel},
+		{"", 9, logrus.DebugLevel},
+		{"", -1, logrus.FatalLevel},
+		{"INFO", 0, logrus.InfoLevel},
+		{"debug", -1, logrus.InfoLevel},
+		{"4", 0, logrus.DebugLevel},
+	}
+	for _, tc := range tests {
+		base, err := baseLevel(tc.env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := effectiveLevel(base, tc.verbosity); got != tc.want {
+			t.Errorf("CGROUP_LOGLEVEL=%q verbosity %d: level %v, want %v", tc.env, tc.verbosity, got, tc.want)
+		}
+	}
+	if _, err := baseLevel("LOUD"); err == nil {
+		t.Error("CGROUP_LOGLEVEL=LOUD accepted")
+	}
+}
