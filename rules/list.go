@@ -38,7 +38,7 @@ func (b *builder) finish() (*List, Diagnostics, error) {
 	l := &List{
 		rules:       make([]*Rule, len(b.rules)),
 		procs:       make([]procTest, len(b.rules)),
-		controllers: b.opt.Controllers,
+		controllers: slices.Clone(b.opt.Controllers),
 		res:         b.opt.Resolver,
 	}
 	type kv struct {

@@ -331,19 +331,23 @@ func parseControllers(raw string, avail map[string]bool) ctrlRes {
 		c.eff = names
 		return c
 	}
+	// Share the written slice when every name is available (the usual
+	// case); build a separate one only when something is dropped.
+	dropped := false
+	for _, n := range names {
+		if !avail[n] {
+			dropped = true
+			c.warns = append(c.warns, fmt.Sprintf("controller %q is not available on this machine, dropped from this target", n))
+		}
+	}
 	eff := names
-	for i, n := range names {
-		if avail[n] {
-			if len(eff) < len(names) {
+	if dropped {
+		eff = make([]string, 0, len(names)-1)
+		for _, n := range names {
+			if avail[n] {
 				eff = append(eff, n)
 			}
-			continue
 		}
-		if len(eff) == len(names) {
-			// First unavailable name: from here on eff is a separate slice.
-			eff = append(make([]string, 0, len(names)-1), names[:i]...)
-		}
-		c.warns = append(c.warns, fmt.Sprintf("controller %q is not available on this machine, dropped from this target", n))
 	}
 	c.eff = eff
 	if len(eff) == 0 {
