@@ -14,9 +14,9 @@ import (
 // suite's names: sjo → cgresjo, cgtest → cgrecgtest, @cgroup → @cgrecgroup,
 // peter → cgrepeter (never created), @root → @cgreroot. Real root is never a
 // ruled identity; "*" is acceptable because --cgroup-root confines the
-// daemon to the test directory.
-const planRules = `# libcgroup's test plan (names prefixed for the tests)
-cgresjo      cpu          default
+// daemon to the test directory. The line numbers are the plan's: cgresjo
+// is line 1, cgrepeter line 5.
+const planRules = `cgresjo      cpu          default
 cgrecgtest   cpu          cgtest
 %            memory       default
 @cgrecgroup  cpu,memory   cgtest
@@ -91,7 +91,7 @@ func TestDocumentedPlan(t *testing.T) {
 					return strings.Contains(l, "level=info ") && pidRe.MatchString(l) && ctrlRe.MatchString(l)
 				}, fmt.Sprintf("at info level with pid=%d and controller=cpu", h.pid), time.Second)
 				for _, re := range []string{
-					`\brule="?[^ ]*cgrules\.conf:2"?( |$)`,
+					`\brule="?[^ ]*cgrules\.conf:1"?( |$)`,
 					`\bdest="?` + regexp.QuoteMeta(def) + `"?( |$)`,
 				} {
 					if !regexp.MustCompile(re).MatchString(line) {
