@@ -108,3 +108,23 @@ func TestOutsideCgroupRootUntouched(t *testing.T) {
 		t.Errorf("the process outside --cgroup-root was moved:\n/proc/%d/cgroup:\n%s\nwant (the test's own):\n%s", outside.pid, got, self)
 	}
 }
+
+// TestMultiThreadedSetuid: a multi-threaded process that changes its uid
+// (glibc's setresuid signals every other thread first and changes the
+// calling, main, thread last; the kernel reports one UID event per thread)
+// is classified by its new credentials only: no rule matching its old
+// identity (here "*", which matches the root it was) may act on it while
+// the change is half done.
+func TestMultiThreadedSetuid(t *testing.T) {
+	requireDaemon(t)
+	identities(t)
+	e := newEnv(t, []string{"cpu", "memory"}, "sjo", "other")
+	e.writeRules("cgresjo  cpu  sjo\n*  memory  other\n")
+	e.startDaemon(dopts{})
+	for i := 0; i < 5; i++ {
+		h := e.harness(hopts{user: "cgresjo"})
+		waitCgroup(t, h.pid, "cpu", e.cg("sjo"), 2*time.Second)
+		expectCgroupStays(t, h.pid, "memory", e.cg(""), 200*time.Millisecond)
+		h.stop()
+	}
+}
