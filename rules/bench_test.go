@@ -71,12 +71,23 @@ func BenchmarkMatch(b *testing.B) {
 			l := benchList(b, groupsThenMine(n), n)
 			benchMatch(b, l, &Task{PID: 1, UID: 5, GID: 2, Process: "/bin/sh"}, n-1)
 		})
-		// The worst case, for the record: n-1 "anyone" rules whose process
-		// test fails are candidates for every task and are tried in turn.
-		b.Run(fmt.Sprintf("failing-process-rules-before/%d", n), func(b *testing.B) {
+		// n-1 per-program rules for anyone ("*:progN") that the task's
+		// program does not match: indexed by name, so not tried.
+		b.Run(fmt.Sprintf("program-rules-before/%d", n), func(b *testing.B) {
 			var s strings.Builder
 			for i := 0; i < n-1; i++ {
 				fmt.Fprintf(&s, "*:prog%d cpu d%d\n", i, i)
+			}
+			s.WriteString("me cpu mine\n")
+			l := benchList(b, s.String(), n)
+			benchMatch(b, l, &Task{PID: 1, UID: 1, GID: 1, Process: "/bin/sh"}, n-1)
+		})
+		// The worst case, for the record: n-1 prefix rules for anyone
+		// ("*:progN*") are candidates for every task and are tried in turn.
+		b.Run(fmt.Sprintf("prefix-rules-before/%d", n), func(b *testing.B) {
+			var s strings.Builder
+			for i := 0; i < n-1; i++ {
+				fmt.Fprintf(&s, "*:prog%d* cpu d%d\n", i, i)
 			}
 			s.WriteString("me cpu mine\n")
 			l := benchList(b, s.String(), n)

@@ -15,10 +15,12 @@
 // winbind names such as DOMAIN\alice work). See Parse for every decision.
 //
 // Matching: rules are indexed at load by uid (user rules, and @group rules
-// under each member's uid), by gid (@group rules) and "anyone" (*). A match
-// merges the three candidate lists by rule position, so its cost does not
-// depend on the length of the list, only on how many candidates fail their
-// process test.
+// under each member's uid), by gid (@group rules), by exact program name or
+// path ("*:firefox") and "anyone" (*). A match merges the candidate lists by
+// rule position, so its cost does not depend on the length of the list, only
+// on how many candidates fail their process test: user and group rules with
+// a process the task is not running, and prefix rules for anyone ("*:ssh*"),
+// are tried one by one.
 //
 // Privileges: none to parse or match. Load needs read access to the files;
 // with Options.CheckTrust it refuses files that are not root-owned or are

@@ -11,14 +11,17 @@ type List struct {
 	rules []*Rule
 	procs []procTest // procs[i] is rules[i]'s process test, kept dense for the match loop
 
-	// Candidate rule indices, each run sorted ascending: rules for anyone;
-	// per uid (user rules and @group rules listing that uid as a member);
-	// per gid (@group rules). The runs live in one arena so that a large
-	// list costs a few allocations, not one per user.
-	anyIdx []int32
-	byUID  map[uint32]span
-	byGID  map[uint32]span
-	arena  []int32
+	// Candidate rule indices, each run sorted ascending: rules for anyone
+	// (without a process, or with a prefix pattern); rules for anyone with
+	// an exact process name or path, by that name; per uid (user rules and
+	// @group rules listing that uid as a member); per gid (@group rules).
+	// The runs live in one arena so that a large list costs a few
+	// allocations, not one per user.
+	anyIdx    []int32
+	anyByProc map[string]span
+	byUID     map[uint32]span
+	byGID     map[uint32]span
+	arena     []int32
 
 	anyProc     bool // some rule has a process test
 	needsProc   bool // ... or some destination uses %p
@@ -45,7 +48,12 @@ func (b *builder) finish() (*List, Diagnostics, error) {
 		key uint32
 		idx int32
 	}
+	type pkv struct {
+		key string
+		idx int32
+	}
 	var uids, gids []kv
+	var procs []pkv
 	for i := range b.rules {
 		r := &b.rules[i]
 		l.rules[i] = r
@@ -60,6 +68,13 @@ func (b *builder) finish() (*List, Diagnostics, error) {
 		}
 		switch r.kind {
 		case whoAny:
+			// Per-program rules ("*:firefox") are candidates for every
+			// task; indexing the exact ones by name keeps a list of
+			// hundreds of them from being walked for each match.
+			if k := r.proc.kind; k == procBase || k == procAbs {
+				procs = append(procs, pkv{r.proc.pat, int32(i)})
+				break
+			}
 			l.anyIdx = append(l.anyIdx, int32(i))
 		case whoUser:
 			uids = append(uids, kv{r.id, int32(i)})
@@ -84,7 +99,8 @@ func (b *builder) finish() (*List, Diagnostics, error) {
 	uids = slices.Compact(uids)
 	slices.SortFunc(gids, byKey)
 	gids = slices.Compact(gids)
-	l.arena = make([]int32, 0, len(uids)+len(gids))
+	slices.SortStableFunc(procs, func(a, b pkv) int { return cmp.Compare(a.key, b.key) })
+	l.arena = make([]int32, 0, len(uids)+len(gids)+len(procs))
 	index := func(kvs []kv) map[uint32]span {
 		m := make(map[uint32]span)
 		for i := 0; i < len(kvs); {
@@ -101,6 +117,19 @@ func (b *builder) finish() (*List, Diagnostics, error) {
 	}
 	l.byUID = index(uids)
 	l.byGID = index(gids)
+	if len(procs) > 0 {
+		l.anyByProc = make(map[string]span)
+		for i := 0; i < len(procs); {
+			j := i
+			off := len(l.arena)
+			for j < len(procs) && procs[j].key == procs[i].key {
+				l.arena = append(l.arena, procs[j].idx)
+				j++
+			}
+			l.anyByProc[procs[i].key] = span{uint32(off), uint32(j - i)}
+			i = j
+		}
+	}
 	return l, b.diags, nil
 }
 
@@ -136,43 +165,54 @@ func (l *List) run(m map[uint32]span, key uint32) []int32 {
 	return l.arena[s.off : s.off+s.n : s.off+s.n]
 }
 
-// match merges the three candidate runs by rule index and returns the first
+func (l *List) procRun(name string) []int32 {
+	s, ok := l.anyByProc[name]
+	if !ok {
+		return nil
+	}
+	return l.arena[s.off : s.off+s.n : s.off+s.n]
+}
+
+// match merges the candidate runs by rule index and returns the first
 // candidate whose process test passes. A @group rule can be in two runs (by
 // gid and by member uid); advancing every run whose head is the chosen index
-// tries it once. Without process tests the first
-// candidate wins, so the cost is two map look-ups whatever the list length.
+// tries it once. Without failing process tests the first candidate wins, so
+// the cost is a few map look-ups whatever the list length.
 func (l *List) match(t *Task, after int32) *Rule {
-	a := l.anyIdx
-	u := l.run(l.byUID, t.UID)
-	g := l.run(l.byGID, t.GID)
+	runs := [5][]int32{
+		l.anyIdx,
+		l.run(l.byUID, t.UID),
+		l.run(l.byGID, t.GID),
+	}
+	if l.anyByProc != nil && t.Process != "" {
+		// An exact pattern matches the full procname or its base name
+		// (absolute patterns can only equal the full one: a base name has
+		// no "/").
+		runs[3] = l.procRun(t.Process)
+		if b := baseName(t.Process); b != t.Process {
+			runs[4] = l.procRun(b)
+		}
+	}
 	if after >= 0 {
-		a = a[upper(a, after):]
-		u = u[upper(u, after):]
-		g = g[upper(g, after):]
+		for i := range runs {
+			runs[i] = runs[i][upper(runs[i], after):]
+		}
 	}
 	for {
 		const none = int32(1<<31 - 1)
 		best := none
-		if len(a) > 0 {
-			best = a[0]
-		}
-		if len(u) > 0 && u[0] < best {
-			best = u[0]
-		}
-		if len(g) > 0 && g[0] < best {
-			best = g[0]
+		for i := range runs {
+			if len(runs[i]) > 0 && runs[i][0] < best {
+				best = runs[i][0]
+			}
 		}
 		if best == none {
 			return nil
 		}
-		if len(a) > 0 && a[0] == best {
-			a = a[1:]
-		}
-		if len(u) > 0 && u[0] == best {
-			u = u[1:]
-		}
-		if len(g) > 0 && g[0] == best {
-			g = g[1:]
+		for i := range runs {
+			if len(runs[i]) > 0 && runs[i][0] == best {
+				runs[i] = runs[i][1:]
+			}
 		}
 		if !l.anyProc || l.procs[best].match(t.Process) {
 			return l.rules[best]

@@ -2,6 +2,7 @@ package rules
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -164,23 +165,29 @@ func TestMatchAfter(t *testing.T) {
 }
 
 func TestMatchMergesByPosition(t *testing.T) {
-	// Build a list where the task is a candidate through every index (anyone,
-	// uid, member uid, gid) at interleaved positions, with process tests that
-	// fail, and check that Match agrees with a plain scan.
+	// Build a list where a task is a candidate through every index (anyone,
+	// anyone by exact process, uid, member uid, gid) at interleaved
+	// positions, with process tests that mostly fail, and check that Match
+	// agrees with a plain scan.
 	var b strings.Builder
-	whos := []string{"*", "alice", "@students", "@alice", "bob", "@staff"}
-	for i := 0; i < 300; i++ {
-		fmt.Fprintf(&b, "%s:p%d cpu d%d\n", whos[i%len(whos)], i%7, i)
+	whos := []string{"*", "alice", "@students", "@alice", "bob", "@staff", "*"}
+	procs := []string{"p%d", "/x/p%d", "p%d*", "/x/p%d*", "", "*"}
+	for i := 0; i < 400; i++ {
+		who := whos[i%len(whos)]
+		if p := procs[i%len(procs)]; p != "" {
+			who += ":" + strings.ReplaceAll(p, "%d", strconv.Itoa(i%9))
+		}
+		fmt.Fprintf(&b, "%s cpu d%d\n", who, i)
 	}
 	l := mustParse(t, b.String(), testOptions())
-	for _, task := range []Task{
-		{UID: 1000, GID: 1000, Process: "/x/p3"},
-		{UID: 1000, GID: 2000, Process: "p5"},
-		{UID: 1001, GID: 2001, Process: "p0"},
-		{UID: 9, GID: 9, Process: "p6"},
-		{UID: 1000, GID: 1000, Process: "nomatch"},
-	} {
-		for after := -1; after < l.Len(); after += 37 {
+	var tasks []Task
+	for _, proc := range []string{"", "p3", "/x/p3", "/y/p3", "/x/p31", "p5x", "/x/p0", "nomatch", "/x/"} {
+		for _, ids := range [][2]uint32{{1000, 1000}, {1000, 2000}, {1001, 2001}, {9, 9}, {1002, 100}} {
+			tasks = append(tasks, Task{UID: ids[0], GID: ids[1], Process: proc})
+		}
+	}
+	for _, task := range tasks {
+		for after := -1; after < l.Len(); after += 13 {
 			got := l.MatchAfter(&task, after)
 			want := scanMatch(l, &task, after)
 			if got != want {
