@@ -234,8 +234,10 @@ func (b *builder) parseLine(fields []field, text string) lineParts {
 		if lp.hasProc {
 			lp.errs = append(lp.errs, "a \"%\" line cannot name a process (it continues the rule above): "+strconv.Quote(who))
 		}
-	case lp.who == "":
+	case lp.who == "" && lp.hasProc:
 		lp.errs = append(lp.errs, "user name missing before \":\": "+strconv.Quote(who))
+	case lp.who == "":
+		lp.errs = append(lp.errs, "empty user name")
 	case lp.who == "@":
 		lp.errs = append(lp.errs, "group name missing after \"@\": "+strconv.Quote(who))
 	}

@@ -64,6 +64,7 @@ func TestParse(t *testing.T) {
 		{name: "skipped rule's warnings are not reported", src: "peter nosuch a/%x\n% nosuch2 b\n", want: []string{},
 			wantDiags: []string{`t.conf:1: warning: user "peter" not found, rule skipped`}},
 		{name: "empty user", src: ":sleep cpu a\n", wantDiags: []string{`t.conf:1: user name missing before ":": ":sleep"`}},
+		{name: "empty quoted user", src: `"" cpu a` + "\n", wantDiags: []string{`t.conf:1: empty user name`}},
 		{name: "empty group", src: "@ cpu a\n", wantDiags: []string{`t.conf:1: group name missing after "@": "@"`}},
 
 		// Process.
