@@ -20,7 +20,7 @@ func hybridLayout() *cgroupfs.Layout {
 
 func testResolver() rules.Resolver {
 	return rules.NewStatic(
-		[]rules.User{{Name: "alice", UID: 1000, GID: 1000}, {Name: "bob", UID: 1001, GID: 1001}},
+		[]rules.User{{Name: "root"}, {Name: "alice", UID: 1000, GID: 1000}, {Name: "bob", UID: 1001, GID: 1001}},
 		[]rules.Group{{Name: "alice", GID: 1000}, {Name: "bob", GID: 1001}, {Name: "staff", GID: 50, Members: []string{"carol"}}},
 	)
 }

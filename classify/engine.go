@@ -84,6 +84,26 @@ type hotEntry struct {
 	again  bool   // a new event arrived while running: classify once more
 	exited bool   // EXIT seen while queued/running: drop on completion
 	doneAt uint64 // CLOCK_MONOTONIC ns when the classification finished
+	ids    ids    // credentials from the latest UID/GID event
+}
+
+// ids are credentials reported by the kernel in UID and GID events. A
+// multi-threaded setuid (glibc, Go, Java) changes the threads one at a time
+// and the kernel reports each; until the last one, /proc/PID/status (the
+// main thread) may still show the old ids. The event's ids are the ones the
+// task is heading to, so they win over what /proc says.
+type ids struct {
+	euid, egid     uint32
+	hasUID, hasGID bool
+}
+
+func (a *ids) merge(b ids) {
+	if b.hasUID {
+		a.euid, a.hasUID = b.euid, true
+	}
+	if b.hasGID {
+		a.egid, a.hasGID = b.egid, true
+	}
 }
 
 type ruleset struct {
@@ -180,9 +200,12 @@ func monotonic() uint64 {
 func (e *Engine) Handle(ev *kernel.Event) {
 	e.stats.events.Add(1)
 	switch ev.What {
-	case kernel.EventUID, kernel.EventGID:
+	case kernel.EventUID:
 		e.stats.creds.Add(1)
-		e.enqueue(ev.TGID, reasonCreds)
+		e.enqueueIDs(ev.TGID, reasonCreds, ids{euid: ev.EUID, hasUID: true})
+	case kernel.EventGID:
+		e.stats.creds.Add(1)
+		e.enqueueIDs(ev.TGID, reasonCreds, ids{egid: ev.EGID, hasGID: true})
 	case kernel.EventExec:
 		if rs := e.rs.Load(); rs != nil && rs.list.NeedsProcess() {
 			e.stats.execs.Add(1)
@@ -211,14 +234,20 @@ func (e *Engine) Handle(ev *kernel.Event) {
 // enqueue marks pid hot and queues its classification, coalescing with a
 // queued one (a multi-threaded setuid reports once per thread).
 func (e *Engine) enqueue(pid int32, why reason) {
+	e.enqueueIDs(pid, why, ids{})
+}
+
+func (e *Engine) enqueueIDs(pid int32, why reason, id ids) {
 	if pid <= 0 {
 		return
 	}
 	e.mu.Lock()
 	h, ok := e.hot[pid]
 	if ok {
+		h.ids.merge(id)
 		switch h.state {
 		case stQueued:
+			e.hot[pid] = h
 			e.mu.Unlock()
 			e.stats.coalesced.Add(1)
 			return
@@ -234,7 +263,8 @@ func (e *Engine) enqueue(pid int32, why reason) {
 		e.queueFull()
 		return
 	}
-	e.hot[pid] = hotEntry{state: stQueued}
+	h.state, h.again, h.exited = stQueued, false, false
+	e.hot[pid] = h
 	e.mu.Unlock()
 	e.push(job{pid: pid, why: why})
 }
@@ -319,9 +349,10 @@ func (e *Engine) run(st *workState, j job) {
 	h := e.hot[j.pid]
 	h.state = stRunning
 	e.hot[j.pid] = h
+	id := h.ids
 	e.mu.Unlock()
 
-	out := e.classify(st, int(j.pid), j.why)
+	out := e.classify(st, int(j.pid), j.why, id)
 
 	e.mu.Lock()
 	h = e.hot[j.pid]
@@ -386,7 +417,7 @@ type outcome struct {
 
 // classify reads a task's state, decides, and moves it. It is called from
 // workers and from the scan; it logs its own errors.
-func (e *Engine) classify(st *workState, pid int, why reason) outcome {
+func (e *Engine) classify(st *workState, pid int, why reason, id ids) outcome {
 	rs := e.rs.Load()
 	if rs == nil {
 		return outcome{}
@@ -406,6 +437,12 @@ func (e *Engine) classify(st *workState, pid int, why reason) outcome {
 	}
 	if t.Kernel {
 		return outcome{}
+	}
+	if id.hasUID {
+		t.EUID = id.euid
+	}
+	if id.hasGID {
+		t.EGID = id.egid
 	}
 	task := rules.Task{PID: pid, UID: t.EUID, GID: t.EGID, Process: t.Process}
 	var d Decision
@@ -436,7 +473,7 @@ func (e *Engine) classify(st *workState, pid int, why reason) outcome {
 			e.stats.moves.Add(1)
 			e.log.WithFields(logrus.Fields{
 				"pid": pid, "process": processName(t), "user": e.userName(rs, t.EUID),
-				"rule": ruleRef(d.Rule), "controller": m.Controller, "dest": m.Path, "why": why.String(),
+				"rule": ruleRef(d.Rule), "controller": m.H.Name(), "dest": m.Path, "why": why.String(),
 			}).Info("moved task")
 		case errors.Is(err, unix.ESRCH):
 			e.stats.gone.Add(1)
@@ -619,11 +656,12 @@ func (e *Engine) scan(st *workState) (tasks, moved int) {
 			e.mu.Unlock()
 			continue
 		}
-		e.hot[p] = hotEntry{state: stRunning}
+		h.state = stRunning
+		e.hot[p] = h
 		e.mu.Unlock()
 
 		tasks++
-		out := e.classify(st, pid, reasonScan)
+		out := e.classify(st, pid, reasonScan, h.ids)
 
 		e.mu.Lock()
 		h = e.hot[p]
@@ -634,7 +672,7 @@ func (e *Engine) scan(st *workState) (tasks, moved int) {
 			e.push(job{pid: p, why: reasonCreds})
 		} else {
 			if out.moved || out.retry || h.again {
-				e.hot[p] = hotEntry{state: stDone, doneAt: monotonic()}
+				e.hot[p] = hotEntry{state: stDone, doneAt: monotonic(), ids: h.ids}
 			} else {
 				// Nothing happened: keep the table small.
 				delete(e.hot, p)

@@ -248,11 +248,15 @@ func TestEngineFollowsForkRaces(t *testing.T) {
 	}
 }
 
+// TestEngineCoalescesThreads: a multi-threaded setuid reports once per
+// thread, and /proc/PID/status (the main thread) may show the old uid until
+// the last thread is done: the process is classified once, by the ids the
+// kernel reported.
 func TestEngineCoalescesThreads(t *testing.T) {
-	f := newFixture(t, "alice cpu users/alice\n", Config{})
-	f.tasks.add(100, 1000, "/")
-	for tid := 100; tid < 108; tid++ {
-		f.e.Handle(&kernel.Event{What: kernel.EventUID, PID: int32(tid), TGID: 100})
+	f := newFixture(t, "alice cpu users/alice\nroot cpu wrong\n", Config{})
+	f.tasks.add(100, 0, "/") // main thread not switched yet
+	for tid := 101; tid < 109; tid++ {
+		f.e.Handle(&kernel.Event{What: kernel.EventUID, PID: int32(tid), TGID: 100, EUID: 1000})
 	}
 	if n := len(f.e.jobs); n != 1 {
 		t.Fatalf("%d jobs queued for one process's threads, want 1", n)
