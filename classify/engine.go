@@ -243,8 +243,8 @@ func (e *Engine) enqueueIDs(pid int32, why reason, id ids) {
 	}
 	e.mu.Lock()
 	h, ok := e.hot[pid]
+	h.ids.merge(id)
 	if ok {
-		h.ids.merge(id)
 		switch h.state {
 		case stQueued:
 			e.hot[pid] = h

@@ -261,6 +261,14 @@ func TestEngineCoalescesThreads(t *testing.T) {
 	if n := len(f.e.jobs); n != 1 {
 		t.Fatalf("%d jobs queued for one process's threads, want 1", n)
 	}
+	// The first event alone must carry the new ids: run it before the others
+	// are merged in.
+	f2 := newFixture(t, "alice cpu users/alice\nroot cpu wrong\n", Config{})
+	f2.tasks.add(100, 0, "/")
+	f2.e.Handle(&kernel.Event{What: kernel.EventUID, PID: 101, TGID: 100, EUID: 1000})
+	f2.e.Start()
+	defer f2.e.Stop()
+	waitFor(t, "first-event move", func() bool { return f2.tasks.where(100, f2.cpu) == "/users/alice" })
 	f.e.Start()
 	defer f.e.Stop()
 	waitFor(t, "move", func() bool { return f.tasks.where(100, f.cpu) == "/users/alice" })
@@ -352,7 +360,7 @@ func TestEngineDestinations(t *testing.T) {
 	defer f.e.Stop()
 	f.e.Handle(uidEvent(100))
 	f.e.Handle(uidEvent(101))
-	f.e.Handle(&kernel.Event{What: kernel.EventUID, PID: 200, TGID: 200})
+	f.e.Handle(&kernel.Event{What: kernel.EventUID, PID: 200, TGID: 200, EUID: 1001})
 	waitFor(t, "templated destination created", func() bool { return f.tasks.where(200, f.cpu) == "/users/bob" })
 	waitFor(t, "missing destination reported", func() bool { return f.e.Stats().Errors == 2 })
 	if n := strings.Count(f.log.String(), "destination cgroup does not exist"); n != 1 {
