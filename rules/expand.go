@@ -65,6 +65,12 @@ func (l *List) expand(r *Rule, t *Task, dst []Resolved, preview bool) ([]Resolve
 		}
 		if len(tg.Controllers) == 1 && tg.Controllers[0] == "*" && l.controllers != nil {
 			for _, c := range l.controllers {
+				if strings.HasPrefix(c, "name=") {
+					// Named hierarchies (name=systemd) track processes for
+					// their owner and hold no resources: "*" means every
+					// resource controller; a rule may still name one.
+					continue
+				}
 				dst = append(dst, Resolved{Controller: c, Path: p, Templated: tg.Templated, Target: tg})
 			}
 			continue

@@ -36,6 +36,8 @@ func TestExpand(t *testing.T) {
 		{name: "unknown template", dest: "a/%x", task: alice, want: []string{"cpu:a/%x"}},
 		{name: "several controllers", dest: "a", ctrl: "cpu,memory", task: alice, want: []string{"cpu:a", "memory:a"}},
 		{name: "star", dest: "s/%u", ctrl: "*", task: alice, want: []string{"cpu:s/alice", "cpuacct:s/alice", "memory:s/alice", "pids:s/alice"}},
+		{name: "star skips named hierarchies", dest: "s", ctrl: "*", task: alice, want: []string{"cpu:s", "cpuacct:s", "memory:s", "pids:s"}},
+		{name: "named hierarchy by name", dest: "s", ctrl: "name=systemd", task: alice, want: []string{"name=systemd:s"}},
 		{name: "star without controller list", dest: "s", ctrl: "*", noCtrls: true, task: alice, want: []string{"*:s"}},
 		{name: "%p unknown process", dest: "p/%p", task: Task{PID: 5, UID: 1000}, wantErr: `t.conf:1: destination "p/%p": %p: process name unknown`},
 		{name: "%P without pid", dest: "p/%P", task: Task{UID: 1000}, wantErr: `t.conf:1: destination "p/%P": %P: no pid`},

@@ -32,7 +32,7 @@ func testAccounts() *Static {
 	)
 }
 
-var testControllers = []string{"cpu", "cpuacct", "memory", "pids"}
+var testControllers = []string{"cpu", "cpuacct", "memory", "name=systemd", "pids"}
 
 func testOptions() Options {
 	return Options{Resolver: testAccounts(), Controllers: testControllers}

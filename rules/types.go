@@ -33,7 +33,7 @@ type Resolver interface {
 type Options struct {
 	Resolver Resolver // required
 	// Controllers available on this machine; nil = don't check names. "*"
-	// expands to these.
+	// expands to these, except named hierarchies ("name=systemd").
 	Controllers []string
 	// CheckTrust refuses untrusted files (the daemon sets it when euid == 0).
 	CheckTrust bool
