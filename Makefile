@@ -6,7 +6,7 @@ SBINDIR  ?= $(PREFIX)/sbin
 SYSCONFDIR ?= /etc
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
-STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@2025.1.1
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 SHELL    := /bin/bash
 UNIT_PKGS := ./rules/... ./kernel/... ./proc/... ./cgroupfs/... ./classify/... ./cmd/...
 

@@ -94,7 +94,6 @@ func parseArgs(args []string) (options, error) {
 	type longOpt struct {
 		arg      int // 0 none, 1 required, 2 optional (only with =)
 		set      func(v string) error
-		hasValue bool
 	}
 	str := func(p *string) func(string) error { return func(v string) error { *p = v; return nil } }
 	flag := func(p *bool) func(string) error { return func(string) error { *p = true; return nil } }
