@@ -81,8 +81,11 @@ type pair struct {
 
 // decide matches t against l and works out the moves; it reads nothing but
 // its arguments. rt says whether the task runs under a realtime policy
-// (for ignore_rt). buf is reused to avoid allocations.
-func decide(l *rules.List, s *scope, t *rules.Task, rt bool, lines []proc.CgroupLine, buf []rules.Resolved) (Decision, []rules.Resolved, error) {
+// (for ignore_rt). exact says the daemon itself moved the task moments ago
+// (a half-done credential change, say setgid before setuid): its current
+// cgroup is then not the user's choice, so only the exact destination counts
+// as in place. buf is reused to avoid allocations.
+func decide(l *rules.List, s *scope, t *rules.Task, rt, exact bool, lines []proc.CgroupLine, buf []rules.Resolved) (Decision, []rules.Resolved, error) {
 	var d Decision
 	after := -1
 	for {
@@ -113,9 +116,10 @@ func decide(l *rules.List, s *scope, t *rules.Task, rt bool, lines []proc.Cgroup
 			if !p.ok {
 				continue
 			}
-			if p.dest == s.root {
+			if p.dest == s.root || exact {
 				// The root itself: "at or below" would hold for every task in
 				// scope, so only an exact match leaves the task alone.
+				// Likewise for a task that is where the daemon just put it.
 				if p.cur == p.dest {
 					continue
 				}

@@ -85,6 +85,7 @@ type hotEntry struct {
 	exited bool   // EXIT seen while queued/running: drop on completion
 	doneAt uint64 // CLOCK_MONOTONIC ns when the classification finished
 	ids    ids    // credentials from the latest UID/GID event
+	moved  bool   // the daemon moved this task while it was hot
 }
 
 // ids are credentials reported by the kernel in UID and GID events. A
@@ -349,13 +350,14 @@ func (e *Engine) run(st *workState, j job) {
 	h := e.hot[j.pid]
 	h.state = stRunning
 	e.hot[j.pid] = h
-	id := h.ids
+	id, exact := h.ids, h.moved
 	e.mu.Unlock()
 
-	out := e.classify(st, int(j.pid), j.why, id)
+	out := e.classify(st, int(j.pid), j.why, id, exact)
 
 	e.mu.Lock()
 	h = e.hot[j.pid]
+	h.moved = h.moved || out.moved
 	requeue := false
 	switch {
 	case out.retry && int(j.attempt) < e.cfg.Retries:
@@ -417,7 +419,7 @@ type outcome struct {
 
 // classify reads a task's state, decides, and moves it. It is called from
 // workers and from the scan; it logs its own errors.
-func (e *Engine) classify(st *workState, pid int, why reason, id ids) outcome {
+func (e *Engine) classify(st *workState, pid int, why reason, id ids, exact bool) outcome {
 	rs := e.rs.Load()
 	if rs == nil {
 		return outcome{}
@@ -446,7 +448,7 @@ func (e *Engine) classify(st *workState, pid int, why reason, id ids) outcome {
 	}
 	task := rules.Task{PID: pid, UID: t.EUID, GID: t.EGID, Process: t.Process}
 	var d Decision
-	d, st.res, err = decide(rs.list, &e.scope, &task, t.RT, lines, st.res)
+	d, st.res, err = decide(rs.list, &e.scope, &task, t.RT, exact, lines, st.res)
 	if err != nil {
 		e.stats.errors.Add(1)
 		e.log.WithFields(logrus.Fields{"pid": pid, "rule": ruleRef(d.Rule)}).Errorf("cannot expand destination: %v", err)
@@ -661,7 +663,7 @@ func (e *Engine) scan(st *workState) (tasks, moved int) {
 		e.mu.Unlock()
 
 		tasks++
-		out := e.classify(st, pid, reasonScan, h.ids)
+		out := e.classify(st, pid, reasonScan, h.ids, h.moved)
 
 		e.mu.Lock()
 		h = e.hot[p]
@@ -672,7 +674,7 @@ func (e *Engine) scan(st *workState) (tasks, moved int) {
 			e.push(job{pid: p, why: reasonCreds})
 		} else {
 			if out.moved || out.retry || h.again {
-				e.hot[p] = hotEntry{state: stDone, doneAt: monotonic(), ids: h.ids}
+				e.hot[p] = hotEntry{state: stDone, doneAt: monotonic(), ids: h.ids, moved: h.moved || out.moved}
 			} else {
 				// Nothing happened: keep the table small.
 				delete(e.hot, p)

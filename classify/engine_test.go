@@ -387,3 +387,18 @@ func TestEngineStartupScan(t *testing.T) {
 		t.Errorf("hot table holds %d entries after the scan, want 1 (the moved task)", f.e.HotLen())
 	}
 }
+
+// TestEngineHalfDoneDropIsRepaired: a root process drops privileges with
+// setgid then setuid. Classified between the two, it matches a rule for root
+// and is moved below the final destination; once the uid changes, the
+// daemon's own earlier move must not count as "already at or below".
+func TestEngineHalfDoneDropIsRepaired(t *testing.T) {
+	f := newFixture(t, "root cpu a/b\nalice cpu a\n", Config{})
+	f.tasks.add(100, 0, "/")
+	f.e.Start()
+	defer f.e.Stop()
+	f.e.Handle(&kernel.Event{What: kernel.EventGID, PID: 100, TGID: 100, EGID: 1000})
+	waitFor(t, "transitional move", func() bool { return f.tasks.where(100, f.cpu) == "/a/b" })
+	f.e.Handle(uidEvent(100))
+	waitFor(t, "final move", func() bool { return f.tasks.where(100, f.cpu) == "/a" })
+}
