@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -89,6 +90,9 @@ func (d *daemon) run() error {
 	go d.read(conn, readerDone)
 
 	tasks, moved := d.engine.Scan()
+	// Loading a large rules file leaves megabytes of garbage; a daemon that
+	// then idles should not keep them resident.
+	debug.FreeOSMemory()
 
 	watcher, err := d.watch()
 	if err != nil {
@@ -239,6 +243,7 @@ func (d *daemon) reload() {
 	}
 	d.engine.SetRules(list, names)
 	d.rules = list
+	debug.FreeOSMemory()
 	d.log.WithField("rules", list.Len()).Info("rules reloaded")
 }
 
