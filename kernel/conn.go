@@ -128,6 +128,9 @@ type Conn struct {
 	rdst       []Event                   // destination of receive
 	rerr       unix.Errno                // hard error seen by receive
 	receiveFn  func(uintptr) bool        // c.receive, bound once so Read does not allocate
+	waitFn     func(uintptr)             // c.wait, bound once
+	pfd        [1]unix.PollFd            // poll(2) vector for wait
+	drained    bool                      // the last receive emptied the socket: poll before reading
 	pending    []Event                   // received while Listen waited for the ack
 	deliverAll bool                      // tests only: skip user-space filtering
 
@@ -450,7 +453,7 @@ func (c *Conn) Read(dst []Event) ([]Event, error) {
 	}
 	for {
 		c.rdst, c.rerr = dst, 0
-		err := c.raw.Read(c.receiveFn)
+		err := c.raw.Control(c.waitFn)
 		dst, c.rdst = c.rdst, nil
 		dst = c.keep(dst, start)
 		if c.closed.Load() {
@@ -489,6 +492,7 @@ func newConn(f *os.File, mask What) *Conn {
 		h.SetIovlen(1)
 	}
 	c.receiveFn = c.receive
+	c.waitFn = c.wait
 	return c
 }
 
@@ -505,12 +509,14 @@ func (c *Conn) receive(fd uintptr) bool {
 		if got > 0 && room <= 0 {
 			return true
 		}
-		n, errno := c.recvmmsg(fd, min(max(room, 1), slots, maxBatch-got))
+		want := min(max(room, 1), slots, maxBatch-got)
+		n, errno := c.recvmmsg(fd, want)
 		switch errno {
 		case 0:
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
+			c.drained = true
 			return got > 0
 		case unix.ENOBUFS:
 			// The kernel dropped events; the socket stays usable and the
@@ -544,8 +550,42 @@ func (c *Conn) receive(fd uintptr) bool {
 				c.malformed.Add(1)
 			}
 		}
+		if n < want {
+			// Fewer datagrams than asked for: the queue is empty. Saying
+			// so spares the next Read a recvmmsg that would fail with
+			// EAGAIN before it polls (a syscall per event on an idle
+			// machine).
+			c.drained = true
+			return true
+		}
 	}
 	return true
+}
+
+// pollInterval bounds how long Read sleeps in poll(2) before it looks at
+// the closed flag again: Close cannot interrupt poll, so this is how long
+// Close may take to wake a blocked Read.
+const pollInterval = 50 // ms
+
+// wait drains the socket, sleeping in poll(2) on this goroutine's thread
+// while it is empty. Waiting in the runtime's netpoller instead costs a
+// park, an epoll wake-up and a hand-off between threads for every event;
+// at a few thousand events per second that measured ~80 µs of CPU per event
+// on a 2-vCPU VM, against a few µs for a blocking poll(2). Running inside
+// RawConn.Control keeps the descriptor referenced, so a concurrent Close
+// cannot let its number be reused under us.
+func (c *Conn) wait(fd uintptr) {
+	for !c.closed.Load() {
+		if !c.drained && c.receive(fd) {
+			return
+		}
+		c.drained = false
+		c.pfd[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
+		if _, err := unix.Poll(c.pfd[:], pollInterval); err != nil && err != unix.EINTR {
+			c.rerr = err.(unix.Errno)
+			return
+		}
+	}
 }
 
 // recvmmsg receives up to vlen datagrams into the first vlen slots.
