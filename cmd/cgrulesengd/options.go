@@ -92,8 +92,8 @@ var errUsage = errors.New("usage error")
 func parseArgs(args []string) (options, error) {
 	o := defaultOptions()
 	type longOpt struct {
-		arg      int // 0 none, 1 required, 2 optional (only with =)
-		set      func(v string) error
+		arg int // 0 none, 1 required, 2 optional (only with =)
+		set func(v string) error
 	}
 	str := func(p *string) func(string) error { return func(v string) error { *p = v; return nil } }
 	flag := func(p *bool) func(string) error { return func(string) error { *p = true; return nil } }
