@@ -126,7 +126,10 @@ func readFile(name string, trust bool, stat statFunc) ([]byte, error) {
 	if fi.Size() > maxFileSize {
 		return nil, fmt.Errorf("file too large (%d bytes, limit %d)", fi.Size(), maxFileSize)
 	}
-	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
+	// Sized from stat (plus one byte to see growth) so that a large file is
+	// read without repeated reallocation.
+	data := make([]byte, 0, fi.Size()+1)
+	data, err = readAllInto(data, io.LimitReader(f, maxFileSize+1))
 	if err != nil {
 		return nil, fmt.Errorf("cannot read: %w", unwrapPath(err))
 	}
@@ -134,6 +137,23 @@ func readFile(name string, trust bool, stat statFunc) ([]byte, error) {
 		return nil, fmt.Errorf("file too large (limit %d bytes)", maxFileSize)
 	}
 	return data, nil
+}
+
+// readAllInto is io.ReadAll into a caller-sized buffer.
+func readAllInto(b []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }
 
 // errUntrusted is wrapped by every trust refusal.

@@ -65,10 +65,12 @@ func (d *daemon) run() error {
 	if len(d.layout.Hierarchies) == 0 {
 		return errors.New("no cgroup hierarchy is mounted")
 	}
+	tLoad := time.Now()
 	list, names, err := d.load()
 	if err != nil {
 		return err
 	}
+	loadTook := time.Since(tLoad)
 
 	d.engine = classify.New(classify.Config{
 		Layout: d.layout,
@@ -89,7 +91,9 @@ func (d *daemon) run() error {
 	readerDone := make(chan error, 1)
 	go d.read(conn, readerDone)
 
+	tScan := time.Now()
 	tasks, moved := d.engine.Scan()
+	scanTook := time.Since(tScan)
 	// Loading a large rules file leaves megabytes of garbage; a daemon that
 	// then idles should not keep them resident.
 	debug.FreeOSMemory()
@@ -110,6 +114,7 @@ func (d *daemon) run() error {
 		"rules": list.Len(), "mode": d.layout.Mode(), "cgroup_root": o.cgroupRoot,
 		"filtered_events": conn.Filtered(), "scanned": tasks, "moved": moved,
 		"took": time.Since(start).Round(time.Microsecond),
+		"load": loadTook.Round(time.Microsecond), "scan": scanTook.Round(time.Microsecond),
 	}).Info("ready")
 	d.notify.ready()
 	if d.notify.background() || !o.nodaemon {
