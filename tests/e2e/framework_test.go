@@ -86,7 +86,7 @@ func hierarchy(name string) (cgroupMount, bool) {
 }
 
 // requireHierarchies skips the test unless every named hierarchy is mounted.
-func requireHierarchies(t *testing.T, names ...string) {
+func requireHierarchies(t testing.TB, names ...string) {
 	t.Helper()
 	for _, n := range names {
 		if _, ok := hierarchy(n); !ok {
@@ -124,7 +124,7 @@ func cgroupOf(pid int, hier string) (string, string, error) {
 
 // waitCgroup polls /proc/PID/cgroup until pid is in cgroup want of
 // hierarchy hier, and fails the test after timeout.
-func waitCgroup(t *testing.T, pid int, hier, want string, timeout time.Duration) {
+func waitCgroup(t testing.TB, pid int, hier, want string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -145,7 +145,7 @@ func waitCgroup(t *testing.T, pid int, hier, want string, timeout time.Duration)
 
 // expectCgroupStays checks during d that pid stays in cgroup want of
 // hierarchy hier.
-func expectCgroupStays(t *testing.T, pid int, hier, want string, d time.Duration) {
+func expectCgroupStays(t testing.TB, pid int, hier, want string, d time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	for {
@@ -171,12 +171,15 @@ func expectCgroupStays(t *testing.T, pid int, hier, want string, d time.Duration
 //
 //	groups: cgrecgroup (members cgresjo, cgreroot, cgrecgtest),
 //	        cgreroot (member cgreroot), cgreusers (no members)
-//	users:  cgresjo, cgrecgtest, cgreroot, cgrenobody (in no test group)
+//	        cgreother (no members)
+//	users:  cgresjo, cgrecgtest, cgreroot, cgrenobody (in no test group),
+//	        cgreother (in no test group; the filler rules of the fork-race
+//	        tests and the benchmark name it and group cgreother)
 //
 // User cgrepeter is never created. Users get no home, no user group
 // (useradd -N) and /usr/sbin/nologin as shell. Users named in skip are not
 // created (a test may add them later with addUser).
-func identities(t *testing.T, skip ...string) {
+func identities(t testing.TB, skip ...string) {
 	t.Helper()
 	for _, n := range suiteUsers {
 		if fileHasEntry("/etc/passwd", n) {
@@ -212,7 +215,7 @@ func identities(t *testing.T, skip ...string) {
 
 // addUser creates one of the suite's users, with its test-plan group
 // memberships, and deletes it in cleanup.
-func addUser(t *testing.T, u string) {
+func addUser(t testing.TB, u string) {
 	t.Helper()
 	if !slices.Contains(suiteUsers, u) {
 		t.Fatalf("addUser(%s): not one of the suite's users", u)
@@ -244,7 +247,7 @@ func addUser(t *testing.T, u string) {
 // The test environment: test directories, rules, files
 
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	name    string   // cgre-e2e-<random>
 	root    string   // /cgre-e2e-<random>: the daemon's --cgroup-root
 	hiers   []string // hierarchies with a test directory
@@ -257,7 +260,7 @@ type env struct {
 // in each named hierarchy and, in each, the given subdirectories. Everything
 // is removed in cleanup (after the test's processes are stopped: cleanups
 // run last-registered first).
-func newEnv(t *testing.T, hiers []string, subdirs ...string) *env {
+func newEnv(t testing.TB, hiers []string, subdirs ...string) *env {
 	t.Helper()
 	requireRoot(t)
 	requireHierarchies(t, hiers...)
@@ -346,9 +349,11 @@ type hopts struct {
 	exec        []string      // -exec PATH ARGS...
 	delay       time.Duration // -delay
 	// Where the process is put before it changes its credentials: the test
-	// directory's root in these hierarchies; nil means every hierarchy of
-	// the environment. outside leaves it where the test process is.
+	// directory's root (or its sub-cgroup sub) in these hierarchies; nil
+	// means every hierarchy of the environment. outside leaves it where the
+	// test process is.
 	place   []string
+	sub     string
 	outside bool
 }
 
@@ -390,12 +395,7 @@ func (e *env) harness(o hopts) *harness {
 		}
 		// The shell joins the test directories, then becomes the harness
 		// (same pid) which changes its credentials.
-		var script strings.Builder
-		for _, h := range place {
-			fmt.Fprintf(&script, "echo $$ > '%s' || exit 111; ", filepath.Join(e.path(h, ""), "cgroup.procs"))
-		}
-		script.WriteString(`exec "$0" "$@"`)
-		cmd = exec.Command("/bin/sh", append([]string{"-c", script.String(), harnessBin}, args...)...)
+		cmd = exec.Command("/bin/sh", append([]string{"-c", e.placeScript(place, o.sub), harnessBin}, args...)...)
 	}
 	h := &harness{cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = h.stderr
@@ -434,6 +434,17 @@ func (e *env) harness(o hopts) *harness {
 		t.Fatalf("harness %v: no pid line after 10s; stderr: %s", cmd.Args, h.stderr.String())
 	}
 	return h
+}
+
+// placeScript is a sh -c script that joins cgroup root/sub of each
+// hierarchy in place and then becomes "$0" "$@" (same pid).
+func (e *env) placeScript(place []string, sub string) string {
+	var script strings.Builder
+	for _, h := range place {
+		fmt.Fprintf(&script, "echo $$ > '%s' || exit 111; ", filepath.Join(e.path(h, sub), "cgroup.procs"))
+	}
+	script.WriteString(`exec "$0" "$@"`)
+	return script.String()
 }
 
 // stop stops the harness (SIGTERM, then SIGKILL) and waits for it.

@@ -26,6 +26,9 @@ var (
 	harnessBin string // tests/setuid
 	daemonErr  error  // why the daemon could not be built
 	harnessErr error  // why the harness could not be built
+	toolDir    string // the C tools of tests/tools, as cgre-NAME
+	toolErr    error  // why they could not be built
+	toolSkip   string // why they cannot be built here (no gcc): tests skip
 	moduleDir  string
 )
 
@@ -80,6 +83,11 @@ func testMain(m *testing.M) int {
 	}
 	if daemonErr != nil {
 		fmt.Fprintf(os.Stderr, "e2e: building the daemon: %v\n", daemonErr)
+	}
+	toolDir = tmp
+	toolSkip, toolErr = buildTools(tmp)
+	if toolErr != nil {
+		fmt.Fprintf(os.Stderr, "e2e: building the C tools: %v\n", toolErr)
 	}
 
 	code := m.Run()
@@ -137,9 +145,68 @@ func goBuild(out, pkg string) error {
 	return nil
 }
 
+// The C tools of tests/tools: Go cannot fork without exec, and the
+// fork-race tests need forks at precise moments. Each NAME.c is built as
+// cgre-NAME (the prefix lets the leftover cleanup recognise them).
+var toolNames = []string{"escape", "storm", "latency"}
+
+// buildTools compiles the C tools into dir with gcc -O2 -Wall. Without
+// gcc it returns a reason to skip; a failed compilation is an error.
+func buildTools(dir string) (skip string, err error) {
+	gcc, lerr := exec.LookPath("gcc")
+	if lerr != nil {
+		return "this test needs gcc to build the C tools of tests/tools (Go cannot fork without exec): gcc not found in PATH", nil
+	}
+	for _, n := range toolNames {
+		cmd := exec.Command(gcc, "-O2", "-Wall", "-o", filepath.Join(dir, "cgre-"+n), filepath.Join("tests", "tools", n+".c"))
+		cmd.Dir = moduleDir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("%v: %v\n%s", cmd.Args, err, out)
+		}
+		if len(out) > 0 {
+			fmt.Fprintf(os.Stderr, "e2e: %v:\n%s", cmd.Args, out)
+		}
+	}
+	return "", nil
+}
+
+// requireTools skips the test when gcc is missing and fails it when the C
+// tools did not build.
+func requireTools(t testing.TB) {
+	t.Helper()
+	requireRoot(t)
+	if toolSkip != "" {
+		t.Skip(toolSkip)
+	}
+	if toolErr != nil {
+		t.Fatalf("the C tools did not build: %v", toolErr)
+	}
+}
+
+// toolPath is the path of the built C tool cgre-name.
+func toolPath(name string) string {
+	return filepath.Join(toolDir, "cgre-"+name)
+}
+
+// isSuiteExe reports whether exe (a base name) is one of the programs the
+// suite runs in its test cgroups: the harness, what it execs, the C tools.
+func isSuiteExe(exe string) bool {
+	switch exe {
+	case "setuid", "sleep":
+		return true
+	}
+	for _, n := range toolNames {
+		if exe == "cgre-"+n {
+			return true
+		}
+	}
+	return false
+}
+
 // requireRoot skips the test unless it runs as root, and fails it when the
 // harness could not be built.
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip(skipMessage)
@@ -150,7 +217,7 @@ func requireRoot(t *testing.T) {
 }
 
 // requireDaemon fails the test when the daemon could not be built.
-func requireDaemon(t *testing.T) {
+func requireDaemon(t testing.TB) {
 	t.Helper()
 	requireRoot(t)
 	if daemonErr != nil {
@@ -162,8 +229,8 @@ func requireDaemon(t *testing.T) {
 // only, never by prefix, so that nothing else that happens to start with
 // "cgre" (libcgroup's "cgred" group, say) is ever touched.
 var (
-	suiteUsers  = []string{"cgresjo", "cgrecgtest", "cgreroot", "cgrenobody"}
-	suiteGroups = []string{"cgrecgroup", "cgreroot", "cgreusers"}
+	suiteUsers  = []string{"cgresjo", "cgrecgtest", "cgreroot", "cgrenobody", "cgreother"}
+	suiteGroups = []string{"cgrecgroup", "cgreroot", "cgreusers", "cgreother"}
 )
 
 const testDirPrefix = "cgre-e2e-"
@@ -214,17 +281,27 @@ func removeLeftovers(report func(format string, args ...any)) {
 		}
 	}
 
-	// The suite's harness processes (setuid, or sleep when exec'd) in the
-	// test directories.
+	// The suite's processes (the harness, sleep when it exec'd, the C
+	// tools and their descendants) in the test directories. A fork storm
+	// may still create some while its leader is killed: a few passes.
 	for _, d := range dirs {
-		for _, pid := range pidsBelow(d) {
-			switch exeBase(pid) {
-			case "setuid", "sleep":
-				report("harness pid %d in %s: SIGKILL", pid, d)
-				killAndWaitGone(pid, syscall.SIGKILL, 2*time.Second)
-			default:
-				report("pid %d (%s) in %s is not the suite's: left alone", pid, exeBase(pid), d)
+		foreign := map[int]bool{}
+		for pass := 0; pass < 20; pass++ {
+			killed := 0
+			for _, pid := range pidsBelow(d) {
+				if exe := exeBase(pid); isSuiteExe(exe) {
+					report("suite process pid %d (%s) in %s: SIGKILL", pid, exe, d)
+					_ = syscall.Kill(pid, syscall.SIGKILL)
+					killed++
+				} else if !foreign[pid] {
+					foreign[pid] = true
+					report("pid %d (%s) in %s is not the suite's: left alone", pid, exe, d)
+				}
 			}
+			if killed == 0 {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
 	}
 	for _, d := range dirs {
