@@ -50,6 +50,15 @@ func startBackground(args []string, stderr io.Writer) int {
 	w.Close()
 	msg, _ := io.ReadAll(r)
 	r.Close()
+	// Warnings come first, one per line, then "ready" or the error.
+	for {
+		line, rest, ok := bytes.Cut(msg, []byte("\n"))
+		if !ok || !bytes.HasPrefix(line, []byte("warning: ")) {
+			break
+		}
+		fmt.Fprintf(stderr, "cgrulesengd: %s\n", line)
+		msg = rest
+	}
 	if bytes.Equal(msg, []byte("ready\n")) {
 		// The daemon lives on in its own session; let it go.
 		_ = cmd.Process.Release()
@@ -89,6 +98,14 @@ func notifierFromEnv() *notifier {
 }
 
 func (n *notifier) background() bool { return n.f != nil }
+
+// warn passes a warning to the starter (background mode only).
+func (n *notifier) warn(msg string) {
+	if n.f == nil {
+		return
+	}
+	_, _ = n.f.WriteString("warning: " + strings.ReplaceAll(msg, "\n", " ") + "\n")
+}
 
 func (n *notifier) ready() {
 	if n.f == nil {

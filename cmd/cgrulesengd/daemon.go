@@ -40,7 +40,7 @@ type daemon struct {
 func (d *daemon) run() error {
 	o := &d.opt
 	start := time.Now()
-	log, closer, err := newLogger(o, !d.notify.background(), d.stdout, d.stderr)
+	log, closer, err := newLogger(o, !d.notify.background(), d.stdout, d.stderr, d.notify.warn)
 	if err != nil {
 		return err
 	}

@@ -42,8 +42,9 @@ func effectiveLevel(base logrus.Level, verbosity int) logrus.Level {
 }
 
 // newLogger builds the daemon's logger from the options. The returned
-// closer releases the log file.
-func newLogger(o *options, foreground bool, stdout, stderr io.Writer) (*logrus.Logger, io.Closer, error) {
+// closer releases the log file. warn receives problems the starting user
+// should see even though the log may not reach them.
+func newLogger(o *options, foreground bool, stdout, stderr io.Writer, warn func(string)) (*logrus.Logger, io.Closer, error) {
 	log := logrus.New()
 	log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, DisableColors: true})
 	base, err := baseLevel(os.Getenv("CGROUP_LOGLEVEL"))
@@ -85,6 +86,8 @@ func newLogger(o *options, foreground bool, stdout, stderr io.Writer) (*logrus.L
 			// the messages on stderr rather than losing them.
 			log.SetOutput(stderr)
 			log.Warnf("syslog unavailable (%v): logging to standard error", err)
+		default:
+			warn(fmt.Sprintf("syslog unavailable (%v): the daemon logs nothing; use -f FILE", err))
 		}
 	}
 	return log, closer, nil
