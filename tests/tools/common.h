@@ -24,7 +24,7 @@
 
 static const char *prog = "tool";
 
-static void die(const char *fmt, ...)
+static inline void die(const char *fmt, ...)
 {
 	va_list ap;
 	fprintf(stderr, "%s: ", prog);
@@ -37,7 +37,7 @@ static void die(const char *fmt, ...)
 	exit(2);
 }
 
-static long arg_long(const char *s, const char *what)
+static inline long arg_long(const char *s, const char *what)
 {
 	char *end;
 	errno = 0;
@@ -47,7 +47,7 @@ static long arg_long(const char *s, const char *what)
 	return v;
 }
 
-static int64_t now_ns(void)
+static inline int64_t now_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -59,7 +59,7 @@ static int64_t now_ns(void)
  * credential change, which clears the setting) exits, and exits at once if
  * it is already gone.
  */
-static void die_with_parent(pid_t ppid)
+static inline void die_with_parent(pid_t ppid)
 {
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
 		die("prctl(PR_SET_PDEATHSIG)");
@@ -68,7 +68,7 @@ static void die_with_parent(pid_t ppid)
 }
 
 /* write_all writes the whole buffer (pipes: records up to PIPE_BUF are atomic). */
-static int write_all(int fd, const void *buf, size_t n)
+static inline int write_all(int fd, const void *buf, size_t n)
 {
 	const char *p = buf;
 	while (n > 0) {

@@ -1,5 +1,5 @@
 /*
- * cgre-latency [-n COUNT] [-g GAP_US] [-t TIMEOUT_MS] [-d SECONDS] UID DEST
+ * cgre-latency [-n COUNT] [-g GAP_US] [-t TIMEOUT_MS] [-d SECONDS] [-s SLEEP_US] UID DEST
  *
  * Setuid-to-moved latency. Started as root (already placed in a test
  * cgroup), it forks COUNT (default 1000) children one after another. Each
@@ -12,7 +12,9 @@
  * exits. A child not moved within TIMEOUT_MS (default 1000) in a hierarchy
  * reports -1 for it: a miss. The parent waits GAP_US microseconds (default
  * 1000) between children so that each one meets an idle daemon. It stops
- * early after SECONDS (default 60) seconds in all.
+ * early after SECONDS (default 60) seconds in all. With -s, a child sleeps
+ * SLEEP_US microseconds between two reads instead of spinning (to see how
+ * much a spinning child, competing for the CPUs, delays the daemon).
  *
  * Standard output: this process's pid on the first line, then one line
  * "CPU_NS ALL_NS" per child (-1 for a miss), then "done".
@@ -67,6 +69,8 @@ static int in_place(const char *buf, const char *dest, int v2)
 	return 0;
 }
 
+static long sleep_us;
+
 static void __attribute__((noreturn)) child(int out, uid_t uid, const char *dest, int64_t timeout)
 {
 	static char buf[8192];
@@ -96,6 +100,8 @@ static void __attribute__((noreturn)) child(int out, uid_t uid, const char *dest
 		}
 		if (t - t0 > timeout)
 			break;
+		if (sleep_us > 0)
+			usleep((useconds_t)sleep_us);
 	}
 	if (write_all(out, &s, sizeof s) < 0)
 		_exit(8);
@@ -107,7 +113,7 @@ int main(int argc, char **argv)
 	prog = "cgre-latency";
 	long count = 1000, gap_us = 1000, timeout_ms = 1000, secs = 60;
 	int opt;
-	while ((opt = getopt(argc, argv, "n:g:t:d:")) != -1) {
+	while ((opt = getopt(argc, argv, "n:g:t:d:s:")) != -1) {
 		switch (opt) {
 		case 'n':
 			count = arg_long(optarg, "count");
@@ -121,14 +127,17 @@ int main(int argc, char **argv)
 		case 'd':
 			secs = arg_long(optarg, "seconds");
 			break;
+		case 's':
+			sleep_us = arg_long(optarg, "sleep");
+			break;
 		default:
-			fprintf(stderr, "usage: cgre-latency [-n COUNT] [-g GAP_US] [-t TIMEOUT_MS] [-d SECONDS] UID DEST\n");
+			fprintf(stderr, "usage: cgre-latency [-n COUNT] [-g GAP_US] [-t TIMEOUT_MS] [-d SECONDS] [-s SLEEP_US] UID DEST\n");
 			return 2;
 		}
 	}
-	if (argc - optind != 2 || count < 1 || gap_us < 0 || timeout_ms < 1 || secs < 1 || secs > 600) {
+	if (argc - optind != 2 || count < 1 || gap_us < 0 || timeout_ms < 1 || secs < 1 || secs > 600 || sleep_us < 0) {
 		errno = 0;
-		die("usage: cgre-latency [-n COUNT] [-g GAP_US] [-t TIMEOUT_MS] [-d SECONDS(1..600)] UID DEST");
+		die("usage: cgre-latency [-n COUNT] [-g GAP_US] [-t TIMEOUT_MS] [-d SECONDS(1..600)] [-s SLEEP_US] UID DEST");
 	}
 	uid_t uid = (uid_t)arg_long(argv[optind], "uid");
 	const char *dest = argv[optind + 1];

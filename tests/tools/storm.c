@@ -19,7 +19,8 @@
  * run, then, when the storm is over, "forks N seconds S" (totals).
  *
  * Lifetime: SECONDS, or the death of its parent (PR_SET_PDEATHSIG; the
- * workers die with the leader the same way), or SIGTERM/SIGKILL.
+ * workers die with the leader the same way), or SIGKILL. SIGTERM ends the
+ * storm early: the totals are still printed.
  */
 #include "common.h"
 
@@ -28,10 +29,39 @@
 
 #define MAX_PROCS 16
 
+static volatile sig_atomic_t stopping;
+static pid_t workers[MAX_PROCS];
+static long nworkers;
+
+/* A worker's SIGTERM: end the storm early, report as usual. */
+static void on_term_worker(int sig)
+{
+	(void)sig;
+	stopping = 1;
+}
+
+/* The leader's SIGTERM: pass it on to the workers. */
+static void on_term_leader(int sig)
+{
+	(void)sig;
+	for (long i = 0; i < nworkers; i++)
+		kill(workers[i], SIGTERM);
+}
+
+static void handle(int sig, void (*fn)(int))
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof sa);
+	sa.sa_handler = fn;
+	sigemptyset(&sa.sa_mask);
+	if (sigaction(sig, &sa, NULL) < 0)
+		die("sigaction");
+}
+
 static void __attribute__((noreturn)) worker(int out, int64_t deadline, int setuid_to, uid_t uid, int use_fork)
 {
 	uint64_t forks = 0;
-	while (now_ns() < deadline) {
+	while (!stopping && now_ns() < deadline) {
 		for (int k = 0; k < 64; k++) {
 			pid_t c = use_fork ? fork() : vfork();
 			if (c == 0) {
@@ -93,9 +123,17 @@ int main(int argc, char **argv)
 		die("pipe");
 	int64_t start = now_ns();
 	int64_t deadline = start + secs * 1000000000LL;
+	/* Blocked until the workers are known, so that it reaches them all. */
+	sigset_t term, old;
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	sigprocmask(SIG_BLOCK, &term, &old);
+	handle(SIGTERM, on_term_leader);
 	for (long i = 0; i < nprocs; i++) {
 		pid_t w = fork();
 		if (w == 0) {
+			handle(SIGTERM, on_term_worker);
+			sigprocmask(SIG_SETMASK, &old, NULL);
 			die_with_parent(self);
 			alarm((unsigned)secs + 30);
 			signal(SIGCHLD, SIG_IGN); /* children are reaped by the kernel */
@@ -104,7 +142,9 @@ int main(int argc, char **argv)
 		}
 		if (w < 0)
 			die("fork (worker %ld)", i);
+		workers[nworkers++] = w;
 	}
+	sigprocmask(SIG_SETMASK, &old, NULL);
 	close(p[1]);
 	printf("%d\n", (int)self);
 	fflush(stdout);
