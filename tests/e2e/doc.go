@@ -5,7 +5,18 @@
 // that directory with --cgroup-root, and check in /proc/PID/cgroup where the
 // harness processes end up.
 //
-// They need root and a cgroup v1 hybrid layout with cgroup2 at
+// The fork-race tests use small C programs (tests/tools: escape, storm,
+// latency, floor; Go cannot fork without exec), which TestMain compiles with
+// gcc -O2 -Wall into its temporary directory; without gcc those tests skip.
+// The tools are started like the harness (sh joins the test cgroups, then
+// execs them), change their own credentials, stop by themselves after a
+// bounded time and die with their parent; whatever they leave in the test
+// cgroups is killed by pid in cleanup.
+//
+// BenchmarkE2E (make bench-e2e) is issue #4's end-to-end measurement; it
+// reports and never fails on a target.
+//
+// The tests need root and a cgroup v1 hybrid layout with cgroup2 at
 // /sys/fs/cgroup/unified (pure cgroup v2 is produced for the daemon alone in
 // a private mount namespace). Without root every test is skipped.
 //
@@ -16,8 +27,8 @@
 // foreground. Runs are serialised with an flock on /run/lock/cgre-e2e.lock;
 // at start a run removes what a crashed run left: the suite's fixed users
 // and groups, /cgre-e2e-* cgroup directories (after killing the suite's own
-// harness processes inside them) and orphaned daemons confined to a
-// /cgre-e2e-* root.
+// harness and tool processes inside them) and orphaned daemons confined to
+// a /cgre-e2e-* root.
 //
 // Run as root:
 //
