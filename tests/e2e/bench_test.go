@@ -77,7 +77,8 @@ func BenchmarkE2E(b *testing.B) {
 type latencies struct {
 	cpu, all []time.Duration // moved samples only
 	samples  int
-	misses   int // not moved within 1 s (cpu or cgroup2)
+	misses   int   // not moved within 1 s (cpu or cgroup2)
+	missed   []int // their pids
 }
 
 func (l *latencies) pct(p float64, all bool) time.Duration {
@@ -108,6 +109,7 @@ type daemonRun struct {
 	stats     map[string]uint64
 	rssKB     int64
 	hwmKB     int64
+	log       string
 }
 
 func (r *daemonRun) perEvent() time.Duration {
@@ -159,10 +161,13 @@ func (e *env) stormPhase(r *benchResult, stormUID string, during func()) {
 	}
 }
 
+// benchEnv makes the environment: rules naming user and group cgreother
+// (3: "cgreother", "@cgreother", then the match; or fillerRules), never
+// cgrenobody, the storm's user, whose tasks must match no rule.
 func benchEnv(b *testing.B, nrules int) *env {
 	identities(b)
 	e := newEnv(b, []string{"cpu", "unified"}, "dest", "other", "storm")
-	rules := "cgrenobody  cpu  other\n@cgreother  cpu  other\n"
+	rules := "cgreother  cpu  other\n@cgreother  cpu  other\n"
 	if nrules > 3 {
 		rules = fillerRules(nrules)
 	}
@@ -238,6 +243,7 @@ func (d *daemon) finish(startCPU time.Duration) daemonRun {
 		t.Fatalf("daemon exit status %d after SIGTERM; log:\n%s", code, d.log())
 	}
 	log := d.log()
+	r.log = log
 	r.ready = d.ready
 	for _, l := range strings.Split(log, "\n") {
 		if strings.Contains(l, "msg=ready") {
@@ -335,17 +341,19 @@ func (e *env) latencyRunArgs(uid, dest string, opts []string) latencies {
 			break
 		}
 		f := strings.Fields(line)
-		if len(f) != 2 {
+		if len(f) != 3 {
 			t.Fatalf("unexpected line %q from the latency tool", line)
 		}
 		cpu, err1 := strconv.ParseInt(f[0], 10, 64)
 		all, err2 := strconv.ParseInt(f[1], 10, 64)
-		if err1 != nil || err2 != nil {
+		pid, err3 := strconv.Atoi(f[2])
+		if err1 != nil || err2 != nil || err3 != nil {
 			t.Fatalf("unexpected line %q from the latency tool", line)
 		}
 		l.samples++
 		if cpu < 0 || all < 0 {
 			l.misses++
+			l.missed = append(l.missed, pid)
 		}
 		if cpu >= 0 {
 			l.cpu = append(l.cpu, time.Duration(cpu))
@@ -479,8 +487,37 @@ func printBenchTable(w *os.File, order []string, res map[string]*benchResult) {
 		if !r.floor {
 			fmt.Fprintf(w, "%s, storm escapes: %s\n", r.name, r.esc)
 			fmt.Fprintf(w, "%s, storm daemon: %s\n", r.name, statsString(r.stormD.stats))
+			for _, m := range []struct {
+				what string
+				l    *latencies
+				log  string
+			}{{"idle", &r.idle, r.idleD.log}, {"idle polling", &r.poll, r.idleD.log}, {"sparse", &r.sparse, r.idleD.log}, {"storm", &r.storm, r.stormD.log}} {
+				for i, pid := range m.l.missed {
+					if i == 5 {
+						fmt.Fprintf(w, "%s, %s: %d more misses\n", r.name, m.what, len(m.l.missed)-i)
+						break
+					}
+					fmt.Fprintf(w, "%s, %s miss: pid %d; the daemon's info log about it:\n%s", r.name, m.what, pid, logAbout(m.log, pid))
+				}
+			}
 		}
 	}
+}
+
+// logAbout returns the log lines naming pid (the moves, at info level: only
+// ruled tasks are moved, so a storm's recycled pids do not show).
+func logAbout(log string, pid int) string {
+	re := regexp.MustCompile(`\bpid=` + strconv.Itoa(pid) + `\b`)
+	var b strings.Builder
+	for _, l := range strings.Split(log, "\n") {
+		if re.MatchString(l) {
+			b.WriteString("    " + l + "\n")
+		}
+	}
+	if b.Len() == 0 {
+		return "    (none: never moved)\n"
+	}
+	return b.String()
 }
 
 func statsString(m map[string]uint64) string {

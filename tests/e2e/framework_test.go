@@ -558,7 +558,7 @@ func (e *env) startDaemon(o dopts) *daemon {
 	t.Cleanup(func() {
 		d.kill()
 		if t.Failed() {
-			t.Logf("daemon %v\n--- its output:\n%s\n--- its log:\n%s", d.cmd.Args, d.output.String(), d.log())
+			t.Logf("daemon %v\n--- its output:\n%s\n--- its log:\n%s", d.cmd.Args, d.output.String(), shortLog(d.log()))
 		}
 	})
 	d.waitReady(15 * time.Second)
@@ -627,6 +627,16 @@ func (d *daemon) kill() {
 		_ = d.cmd.Process.Kill()
 		<-d.done
 	}
+}
+
+// shortLog is a log for a failure message: whole when short, else its first
+// 50 and last 300 lines (a storm fills the debug log with millions).
+func shortLog(log string) string {
+	lines := strings.Split(strings.TrimRight(log, "\n"), "\n")
+	if len(lines) <= 400 {
+		return log
+	}
+	return strings.Join(lines[:50], "\n") + fmt.Sprintf("\n[... %d lines ...]\n", len(lines)-350) + strings.Join(lines[len(lines)-300:], "\n")
 }
 
 func (d *daemon) log() string {

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"regexp"
 	"sort"
 	"strconv"
@@ -215,7 +216,7 @@ func TestNoEscapes(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			identities(t)
 			e := newEnv(t, []string{"cpu", "unified"}, "dest", "other", "storm")
-			rules := "cgrenobody  cpu  other\n@cgreother  cpu  other\n"
+			rules := "cgreother  cpu  other\n@cgreother  cpu  other\n"
 			if c.filler > 0 {
 				rules = fillerRules(c.filler)
 			}
@@ -356,4 +357,50 @@ func TestOverflowRepair(t *testing.T) {
 	}
 	t.Logf("overflows=%d rescans=%d queue_full=%d; %d of %d ruled tasks were moved by a rescan; all in place at most %v after the storm",
 		stats["overflows"], stats["rescans"], stats["queue_full"], byScan, len(tasks), slowest.Round(time.Millisecond))
+}
+
+// TestStormNoMisses (opt-in: CGRE_E2E_STRESS=1; it fails now and then, so
+// it is not part of the default run) is issue #4's "0 misses under the
+// storm" as a test: with 10,000 rules and a fork/setuid storm (children of
+// cgrenobody, which no rule names; pids are reused every second or so), 1,500
+// tasks change their uid to cgresjo one after another and each must be moved
+// within 1 s. A miss is reported with the daemon's debug lines about its pid.
+//
+// Found with it (November 2026, 1-3 misses per 1,500): "no rule matches ...
+// pid=N process=.../cgre-latency uid=1004" - the task was classified with
+// the uid of cgrenobody (1004), that is, with the credentials a UID event
+// had reported for an earlier process with the same pid, or not classified
+// at all (no line).
+func TestStormNoMisses(t *testing.T) {
+	if os.Getenv("CGRE_E2E_STRESS") == "" {
+		t.Skip("opt-in stress test: set CGRE_E2E_STRESS=1")
+	}
+	requireDaemon(t)
+	requireTools(t)
+	identities(t)
+	e := newEnv(t, []string{"cpu", "unified"}, "dest", "other", "storm")
+	e.writeRules(fillerRules(10000) + "cgresjo  cpu,unified  dest\n")
+	d := e.startDaemon(dopts{})
+	var l latencies
+	r := &benchResult{}
+	e.stormPhase(r, uidOf(t, "cgrenobody"), func() {
+		l = e.latencyRunArgs(uidOf(t, "cgresjo"), e.cg("dest"), []string{"-n", "1500", "-d", "40"})
+	})
+	if code := d.stop(); code != 0 {
+		t.Errorf("exit status %d after SIGTERM", code)
+	}
+	log := d.log()
+	_, line := statsOf(log)
+	t.Logf("storm: %s; %d samples, p50 %v, p99 %v; daemon: %s", r.stormForks, l.samples, l.pct(0.5, false), l.pct(0.99, false), line)
+	for _, pid := range l.missed {
+		re := regexp.MustCompile(`\bpid=` + strconv.Itoa(pid) + `\b`)
+		var lines []string
+		for _, ln := range strings.Split(log, "\n") {
+			if re.MatchString(ln) {
+				lines = append(lines, ln)
+			}
+		}
+		t.Errorf("pid %d (cgresjo) was not moved within 1 s; the daemon's log lines naming it (%d, last 10; a storm child may have had the pid before):\n%s",
+			pid, len(lines), strings.Join(lines[max(0, len(lines)-10):], "\n"))
+	}
 }

@@ -17,7 +17,7 @@
  * much a spinning child, competing for the CPUs, delays the daemon).
  *
  * Standard output: this process's pid on the first line, then one line
- * "CPU_NS ALL_NS" per child (-1 for a miss), then "done".
+ * "CPU_NS ALL_NS PID" per child (-1 for a miss), then "done".
  */
 #include "common.h"
 
@@ -170,7 +170,7 @@ int main(int argc, char **argv)
 		struct sample s;
 		if (read(p[0], &s, sizeof s) != (ssize_t)sizeof s)
 			die("reading a sample");
-		printf("%lld %lld\n", (long long)s.cpu, (long long)s.all);
+		printf("%lld %lld %d\n", (long long)s.cpu, (long long)s.all, (int)c);
 		if (gap_us > 0)
 			usleep((useconds_t)gap_us);
 	}
