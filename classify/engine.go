@@ -244,6 +244,15 @@ func (e *Engine) enqueueIDs(pid int32, why reason, id ids) {
 	}
 	e.mu.Lock()
 	h, ok := e.hot[pid]
+	if ok && h.exited {
+		// The pid was reused after its process exited (the kernel reported
+		// that EXIT before this event): nothing of the old entry applies
+		// to the new process, least of all the ids its events carried.
+		h = hotEntry{state: h.state}
+		if h.state == stRunning {
+			h.again = true
+		}
+	}
 	h.ids.merge(id)
 	if ok {
 		switch h.state {
@@ -349,8 +358,12 @@ func (e *Engine) run(st *workState, j job) {
 	e.mu.Lock()
 	h := e.hot[j.pid]
 	h.state = stRunning
-	e.hot[j.pid] = h
+	// The event ids are consumed by this run: later events bring their own
+	// (and set again), and keeping them past this run would apply one
+	// process's ids to the next one with the same pid.
 	id, exact := h.ids, h.moved
+	h.ids = ids{}
+	e.hot[j.pid] = h
 	e.mu.Unlock()
 
 	out := e.classify(st, int(j.pid), j.why, id, exact)
@@ -364,6 +377,8 @@ func (e *Engine) run(st *workState, j job) {
 		// Still being created: stay hot (queued) so its forks are followed.
 		h.state = stQueued
 		h.again = false
+		id.merge(h.ids) // ids of events that arrived meanwhile are newer
+		h.ids = id
 	case h.again && !h.exited:
 		h.state = stQueued
 		h.again = false
@@ -659,11 +674,13 @@ func (e *Engine) scan(st *workState) (tasks, moved int) {
 			continue
 		}
 		h.state = stRunning
+		h.ids = ids{}
 		e.hot[p] = h
 		e.mu.Unlock()
 
 		tasks++
-		out := e.classify(st, pid, reasonScan, h.ids, h.moved)
+		// A scan reads the credentials from /proc: they are current.
+		out := e.classify(st, pid, reasonScan, ids{}, h.moved)
 
 		e.mu.Lock()
 		h = e.hot[p]

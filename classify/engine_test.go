@@ -24,6 +24,7 @@ type fakeTasks struct {
 	cgroups  map[int]map[*cgroupfs.Hierarchy]string
 	children map[int][]int
 	lay      *cgroupfs.Layout
+	onRead   func(pid int) // called (once, then cleared) before a task is read
 }
 
 func newFakeTasks(lay *cgroupfs.Layout) *fakeTasks {
@@ -76,6 +77,12 @@ func (f *fakeTasks) Children(pid int) ([]int, error) {
 
 func (f *fakeTasks) Cgroups(pid int) ([]proc.CgroupLine, error) {
 	f.mu.Lock()
+	if hook := f.onRead; hook != nil {
+		f.onRead = nil
+		f.mu.Unlock()
+		hook(pid)
+		f.mu.Lock()
+	}
 	defer f.mu.Unlock()
 	m, ok := f.cgroups[pid]
 	if !ok {
@@ -401,4 +408,20 @@ func TestEngineHalfDoneDropIsRepaired(t *testing.T) {
 	waitFor(t, "transitional move", func() bool { return f.tasks.where(100, f.cpu) == "/a/b" })
 	f.e.Handle(uidEvent(100))
 	waitFor(t, "final move", func() bool { return f.tasks.where(100, f.cpu) == "/a" })
+}
+
+// TestEnginePidReuse: a process exits while it is being classified and its
+// pid is reused at once by a new process whose uid changes. The new
+// process's event must not be lost, nor the old process's ids applied to it.
+func TestEnginePidReuse(t *testing.T) {
+	f := newFixture(t, "alice cpu a\nbob cpu b\n", Config{})
+	f.tasks.add(100, 1000, "/") // what /proc shows by the time we look: the new process (alice)
+	f.tasks.onRead = func(pid int) {
+		f.e.Handle(&kernel.Event{What: kernel.EventExit, PID: 100, TGID: 100})
+		f.e.Handle(uidEvent(100)) // the new process becomes alice
+	}
+	f.e.Handle(&kernel.Event{What: kernel.EventUID, PID: 100, TGID: 100, EUID: 1001}) // the old process became bob
+	f.e.Start()
+	defer f.e.Stop()
+	waitFor(t, "the new process classified by its own ids", func() bool { return f.tasks.where(100, f.cpu) == "/a" })
 }
