@@ -32,6 +32,7 @@ type Tasks interface {
 	PIDs() ([]int, error)
 	Children(pid int) ([]int, error)
 	Cgroups(pid int) ([]proc.CgroupLine, error)
+	ThreadCreds(pid, tid int) (euid, egid uint32, err error)
 }
 
 // Config configures an Engine. Layout, Mover, Tasks and Log are required.
@@ -84,28 +85,16 @@ type hotEntry struct {
 	again  bool   // a new event arrived while running: classify once more
 	exited bool   // EXIT seen while queued/running: drop on completion
 	doneAt uint64 // CLOCK_MONOTONIC ns when the classification finished
-	ids    ids    // credentials from the latest UID/GID event
+	tid    int32  // thread (not the main one) that reported the latest UID/GID change
 	moved  bool   // the daemon moved this task while it was hot
 }
 
-// ids are credentials reported by the kernel in UID and GID events. A
-// multi-threaded setuid (glibc, Go, Java) changes the threads one at a time
-// and the kernel reports each; until the last one, /proc/PID/status (the
-// main thread) may still show the old ids. The event's ids are the ones the
-// task is heading to, so they win over what /proc says.
-type ids struct {
-	euid, egid     uint32
-	hasUID, hasGID bool
-}
-
-func (a *ids) merge(b ids) {
-	if b.hasUID {
-		a.euid, a.hasUID = b.euid, true
-	}
-	if b.hasGID {
-		a.egid, a.hasGID = b.egid, true
-	}
-}
+// A multi-threaded setuid (glibc, Go, Java) changes the threads one at a
+// time and the kernel reports each; until the last one, /proc/PID/status
+// (the main thread) may still show the old ids. The thread that reported
+// the change has the new ones, so its status is read instead. (Taking the
+// ids from the event itself is wrong when the reader lags behind: by the
+// time it runs, the pid may belong to another process.)
 
 type ruleset struct {
 	list  *rules.List
@@ -191,22 +180,27 @@ func (e *Engine) Stop() {
 	e.wg.Wait()
 }
 
+// monotonic is CLOCK_MONOTONIC in ns, the clock of the kernel's event
+// timestamps. unix.ClockGettime is a real system call; the runtime's
+// monotonic clock (behind time.Since) reads the same clock through the vDSO,
+// so it is read once and offset from then on.
 func monotonic() uint64 {
+	return monoBase + uint64(time.Since(monoStart))
+}
+
+var monoBase, monoStart = func() (uint64, time.Time) {
 	var ts unix.Timespec
 	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return uint64(ts.Nano())
-}
+	return uint64(ts.Nano()), time.Now()
+}()
 
 // Handle takes one event from the netlink reader. It never blocks.
 func (e *Engine) Handle(ev *kernel.Event) {
 	e.stats.events.Add(1)
 	switch ev.What {
-	case kernel.EventUID:
+	case kernel.EventUID, kernel.EventGID:
 		e.stats.creds.Add(1)
-		e.enqueueIDs(ev.TGID, reasonCreds, ids{euid: ev.EUID, hasUID: true})
-	case kernel.EventGID:
-		e.stats.creds.Add(1)
-		e.enqueueIDs(ev.TGID, reasonCreds, ids{egid: ev.EGID, hasGID: true})
+		e.enqueueTID(ev.TGID, reasonCreds, ev.PID)
 	case kernel.EventExec:
 		if rs := e.rs.Load(); rs != nil && rs.list.NeedsProcess() {
 			e.stats.execs.Add(1)
@@ -235,10 +229,11 @@ func (e *Engine) Handle(ev *kernel.Event) {
 // enqueue marks pid hot and queues its classification, coalescing with a
 // queued one (a multi-threaded setuid reports once per thread).
 func (e *Engine) enqueue(pid int32, why reason) {
-	e.enqueueIDs(pid, why, ids{})
+	e.enqueueTID(pid, why, pid)
 }
 
-func (e *Engine) enqueueIDs(pid int32, why reason, id ids) {
+// enqueueTID is enqueue for an event reported by thread tid of pid.
+func (e *Engine) enqueueTID(pid int32, why reason, tid int32) {
 	if pid <= 0 {
 		return
 	}
@@ -247,13 +242,15 @@ func (e *Engine) enqueueIDs(pid int32, why reason, id ids) {
 	if ok && h.exited {
 		// The pid was reused after its process exited (the kernel reported
 		// that EXIT before this event): nothing of the old entry applies
-		// to the new process, least of all the ids its events carried.
+		// to the new process.
 		h = hotEntry{state: h.state}
 		if h.state == stRunning {
 			h.again = true
 		}
 	}
-	h.ids.merge(id)
+	if tid != pid && tid > 0 {
+		h.tid = tid
+	}
 	if ok {
 		switch h.state {
 		case stQueued:
@@ -351,22 +348,31 @@ func (e *Engine) worker() {
 
 // workState is per-goroutine scratch space.
 type workState struct {
-	res []rules.Resolved
+	res  []rules.Resolved
+	done []Move
 }
 
 func (e *Engine) run(st *workState, j job) {
 	e.mu.Lock()
 	h := e.hot[j.pid]
+	if h.exited {
+		// The process exited after the events that queued this job (the
+		// kernel reports EXIT last): there is nothing left to move. Under a
+		// fork storm this is most jobs.
+		delete(e.hot, j.pid)
+		e.mu.Unlock()
+		e.stats.gone.Add(1)
+		return
+	}
 	h.state = stRunning
-	// The event ids are consumed by this run: later events bring their own
-	// (and set again), and keeping them past this run would apply one
-	// process's ids to the next one with the same pid.
-	id, exact := h.ids, h.moved
-	h.ids = ids{}
+	// The thread is consumed by this run: later events name their own (and
+	// set again).
+	tid, exact := h.tid, h.moved
+	h.tid = 0
 	e.hot[j.pid] = h
 	e.mu.Unlock()
 
-	out := e.classify(st, int(j.pid), j.why, id, exact)
+	out := e.classify(st, int(j.pid), j.why, tid, exact)
 
 	e.mu.Lock()
 	h = e.hot[j.pid]
@@ -377,8 +383,9 @@ func (e *Engine) run(st *workState, j job) {
 		// Still being created: stay hot (queued) so its forks are followed.
 		h.state = stQueued
 		h.again = false
-		id.merge(h.ids) // ids of events that arrived meanwhile are newer
-		h.ids = id
+		if h.tid == 0 {
+			h.tid = tid
+		}
 	case h.again && !h.exited:
 		h.state = stQueued
 		h.again = false
@@ -434,7 +441,7 @@ type outcome struct {
 
 // classify reads a task's state, decides, and moves it. It is called from
 // workers and from the scan; it logs its own errors.
-func (e *Engine) classify(st *workState, pid int, why reason, id ids, exact bool) outcome {
+func (e *Engine) classify(st *workState, pid int, why reason, tid int32, exact bool) outcome {
 	rs := e.rs.Load()
 	if rs == nil {
 		return outcome{}
@@ -455,11 +462,10 @@ func (e *Engine) classify(st *workState, pid int, why reason, id ids, exact bool
 	if t.Kernel {
 		return outcome{}
 	}
-	if id.hasUID {
-		t.EUID = id.euid
-	}
-	if id.hasGID {
-		t.EGID = id.egid
+	if tid != 0 && int(tid) != pid {
+		if euid, egid, err := e.cfg.Tasks.ThreadCreds(pid, int(tid)); err == nil {
+			t.EUID, t.EGID = euid, egid
+		}
 	}
 	task := rules.Task{PID: pid, UID: t.EUID, GID: t.EGID, Process: t.Process}
 	var d Decision
@@ -482,16 +488,24 @@ func (e *Engine) classify(st *workState, pid int, why reason, id ids, exact bool
 		return outcome{}
 	}
 	var out outcome
+	// Moves first, log lines after: the log must not delay the next move.
+	done := st.done[:0]
+	defer func() {
+		for _, m := range done {
+			e.log.WithFields(logrus.Fields{
+				"pid": pid, "process": processName(t), "user": e.userName(rs, t.EUID),
+				"rule": ruleRef(d.Rule), "controller": m.H.Name(), "dest": m.Path, "why": why.String(),
+			}).Info("moved task")
+		}
+		st.done = done[:0]
+	}()
 	for _, m := range d.Moves {
 		err := e.move(rs, pid, &m, d.Rule)
 		switch {
 		case err == nil:
 			out.moved = true
 			e.stats.moves.Add(1)
-			e.log.WithFields(logrus.Fields{
-				"pid": pid, "process": processName(t), "user": e.userName(rs, t.EUID),
-				"rule": ruleRef(d.Rule), "controller": m.H.Name(), "dest": m.Path, "why": why.String(),
-			}).Info("moved task")
+			done = append(done, m)
 		case errors.Is(err, unix.ESRCH):
 			e.stats.gone.Add(1)
 			return out
@@ -674,13 +688,12 @@ func (e *Engine) scan(st *workState) (tasks, moved int) {
 			continue
 		}
 		h.state = stRunning
-		h.ids = ids{}
+		h.tid = 0
 		e.hot[p] = h
 		e.mu.Unlock()
 
 		tasks++
-		// A scan reads the credentials from /proc: they are current.
-		out := e.classify(st, pid, reasonScan, ids{}, h.moved)
+		out := e.classify(st, pid, reasonScan, 0, h.moved)
 
 		e.mu.Lock()
 		h = e.hot[p]
@@ -691,7 +704,7 @@ func (e *Engine) scan(st *workState) (tasks, moved int) {
 			e.push(job{pid: p, why: reasonCreds})
 		} else {
 			if out.moved || out.retry || h.again {
-				e.hot[p] = hotEntry{state: stDone, doneAt: monotonic(), ids: h.ids, moved: h.moved || out.moved}
+				e.hot[p] = hotEntry{state: stDone, doneAt: monotonic(), moved: h.moved || out.moved}
 			} else {
 				// Nothing happened: keep the table small.
 				delete(e.hot, p)

@@ -24,11 +24,30 @@ type fakeTasks struct {
 	cgroups  map[int]map[*cgroupfs.Hierarchy]string
 	children map[int][]int
 	lay      *cgroupfs.Layout
-	onRead   func(pid int) // called (once, then cleared) before a task is read
+	onRead   func(pid int)  // called (once, then cleared) before a task is read
+	threads  map[int]uint32 // tid -> euid (and egid) of threads that are not the main one
+}
+
+func (f *fakeTasks) ThreadCreds(pid, tid int) (uint32, uint32, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	id, ok := f.threads[tid]
+	if !ok {
+		return 0, 0, fmt.Errorf("pid %d thread %d: %w", pid, tid, unix.ESRCH)
+	}
+	return id, id, nil
+}
+
+func (f *fakeTasks) setUID(pid, uid int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t := f.tasks[pid]
+	t.EUID, t.EGID = uint32(uid), uint32(uid)
+	f.tasks[pid] = t
 }
 
 func newFakeTasks(lay *cgroupfs.Layout) *fakeTasks {
-	return &fakeTasks{tasks: map[int]proc.Task{}, cgroups: map[int]map[*cgroupfs.Hierarchy]string{}, children: map[int][]int{}, lay: lay}
+	return &fakeTasks{tasks: map[int]proc.Task{}, cgroups: map[int]map[*cgroupfs.Hierarchy]string{}, children: map[int][]int{}, threads: map[int]uint32{}, lay: lay}
 }
 
 func (f *fakeTasks) add(pid, uid int, where string) {
@@ -257,12 +276,13 @@ func TestEngineFollowsForkRaces(t *testing.T) {
 
 // TestEngineCoalescesThreads: a multi-threaded setuid reports once per
 // thread, and /proc/PID/status (the main thread) may show the old uid until
-// the last thread is done: the process is classified once, by the ids the
-// kernel reported.
+// the last thread is done: the process is classified once, by the
+// credentials of the thread that reported the change.
 func TestEngineCoalescesThreads(t *testing.T) {
 	f := newFixture(t, "alice cpu users/alice\nroot cpu wrong\n", Config{})
 	f.tasks.add(100, 0, "/") // main thread not switched yet
 	for tid := 101; tid < 109; tid++ {
+		f.tasks.threads[tid] = 1000
 		f.e.Handle(&kernel.Event{What: kernel.EventUID, PID: int32(tid), TGID: 100, EUID: 1000})
 	}
 	if n := len(f.e.jobs); n != 1 {
@@ -272,6 +292,7 @@ func TestEngineCoalescesThreads(t *testing.T) {
 	// are merged in.
 	f2 := newFixture(t, "alice cpu users/alice\nroot cpu wrong\n", Config{})
 	f2.tasks.add(100, 0, "/")
+	f2.tasks.threads[101] = 1000
 	f2.e.Handle(&kernel.Event{What: kernel.EventUID, PID: 101, TGID: 100, EUID: 1000})
 	f2.e.Start()
 	defer f2.e.Stop()
@@ -404,8 +425,9 @@ func TestEngineHalfDoneDropIsRepaired(t *testing.T) {
 	f.tasks.add(100, 0, "/")
 	f.e.Start()
 	defer f.e.Stop()
-	f.e.Handle(&kernel.Event{What: kernel.EventGID, PID: 100, TGID: 100, EGID: 1000})
+	f.e.Handle(&kernel.Event{What: kernel.EventGID, PID: 100, TGID: 100})
 	waitFor(t, "transitional move", func() bool { return f.tasks.where(100, f.cpu) == "/a/b" })
+	f.tasks.setUID(100, 1000)
 	f.e.Handle(uidEvent(100))
 	waitFor(t, "final move", func() bool { return f.tasks.where(100, f.cpu) == "/a" })
 }
@@ -424,4 +446,35 @@ func TestEnginePidReuse(t *testing.T) {
 	f.e.Start()
 	defer f.e.Stop()
 	waitFor(t, "the new process classified by its own ids", func() bool { return f.tasks.where(100, f.cpu) == "/a" })
+}
+
+// TestEngineSkipsExited: a task that exits before its queued classification
+// runs costs nothing more (under a fork storm, most of them do).
+func TestEngineSkipsExited(t *testing.T) {
+	f := newFixture(t, "alice cpu users/alice\n", Config{})
+	f.tasks.add(100, 1000, "/") // still in the fake /proc: must not be read
+	f.tasks.onRead = func(pid int) { t.Errorf("pid %d read after its EXIT was reported", pid) }
+	f.e.Handle(uidEvent(100))
+	f.e.Handle(&kernel.Event{What: kernel.EventExit, PID: 100, TGID: 100})
+	f.e.Start()
+	defer f.e.Stop()
+	waitFor(t, "skip counted", func() bool { return f.e.Stats().Gone == 1 })
+	if f.e.HotLen() != 0 {
+		t.Errorf("hot table keeps %d entries for an exited task", f.e.HotLen())
+	}
+}
+
+func TestMonotonicMatchesKernelClock(t *testing.T) {
+	var ts unix.Timespec
+	for i := 0; i < 3; i++ {
+		before := monotonic()
+		_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+		after := monotonic()
+		k := uint64(ts.Nano())
+		// Allow a millisecond for the two reads' rounding and scheduling.
+		if k+uint64(time.Millisecond) < before || k > after+uint64(time.Millisecond) {
+			t.Fatalf("CLOCK_MONOTONIC %d outside [%d, %d]", k, before, after)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

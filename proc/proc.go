@@ -281,3 +281,23 @@ func commMatches[T ~string | ~[]byte](p T, comm string) bool {
 	}
 	return string(base) == comm
 }
+
+// ThreadCreds returns the effective uid and gid of thread tid of process
+// pid, from /proc/PID/task/TID/status. A credential change of a
+// multi-threaded process reaches its threads one at a time; the thread that
+// reported it to the kernel's connector already has the new ids while the
+// main thread (/proc/PID/status) may not. errors.Is(err, unix.ESRCH) when the
+// thread is gone (or tid is not a thread of pid).
+func (fs FS) ThreadCreds(pid, tid int) (euid, egid uint32, err error) {
+	bp := getBuf()
+	defer putBuf(bp)
+	b, err := readFile(filepath.Join(fs.root, strconv.Itoa(pid), "task", strconv.Itoa(tid), "status"), bp)
+	if err != nil {
+		return 0, 0, goneErr(pid, "task/"+strconv.Itoa(tid)+"/status", err)
+	}
+	st, err := parseStatusBytes(b)
+	if err != nil {
+		return 0, 0, fmt.Errorf("proc: pid %d thread %d: %w", pid, tid, err)
+	}
+	return st.Uid[1], st.Gid[1], nil
+}
