@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -126,7 +125,13 @@ func goTool() string {
 	if p, err := exec.LookPath("go"); err == nil {
 		return p
 	}
-	p := filepath.Join(runtime.GOROOT(), "bin", "go")
+	// `go test` sets GOROOT for the test binary; /usr/local/go is where
+	// this project's machines keep Go when PATH lacks it.
+	root := os.Getenv("GOROOT")
+	if root == "" {
+		root = "/usr/local/go"
+	}
+	p := filepath.Join(root, "bin", "go")
 	if _, err := os.Stat(p); err == nil {
 		return p
 	}
