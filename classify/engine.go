@@ -118,6 +118,10 @@ type Engine struct {
 	mu  sync.Mutex
 	hot map[int32]hotEntry
 
+	// Owned by the goroutine calling Handle/HandleBatch.
+	inBatch bool
+	pending []job
+
 	missing sync.Map // "hierarchy\x00path" of non-template destinations already reported
 
 	overflowLog rateLimiter
@@ -273,7 +277,38 @@ func (e *Engine) enqueueTID(pid int32, why reason, tid int32) {
 	h.state, h.again, h.exited = stQueued, false, false
 	e.hot[pid] = h
 	e.mu.Unlock()
-	e.push(job{pid: pid, why: why})
+	j := job{pid: pid, why: why}
+	if e.inBatch {
+		// Handle is running inside HandleBatch (reader goroutine only).
+		e.pending = append(e.pending, j)
+		return
+	}
+	e.push(j)
+}
+
+// HandleBatch is Handle for every event of one read. Classifications are
+// queued at the end of the batch, and not at all for a process whose EXIT
+// is in the same batch: under a fork storm most credential changes belong
+// to tasks that are already gone, and waking a worker for each cost more
+// than the events themselves. Same contract as Handle.
+func (e *Engine) HandleBatch(evs []kernel.Event) {
+	e.inBatch = true
+	for i := range evs {
+		e.Handle(&evs[i])
+	}
+	e.inBatch = false
+	for _, j := range e.pending {
+		e.mu.Lock()
+		if h, ok := e.hot[j.pid]; ok && h.exited && h.state == stQueued {
+			delete(e.hot, j.pid)
+			e.mu.Unlock()
+			e.stats.gone.Add(1)
+			continue
+		}
+		e.mu.Unlock()
+		e.push(j)
+	}
+	e.pending = e.pending[:0]
 }
 
 // push queues a job whose hot entry is already stQueued.

@@ -478,3 +478,24 @@ func TestMonotonicMatchesKernelClock(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// TestEngineBatchDropsExited: within one read, a credential change followed
+// by the task's exit queues nothing; one whose task lives is queued.
+func TestEngineBatchDropsExited(t *testing.T) {
+	f := newFixture(t, "alice cpu users/alice\n", Config{})
+	f.tasks.add(101, 1000, "/")
+	f.e.HandleBatch([]kernel.Event{
+		*uidEvent(100),
+		*uidEvent(101),
+		{What: kernel.EventExit, PID: 100, TGID: 100},
+	})
+	if n := len(f.e.jobs); n != 1 {
+		t.Fatalf("%d jobs queued, want 1 (for the live task)", n)
+	}
+	if s := f.e.Stats(); s.Gone != 1 {
+		t.Errorf("Gone = %d, want 1", s.Gone)
+	}
+	f.e.Start()
+	defer f.e.Stop()
+	waitFor(t, "live task moved", func() bool { return f.tasks.where(101, f.cpu) == "/users/alice" })
+}

@@ -210,9 +210,7 @@ func (d *daemon) read(conn *kernel.Conn, done chan<- error) {
 			continue
 		}
 		failures = 0
-		for i := range evs {
-			d.engine.Handle(&evs[i])
-		}
+		d.engine.HandleBatch(evs)
 		winEvents += len(evs)
 		if now := time.Now(); now.Sub(winStart) >= batchWindow {
 			batching = float64(winEvents)/now.Sub(winStart).Seconds() > batchRate
