@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -763,6 +764,7 @@ func (e *Engine) sweeper() {
 	defer e.wg.Done()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	peak := 0
 	for {
 		select {
 		case <-e.stop:
@@ -776,7 +778,23 @@ func (e *Engine) sweeper() {
 					delete(e.hot, pid)
 				}
 			}
+			if n := len(e.hot); n > peak {
+				peak = n
+			}
+			// Go maps never shrink: after a burst has passed, rebuild the
+			// table and hand the memory back to the system.
+			shrunk := false
+			if peak >= 1024 && len(e.hot) <= peak/8 {
+				fresh := make(map[int32]hotEntry, len(e.hot))
+				for pid, h := range e.hot {
+					fresh[pid] = h
+				}
+				e.hot, peak, shrunk = fresh, len(fresh), true
+			}
 			e.mu.Unlock()
+			if shrunk {
+				debug.FreeOSMemory()
+			}
 		}
 	}
 }
