@@ -205,11 +205,11 @@ func (e *Engine) Handle(ev *kernel.Event) {
 	switch ev.What {
 	case kernel.EventUID, kernel.EventGID:
 		e.stats.creds.Add(1)
-		e.enqueueTID(ev.TGID, reasonCreds, ev.PID)
+		e.enqueueTID(ev.TGID, reasonCreds, ev.PID, e.inBatch)
 	case kernel.EventExec:
 		if rs := e.rs.Load(); rs != nil && rs.list.NeedsProcess() {
 			e.stats.execs.Add(1)
-			e.enqueue(ev.TGID, reasonExec)
+			e.enqueueTID(ev.TGID, reasonExec, ev.TGID, e.inBatch)
 		}
 	case kernel.EventFork:
 		if ev.PID != ev.TGID {
@@ -234,11 +234,14 @@ func (e *Engine) Handle(ev *kernel.Event) {
 // enqueue marks pid hot and queues its classification, coalescing with a
 // queued one (a multi-threaded setuid reports once per thread).
 func (e *Engine) enqueue(pid int32, why reason) {
-	e.enqueueTID(pid, why, pid)
+	e.enqueueTID(pid, why, pid, false)
 }
 
-// enqueueTID is enqueue for an event reported by thread tid of pid.
-func (e *Engine) enqueueTID(pid int32, why reason, tid int32) {
+// enqueueTID is enqueue for an event reported by thread tid of pid. batch
+// is true only on the reader goroutine inside HandleBatch: the job then
+// waits in e.pending for the end of the batch. (Workers and the scan also
+// enqueue, concurrently; they must never touch e.pending.)
+func (e *Engine) enqueueTID(pid int32, why reason, tid int32, batch bool) {
 	if pid <= 0 {
 		return
 	}
@@ -279,8 +282,7 @@ func (e *Engine) enqueueTID(pid int32, why reason, tid int32) {
 	e.hot[pid] = h
 	e.mu.Unlock()
 	j := job{pid: pid, why: why}
-	if e.inBatch {
-		// Handle is running inside HandleBatch (reader goroutine only).
+	if batch {
 		e.pending = append(e.pending, j)
 		return
 	}
@@ -350,7 +352,7 @@ func (e *Engine) fork(ev *kernel.Event) {
 	}
 	if follow {
 		e.stats.forksFollowed.Add(1)
-		e.enqueue(ev.TGID, reasonFork)
+		e.enqueueTID(ev.TGID, reasonFork, ev.TGID, e.inBatch)
 	}
 }
 

@@ -499,3 +499,29 @@ func TestEngineBatchDropsExited(t *testing.T) {
 	defer f.e.Stop()
 	waitFor(t, "live task moved", func() bool { return f.tasks.where(101, f.cpu) == "/users/alice" })
 }
+
+// TestEngineBatchWhileWorkersEnqueue: workers enqueue children of moved
+// tasks while the reader is inside HandleBatch; none of their jobs may be
+// lost (run with -race).
+func TestEngineBatchWhileWorkersEnqueue(t *testing.T) {
+	f := newFixture(t, "alice cpu users/alice\n", Config{})
+	for pid := 100; pid < 140; pid++ {
+		f.tasks.add(pid, 1000, "/")
+	}
+	for p := 100; p < 110; p++ {
+		f.tasks.children[p] = []int{p + 10, p + 20, p + 30}
+	}
+	f.e.Start()
+	defer f.e.Stop()
+	for i := 0; i < 200; i++ {
+		f.e.HandleBatch([]kernel.Event{*uidEvent(100 + i%10), {What: kernel.EventFork, PID: 9999, TGID: 9999, ParentTGID: 1}})
+	}
+	waitFor(t, "every child moved", func() bool {
+		for pid := 100; pid < 140; pid++ {
+			if f.tasks.where(pid, f.cpu) != "/users/alice" {
+				return false
+			}
+		}
+		return true
+	})
+}
