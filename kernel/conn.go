@@ -130,6 +130,8 @@ type Conn struct {
 	receiveFn  func(uintptr) bool        // c.receive, bound once so Read does not allocate
 	waitFn     func(uintptr)             // c.wait, bound once
 	pfd        [1]unix.PollFd            // poll(2) vector for wait
+	readMu     sync.Mutex                // held by Read while it may use the descriptor
+	released   bool                      // Close has seen every Read let go (under readMu)
 	drained    bool                      // the last receive emptied the socket: poll before reading
 	pending    []Event                   // received while Listen waited for the ack
 	deliverAll bool                      // tests only: skip user-space filtering
@@ -253,7 +255,46 @@ func Listen(cfg Config) (*Conn, error) {
 		c.Close()
 		return nil, err
 	}
+	if err := c.leavePoller(); err != nil {
+		c.Close()
+		return nil, err
+	}
 	return c, nil
+}
+
+// leavePoller moves the socket out of the runtime's netpoller once the
+// subscription is acknowledged. Read waits in poll(2) itself; a descriptor
+// still registered with the runtime's (edge-triggered) epoll would wake an
+// idle runtime thread for every datagram the kernel queues, which under a
+// fork storm cost more CPU than reading the events. The new *os.File wraps
+// a blocking duplicate, which the runtime does not register; reads use
+// MSG_DONTWAIT, and RawConn.Control still keeps Close from freeing the
+// descriptor number under a Read.
+func (c *Conn) leavePoller() error {
+	var nfd int
+	var derr error
+	if err := c.raw.Control(func(fd uintptr) {
+		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	}); err != nil {
+		return fmt.Errorf("kernel: %w", err)
+	}
+	if derr != nil {
+		return fmt.Errorf("kernel: duplicating the netlink socket: %w", derr)
+	}
+	if err := unix.SetNonblock(nfd, false); err != nil {
+		unix.Close(nfd)
+		return fmt.Errorf("kernel: %w", err)
+	}
+	f := os.NewFile(uintptr(nfd), c.f.Name())
+	raw, err := f.SyscallConn()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("kernel: %w", err)
+	}
+	old := c.f
+	c.f, c.raw = f, raw
+	old.Close()
+	return nil
 }
 
 // subscribe sends the listen request(s) and waits for the acknowledgement.
@@ -453,7 +494,13 @@ func (c *Conn) Read(dst []Event) ([]Event, error) {
 	}
 	for {
 		c.rdst, c.rerr = dst, 0
+		c.readMu.Lock()
+		if c.released {
+			c.readMu.Unlock()
+			return dst[:start], ErrClosed
+		}
 		err := c.raw.Control(c.waitFn)
+		c.readMu.Unlock()
 		dst, c.rdst = c.rdst, nil
 		dst = c.keep(dst, start)
 		if c.closed.Load() {
@@ -667,6 +714,12 @@ func (c *Conn) Close() error {
 		if err := c.f.Close(); err != nil {
 			c.closeErr = fmt.Errorf("kernel: closing the netlink socket: %w", err)
 		}
+		// The descriptor is released when a Read in progress lets go of it
+		// (within pollInterval): wait for that, so that after Close the
+		// socket is really gone.
+		c.readMu.Lock()
+		c.released = true
+		c.readMu.Unlock()
 	})
 	return c.closeErr
 }
