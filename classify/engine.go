@@ -203,6 +203,10 @@ var monoBase, monoStart = func() (uint64, time.Time) {
 // Handle takes one event from the netlink reader. It never blocks.
 func (e *Engine) Handle(ev *kernel.Event) {
 	e.stats.events.Add(1)
+	e.handle(ev)
+}
+
+func (e *Engine) handle(ev *kernel.Event) {
 	switch ev.What {
 	case kernel.EventUID, kernel.EventGID:
 		e.stats.creds.Add(1)
@@ -296,9 +300,10 @@ func (e *Engine) enqueueTID(pid int32, why reason, tid int32, batch bool) {
 // to tasks that are already gone, and waking a worker for each cost more
 // than the events themselves. Same contract as Handle.
 func (e *Engine) HandleBatch(evs []kernel.Event) {
+	e.stats.events.Add(uint64(len(evs)))
 	e.inBatch = true
 	for i := range evs {
-		e.Handle(&evs[i])
+		e.handle(&evs[i])
 	}
 	e.inBatch = false
 	pushed := false
@@ -538,6 +543,10 @@ func (e *Engine) classify(st *workState, pid int, why reason, tid int32, exact b
 	// Moves first, log lines after: the log must not delay the next move.
 	done := st.done[:0]
 	defer func() {
+		if !e.log.IsLevelEnabled(logrus.InfoLevel) {
+			// The default level is errors only: no fields, no name look-up.
+			done = done[:0]
+		}
 		for _, m := range done {
 			e.log.WithFields(logrus.Fields{
 				"pid": pid, "process": processName(t), "user": e.userName(rs, t.EUID),

@@ -651,21 +651,30 @@ func (c *Conn) recvmmsg(fd uintptr, vlen int) (int, unix.Errno) {
 
 // keep compacts dst[start:] to the events the caller asked for and counts.
 func (c *Conn) keep(dst []Event, start int) []Event {
+	// Counted locally and published once: this runs for every event.
 	out := start
+	var discarded, overflows uint64
 	for i := start; i < len(dst); i++ {
 		if !c.deliverAll && !c.wants(&dst[i]) {
-			c.discarded.Add(1)
+			discarded++
 			continue
 		}
 		if dst[i].What == EventOverflow {
-			c.overflows.Add(1)
-		} else {
-			c.events.Add(1)
+			overflows++
 		}
 		if out != i {
 			dst[out] = dst[i]
 		}
 		out++
+	}
+	if discarded > 0 {
+		c.discarded.Add(discarded)
+	}
+	if overflows > 0 {
+		c.overflows.Add(overflows)
+	}
+	if n := uint64(out-start) - overflows; n > 0 {
+		c.events.Add(n)
 	}
 	return dst[:out]
 }
