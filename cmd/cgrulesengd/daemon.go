@@ -20,6 +20,7 @@ import (
 	"github.com/cgrulesengd/cgrulesengd/kernel"
 	"github.com/cgrulesengd/cgrulesengd/proc"
 	"github.com/cgrulesengd/cgrulesengd/rules"
+	"github.com/cgrulesengd/cgrulesengd/sched"
 )
 
 // wantedEvents are the kernel events the engine uses: credential changes and
@@ -35,6 +36,24 @@ type daemon struct {
 	layout *cgroupfs.Layout
 	engine *classify.Engine
 	rules  *rules.List
+}
+
+// setSlice asks for the short scheduler slice of --sched-slice, before the
+// engine and the reader start their threads (which inherit it). Failing is
+// not fatal: the daemon works, only with longer delays on busy CPUs.
+func (d *daemon) setSlice() {
+	if d.opt.slice == 0 {
+		return
+	}
+	n, err := sched.SetSlice(d.opt.slice)
+	switch {
+	case errors.Is(err, sched.ErrNotSupported):
+		d.log.Infof("--sched-slice %v not applied: %v", d.opt.slice, err)
+	case err != nil:
+		d.log.Warnf("--sched-slice %v not applied: %v", d.opt.slice, err)
+	default:
+		d.log.Debugf("scheduler slice %v set on %d threads", d.opt.slice, n)
+	}
 }
 
 func (d *daemon) run() error {
@@ -53,6 +72,7 @@ func (d *daemon) run() error {
 			}
 		}
 	}
+	d.setSlice()
 	signal.Ignore(syscall.SIGPIPE)
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sirupsen/logrus"
 )
@@ -79,6 +80,21 @@ func TestParseArgs(t *testing.T) {
 				t.Errorf("buffer %d", o.netlinkBuf)
 			}
 		}},
+		{"default slice", nil, func(t *testing.T, o options) {
+			if o.slice != 100*time.Microsecond {
+				t.Errorf("slice %v", o.slice)
+			}
+		}},
+		{"slice", []string{"--sched-slice", "2ms"}, func(t *testing.T, o options) {
+			if o.slice != 2*time.Millisecond {
+				t.Errorf("slice %v", o.slice)
+			}
+		}},
+		{"slice off", []string{"--sched-slice=0"}, func(t *testing.T, o options) {
+			if o.slice != 0 {
+				t.Errorf("slice %v", o.slice)
+			}
+		}},
 		{"explain", []string{"--explain", "--user", "alice", "--group=staff", "--process", "/bin/sh"}, func(t *testing.T, o options) {
 			if !o.explain || o.exUser != "alice" || o.exGroup != "staff" || o.exProc != "/bin/sh" {
 				t.Errorf("got %+v", o)
@@ -114,6 +130,9 @@ func TestParseArgsErrors(t *testing.T) {
 		{"dotdot root", []string{"--cgroup-root", "/a/../b"}, "must not contain"},
 		{"tiny buffer", []string{"--netlink-buffer", "10"}, "at least 4096"},
 		{"bad size", []string{"--netlink-buffer", "lots"}, "invalid size"},
+		{"bad slice", []string{"--sched-slice", "fast"}, "invalid duration"},
+		{"slice too short", []string{"--sched-slice", "10us"}, "out of range"},
+		{"slice too long", []string{"--sched-slice", "1s"}, "out of range"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
