@@ -12,6 +12,10 @@
  * and the files those of the test's destination: it can only ever move the
  * test's own tasks (UID is a test user) within the test directory.
  *
+ * Like the daemon (--sched-slice), it asks for a 100 us scheduler slice
+ * (Linux 6.12+; ignored before), so that it preempts a busy task as soon as
+ * an event wakes it: the comparison is between equals.
+ *
  * Standard output: its pid, once it listens. Lifetime: SECONDS, its
  * parent's death (PR_SET_PDEATHSIG), or SIGTERM/SIGKILL.
  */
@@ -22,6 +26,16 @@
 #include <linux/connector.h>
 #include <linux/netlink.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
+
+/* struct sched_attr, as in linux/sched/types.h (not in glibc 2.36). */
+struct slice_attr {
+	uint32_t size, policy;
+	uint64_t flags;
+	int32_t nice;
+	uint32_t priority;
+	uint64_t runtime, deadline, period;
+};
 
 int main(int argc, char **argv)
 {
@@ -39,6 +53,8 @@ int main(int argc, char **argv)
 		die("ROOT must be an absolute cgroup path below / and SECONDS 1..600");
 	}
 	die_with_parent(getppid());
+	struct slice_attr sa_ = {.size = sizeof sa_, .policy = 0 /* SCHED_OTHER */, .runtime = 100000};
+	(void)syscall(SYS_sched_setattr, 0, &sa_, 0);
 	alarm((unsigned)secs);
 
 	int cpufd = open(argv[3], O_WRONLY | O_CLOEXEC);
