@@ -199,12 +199,12 @@ func benchRules(b *testing.B, nrules int) *benchResult {
 	dest := e.cg("dest")
 	r := &benchResult{name: fmt.Sprintf("%d rules", nrules)}
 
-	d := e.startDaemon(dopts{extra: []string{"-q"}})
+	d := e.startDaemon(dopts{extra: benchDaemonArgs()})
 	start := d.readyCPU()
 	e.latencyPhases(r, uid, dest)
 	r.idleD = d.finish(start)
 
-	d = e.startDaemon(dopts{extra: []string{"-q"}})
+	d = e.startDaemon(dopts{extra: benchDaemonArgs()})
 	start = d.readyCPU()
 	e.stormPhase(r, uidOf(b, "cgrenobody"), func() {
 		r.storm = e.latencyRunArgs(uid, dest, []string{"-n", "1000", "-d", "30"})
@@ -212,6 +212,13 @@ func benchRules(b *testing.B, nrules int) *benchResult {
 	})
 	r.stormD = d.finish(start)
 	return r
+}
+
+// benchDaemonArgs are the daemon's extra arguments: -q (with the -vvv of
+// every test daemon: info level, for the ready and stats lines), then the
+// words of CGRE_BENCH_ARGS, for comparisons (e.g. "--sched-slice 0").
+func benchDaemonArgs() []string {
+	return append([]string{"-q"}, strings.Fields(os.Getenv("CGRE_BENCH_ARGS"))...)
 }
 
 // readyCPU checks the daemon's readiness data and returns its CPU so far.
