@@ -426,7 +426,7 @@ func TestIntegrationMoveEINVAL(t *testing.T) {
 			t.Fatal(err)
 		}
 		if task.Comm == "sleep" {
-			if !task.RT {
+			if rt, err := liveProc.RealTime(cmd.Process.Pid); err != nil || !rt {
 				t.Fatalf("chrt -f did not make an RT task: %+v", task)
 			}
 			break

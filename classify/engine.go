@@ -35,6 +35,7 @@ type Tasks interface {
 	Children(pid int) ([]int, error)
 	Cgroups(pid int) ([]proc.CgroupLine, error)
 	ThreadCreds(pid, tid int) (euid, egid uint32, err error)
+	RealTime(pid int) (bool, error)
 }
 
 // Config configures an Engine. Layout, Mover, Tasks and Log are required.
@@ -467,14 +468,14 @@ func (e *Engine) run(st *workState, j job) {
 	case requeue:
 		e.push(job{pid: j.pid, why: j.why})
 	}
-	if out.moved {
-		e.followChildren(int(j.pid))
-	}
 }
 
-// followChildren classifies the current children of a task just moved: the
-// ones forked before the move are still in the old cgroups. (Children whose
-// FORK events are read later are followed by fork().)
+// followChildren classifies the current children of a task the start-up or
+// repair scan just moved: children it listed before their parent and
+// classified by their own ids stay, but ones forked since are still in the
+// old cgroups. After a move by an event, children need no look-up: their
+// FORK events, queued by the kernel after the event that made the parent
+// hot, are followed by fork().
 func (e *Engine) followChildren(pid int) {
 	kids, err := e.cfg.Tasks.Children(pid)
 	if err != nil {
@@ -521,7 +522,16 @@ func (e *Engine) classify(st *workState, pid int, why reason, tid int32, exact b
 	}
 	task := rules.Task{PID: pid, UID: t.EUID, GID: t.EGID, Process: t.Process}
 	var d Decision
-	d, st.res, err = decide(rs.list, &e.scope, &task, t.RT, exact, lines, st.res)
+	// Whether the task is realtime matters only to an ignore_rt rule (and
+	// to a failed move, below): read /proc/PID/stat only then.
+	rt, rtKnown := false, false
+	d, st.res, err = decide(rs.list, &e.scope, &task, false, exact, lines, st.res)
+	if err == nil && d.Rule != nil && d.Rule.IgnoreRT {
+		rt, rtKnown = e.realTime(pid), true
+		if rt {
+			d, st.res, err = decide(rs.list, &e.scope, &task, true, exact, lines, st.res)
+		}
+	}
 	if err != nil {
 		e.stats.errors.Add(1)
 		e.log.WithFields(logrus.Fields{"pid": pid, "rule": ruleRef(d.Rule)}).Errorf("cannot expand destination: %v", err)
@@ -565,9 +575,14 @@ func (e *Engine) classify(st *workState, pid int, why reason, tid int32, exact b
 		case errors.Is(err, unix.ESRCH):
 			e.stats.gone.Add(1)
 			return out
-		case errors.Is(err, unix.EINVAL) && !t.RT:
-			out.retry = true
 		case errors.Is(err, unix.EINVAL):
+			if !rtKnown {
+				rt, rtKnown = e.realTime(pid), true
+			}
+			if !rt {
+				out.retry = true
+				break
+			}
 			// A realtime task cannot join a v1 cpu cgroup without an
 			// rt_runtime_us budget; retrying would never succeed.
 			e.stats.errors.Add(1)
@@ -628,6 +643,13 @@ func (e *Engine) createControllers(m *Move) []string {
 		}
 	}
 	return out
+}
+
+// realTime reports whether pid runs under SCHED_FIFO or SCHED_RR; a task
+// whose policy cannot be read counts as not realtime.
+func (e *Engine) realTime(pid int) bool {
+	rt, err := e.cfg.Tasks.RealTime(pid)
+	return err == nil && rt
 }
 
 func isNotExist(err error) bool {

@@ -26,6 +26,18 @@ type fakeTasks struct {
 	lay      *cgroupfs.Layout
 	onRead   func(pid int)  // called (once, then cleared) before a task is read
 	threads  map[int]uint32 // tid -> euid (and egid) of threads that are not the main one
+	rt       map[int]bool   // realtime tasks
+	rtReads  int            // RealTime calls
+}
+
+func (f *fakeTasks) RealTime(pid int) (bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rtReads++
+	if _, ok := f.tasks[pid]; !ok {
+		return false, fmt.Errorf("pid %d: %w", pid, unix.ESRCH)
+	}
+	return f.rt[pid], nil
 }
 
 func (f *fakeTasks) ThreadCreds(pid, tid int) (uint32, uint32, error) {
@@ -47,7 +59,7 @@ func (f *fakeTasks) setUID(pid, uid int) {
 }
 
 func newFakeTasks(lay *cgroupfs.Layout) *fakeTasks {
-	return &fakeTasks{tasks: map[int]proc.Task{}, cgroups: map[int]map[*cgroupfs.Hierarchy]string{}, children: map[int][]int{}, threads: map[int]uint32{}, lay: lay}
+	return &fakeTasks{tasks: map[int]proc.Task{}, cgroups: map[int]map[*cgroupfs.Hierarchy]string{}, children: map[int][]int{}, threads: map[int]uint32{}, rt: map[int]bool{}, lay: lay}
 }
 
 func (f *fakeTasks) add(pid, uid int, where string) {
@@ -500,23 +512,27 @@ func TestEngineBatchDropsExited(t *testing.T) {
 	waitFor(t, "live task moved", func() bool { return f.tasks.where(101, f.cpu) == "/users/alice" })
 }
 
-// TestEngineBatchWhileWorkersEnqueue: workers enqueue children of moved
-// tasks while the reader is inside HandleBatch; none of their jobs may be
-// lost (run with -race).
+// TestEngineBatchWhileWorkersEnqueue: retries (pushed from timers after
+// EINVAL) are enqueued while the reader is inside HandleBatch; none of them
+// may be lost (run with -race).
 func TestEngineBatchWhileWorkersEnqueue(t *testing.T) {
 	f := newFixture(t, "alice cpu users/alice\n", Config{})
+	f.mover.mu.Lock()
+	f.mover.einval = map[int]int{}
 	for pid := 100; pid < 140; pid++ {
 		f.tasks.add(pid, 1000, "/")
+		f.mover.einval[pid] = 2
 	}
-	for p := 100; p < 110; p++ {
-		f.tasks.children[p] = []int{p + 10, p + 20, p + 30}
-	}
+	f.mover.mu.Unlock()
 	f.e.Start()
 	defer f.e.Stop()
-	for i := 0; i < 200; i++ {
-		f.e.HandleBatch([]kernel.Event{*uidEvent(100 + i%10), {What: kernel.EventFork, PID: 9999, TGID: 9999, ParentTGID: 1}})
+	for i := 0; i < 400; i++ {
+		f.e.HandleBatch([]kernel.Event{*uidEvent(100 + i%40), {What: kernel.EventFork, PID: 9999, TGID: 9999, ParentTGID: 1}})
+		if i%40 == 39 {
+			time.Sleep(2 * time.Millisecond)
+		}
 	}
-	waitFor(t, "every child moved", func() bool {
+	waitFor(t, "every task moved", func() bool {
 		for pid := 100; pid < 140; pid++ {
 			if f.tasks.where(pid, f.cpu) != "/users/alice" {
 				return false
@@ -524,4 +540,49 @@ func TestEngineBatchWhileWorkersEnqueue(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// TestEngineRealTimeReadLazily: the scheduling policy is read only for an
+// ignore_rt rule or after EINVAL; an ignore_rt rule leaves a realtime task
+// and moves the others; a realtime task's EINVAL is not retried.
+func TestEngineRealTimeReadLazily(t *testing.T) {
+	f := newFixture(t, "alice cpu users/alice ignore_rt\nbob cpu users/bob\n", Config{})
+	f.tasks.add(100, 1000, "/")
+	f.tasks.add(101, 1000, "/")
+	f.tasks.add(200, 1001, "/")
+	f.tasks.add(201, 1001, "/")
+	f.tasks.rt[101] = true
+	f.tasks.rt[201] = true
+	f.mover.mu.Lock()
+	f.mover.einval = map[int]int{201: 1}
+	f.mover.mu.Unlock()
+	f.e.Start()
+	defer f.e.Stop()
+
+	f.e.Handle(uidEvent(200))
+	waitFor(t, "bob's task moved", func() bool { return f.tasks.where(200, f.cpu) == "/users/bob" })
+	f.tasks.mu.Lock()
+	reads := f.tasks.rtReads
+	f.tasks.mu.Unlock()
+	if reads != 0 {
+		t.Errorf("a plain rule and a successful move read the policy %d times", reads)
+	}
+
+	f.e.Handle(uidEvent(100))
+	f.e.Handle(uidEvent(101))
+	waitFor(t, "alice's ordinary task moved", func() bool { return f.tasks.where(100, f.cpu) == "/users/alice" })
+	f.e.Handle(uidEvent(201))
+	waitFor(t, "EINVAL for the realtime task reported", func() bool {
+		return strings.Contains(f.log.String(), "cannot move realtime task")
+	})
+	time.Sleep(50 * time.Millisecond)
+	if got := f.tasks.where(101, f.cpu); got != "/" {
+		t.Errorf("realtime task under an ignore_rt rule moved to %s", got)
+	}
+	if got := f.tasks.where(201, f.cpu); got != "/" {
+		t.Errorf("realtime task moved to %s after EINVAL", got)
+	}
+	if s := f.e.Stats(); s.Retries != 0 {
+		t.Errorf("Retries = %d: a realtime task's EINVAL was retried", s.Retries)
+	}
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,7 +120,14 @@ func scriptWaiting(t *testing.T, dir string) Task {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if task.Comm == "cgre-wait.sh" {
+		// Comm changes early in execve, cmdline only when the new image
+		// is set up: wait until the shell sleeps in its read (the daemon
+		// reads after the kernel's EXEC event, sent when execve is done).
+		if st, err := live.stat(cmd.Process.Pid); err == nil && st.State == 'S' && task.Comm == "cgre-wait.sh" {
+			task, err = live.Task(cmd.Process.Pid, true)
+			if err != nil {
+				t.Fatal(err)
+			}
 			// argv is "/bin/sh ./cgre-wait.sh": relative, resolved via cwd.
 			if want, _ := filepath.EvalSymlinks(filepath.Join(dir, "cgre-wait.sh")); task.Process != want {
 				t.Errorf("Process = %q, want %q", task.Process, want)
@@ -243,4 +251,61 @@ func BenchmarkScan(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(n), "tasks")
+}
+
+// TestIntegrationKernelThread: kthreadd (pid 2) is a kernel thread, this
+// process is not, whether the kernel reports "Kthread:" in status or only
+// PF_KTHREAD in stat.
+func TestIntegrationKernelThread(t *testing.T) {
+	k, err := live.Task(2, false)
+	if err != nil {
+		t.Skipf("pid 2 not visible here (a PID namespace?): %v", err)
+	}
+	if !k.Kernel || k.Comm != "kthreadd" {
+		t.Errorf("pid 2: %+v, want the kernel thread kthreadd", k)
+	}
+	self, err := live.Task(os.Getpid(), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if self.Kernel {
+		t.Errorf("this process reads as a kernel thread: %+v", self)
+	}
+	if rt, err := live.RealTime(os.Getpid()); err != nil || rt {
+		t.Errorf("RealTime(self) = %v, %v; want false", rt, err)
+	}
+}
+
+// TestIntegrationShortReadIsEOF: status, stat and cgroup, read with the
+// short-read-ends-the-file rule, equal a read until EOF, even with a tiny
+// starting buffer.
+func TestIntegrationShortReadIsEOF(t *testing.T) {
+	for _, name := range []string{"status", "stat", "cgroup"} {
+		path := "/proc/self/" + name
+		small := make([]byte, 7)
+		got, err := readFile(path, &small)
+		if err != nil {
+			t.Fatal(err)
+		}
+		full := make([]byte, 7)
+		want, err := readFileFull(path, &full)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// status changes between reads (counters): compare up to the
+		// fields that cannot change here.
+		g, w := string(got), string(want)
+		if name == "status" {
+			g, w = g[:strings.Index(g, "FDSize")], w[:strings.Index(w, "FDSize")]
+		}
+		if name == "stat" {
+			g, w = g[:strings.Index(g, ")")], w[:strings.Index(w, ")")]
+			if len(got) < 100 || got[len(got)-1] != '\n' {
+				t.Errorf("stat read short: %q", got)
+			}
+		}
+		if g != w {
+			t.Errorf("%s: read %q, want %q", name, g, w)
+		}
+	}
 }

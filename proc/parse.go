@@ -19,6 +19,9 @@ type status struct {
 	PPid int
 	Uid  [4]uint32 // real, effective, saved, filesystem
 	Gid  [4]uint32
+	// Kthread is the "Kthread:" field (Linux 6.x): 1 for a kernel thread,
+	// 0 otherwise, -1 when the kernel does not report it.
+	Kthread int
 }
 
 const (
@@ -27,6 +30,7 @@ const (
 	seenPPid
 	seenUid
 	seenGid
+	seenKthread
 	seenAll = seenName | seenTgid | seenPPid | seenUid | seenGid
 )
 
@@ -42,9 +46,9 @@ func parseStatus(r io.Reader) (status, error) {
 // parseStatusBytes is the allocation-light core of parseStatus: only the
 // Name string is allocated.
 func parseStatusBytes(b []byte) (status, error) {
-	var st status
+	st := status{Kthread: -1}
 	seen := 0
-	for len(b) > 0 && seen != seenAll {
+	for len(b) > 0 && seen != seenAll|seenKthread {
 		var line []byte
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
 			line, b = b[:i], b[i+1:]
@@ -90,9 +94,17 @@ func parseStatusBytes(b []byte) (status, error) {
 				return st, fmt.Errorf("status: Gid %q: %w", val, errMalformed)
 			}
 			seen |= seenGid
+		case "Kthread":
+			switch v, ok := atoiField(val); {
+			case ok && (v == 0 || v == 1):
+				st.Kthread = v
+			default:
+				return st, fmt.Errorf("status: Kthread %q: %w", val, errMalformed)
+			}
+			seen |= seenKthread
 		}
 	}
-	if seen != seenAll {
+	if seen&seenAll != seenAll {
 		return st, fmt.Errorf("status: missing fields (have %05b): %w", seen, errMalformed)
 	}
 	return st, nil

@@ -23,22 +23,28 @@ func TestParseStatus(t *testing.T) {
 		{
 			name: "real kernel 6.18",
 			in:   realStatus,
-			want: status{Name: "cat", Tgid: 7514, PPid: 7512, Uid: [4]uint32{1000, 1001, 1002, 1003}, Gid: [4]uint32{2000, 2001, 2002, 2003}},
+			want: status{Name: "cat", Tgid: 7514, PPid: 7512, Uid: [4]uint32{1000, 1001, 1002, 1003}, Gid: [4]uint32{2000, 2001, 2002, 2003}, Kthread: 0},
 		},
+		{
+			name: "kernel thread",
+			in:   "Name:\tkthreadd\nTgid:\t2\nPPid:\t0\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nKthread:\t1\n",
+			want: status{Name: "kthreadd", Tgid: 2, Kthread: 1},
+		},
+		{name: "bad kthread", in: "Name:\tn\nTgid:\t1\nPPid:\t0\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\nKthread:\t2\n", wantErr: true},
 		{
 			name: "escaped backslash and newline in comm",
 			in:   "Name:\ta\\\\b\\nc\nTgid:\t1\nPPid:\t0\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\n",
-			want: status{Name: "a\\b\nc", Tgid: 1},
+			want: status{Name: "a\\b\nc", Tgid: 1, Kthread: -1},
 		},
 		{
 			name: "comm with leading blank and colon",
 			in:   "Name:\t x:y\nTgid:\t1\nPPid:\t0\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0",
-			want: status{Name: " x:y", Tgid: 1},
+			want: status{Name: " x:y", Tgid: 1, Kthread: -1},
 		},
 		{
 			name: "max uid",
 			in:   "Name:\tn\nTgid:\t1\nPPid:\t0\nUid:\t4294967295\t0\t0\t0\nGid:\t0\t0\t0\t0\n",
-			want: status{Name: "n", Tgid: 1, Uid: [4]uint32{4294967295}},
+			want: status{Name: "n", Tgid: 1, Uid: [4]uint32{4294967295}, Kthread: -1},
 		},
 		{name: "uid overflow", in: "Name:\tn\nTgid:\t1\nPPid:\t0\nUid:\t4294967296\t0\t0\t0\nGid:\t0\t0\t0\t0\n", wantErr: true},
 		{name: "missing gid", in: "Name:\tn\nTgid:\t1\nPPid:\t0\nUid:\t0\t0\t0\t0\n", wantErr: true},

@@ -38,18 +38,18 @@ type Task struct {
 	RGID, EGID uint32
 	Comm       string // from status, unescaped
 	Process    string // libcgroup's procname; "" unless requested
-	RT         bool   // SCHED_FIFO or SCHED_RR (moving it into a v1 cpu cgroup without rt_runtime fails with EINVAL)
 	Kernel     bool   // kernel thread (PF_KTHREAD)
 }
 
 // taskCommLen is TASK_COMM_LEN-1: comm is truncated to 15 bytes.
 const taskCommLen = 15
 
-// Task reads /proc/PID/status and /proc/PID/stat, and with withProcess also
-// computes the process name (see ProcName). errors.Is(err, unix.ESRCH) when
-// the task is gone.
+// Task reads /proc/PID/status, and with withProcess also computes the
+// process name (see ProcName). errors.Is(err, unix.ESRCH) when the task is
+// gone.
 //
-// Kernel is taken from PF_KTHREAD in stat's flags only. "Parent is
+// Kernel comes from status's "Kthread:" field, or, on kernels that do not
+// report it, from PF_KTHREAD in /proc/PID/stat (a second read). "Parent is
 // kthreadd" is not used: user-mode helpers (modprobe, core-dump pipes) are
 // forked with CLONE_PARENT from a kworker and so have ppid 2 while being
 // ordinary user processes.
@@ -61,16 +61,6 @@ func (fs FS) Task(pid int, withProcess bool) (Task, error) {
 		return Task{}, goneErr(pid, "status", err)
 	}
 	st, err := parseStatusBytes(b)
-	if err != nil {
-		putBuf(bp)
-		return Task{}, fmt.Errorf("proc: pid %d: %w", pid, err)
-	}
-	b, err = readFile(fs.pidPath(pid, "stat"), bp)
-	if err != nil {
-		putBuf(bp)
-		return Task{}, goneErr(pid, "stat", err)
-	}
-	sst, err := parseStatBytes(b)
 	putBuf(bp)
 	if err != nil {
 		return Task{}, fmt.Errorf("proc: pid %d: %w", pid, err)
@@ -83,8 +73,14 @@ func (fs FS) Task(pid int, withProcess bool) (Task, error) {
 		RGID:   st.Gid[0],
 		EGID:   st.Gid[1],
 		Comm:   st.Name,
-		RT:     sst.Policy == schedFIFO || sst.Policy == schedRR,
-		Kernel: sst.Flags&pfKthread != 0,
+		Kernel: st.Kthread == 1,
+	}
+	if st.Kthread < 0 {
+		sst, err := fs.stat(pid)
+		if err != nil {
+			return Task{}, err
+		}
+		t.Kernel = sst.Flags&pfKthread != 0
 	}
 	if withProcess {
 		if t.Kernel {
@@ -98,6 +94,31 @@ func (fs FS) Task(pid int, withProcess bool) (Task, error) {
 		}
 	}
 	return t, nil
+}
+
+// RealTime reports whether pid runs under a realtime policy (SCHED_FIFO or
+// SCHED_RR), from /proc/PID/stat. Such a task cannot join a v1 cpu cgroup
+// without an rt_runtime_us budget (EINVAL), and "ignore_rt" rules skip it.
+func (fs FS) RealTime(pid int) (bool, error) {
+	st, err := fs.stat(pid)
+	if err != nil {
+		return false, err
+	}
+	return st.Policy == schedFIFO || st.Policy == schedRR, nil
+}
+
+func (fs FS) stat(pid int) (stat, error) {
+	bp := getBuf()
+	defer putBuf(bp)
+	b, err := readFile(fs.pidPath(pid, "stat"), bp)
+	if err != nil {
+		return stat{}, goneErr(pid, "stat", err)
+	}
+	st, err := parseStatBytes(b)
+	if err != nil {
+		return stat{}, fmt.Errorf("proc: pid %d: %w", pid, err)
+	}
+	return st, nil
 }
 
 // PIDs lists every thread-group id in the tree (the numeric directories of
@@ -135,7 +156,7 @@ func (fs FS) Children(pid int) ([]int, error) {
 	var out []int
 	found := false
 	for _, tid := range tids {
-		b, err := readFile(fs.root+"/"+strconv.Itoa(pid)+"/task/"+strconv.Itoa(tid)+"/children", bp)
+		b, err := readFileFull(fs.root+"/"+strconv.Itoa(pid)+"/task/"+strconv.Itoa(tid)+"/children", bp)
 		if err != nil {
 			if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) {
 				continue // thread exited since the listing (or no CONFIG_PROC_CHILDREN)
@@ -229,7 +250,7 @@ func (fs FS) ProcName(pid int, comm string) (string, error) {
 	}
 	bp := getBuf()
 	defer putBuf(bp)
-	cmdline, err := readFile(fs.pidPath(pid, "cmdline"), bp)
+	cmdline, err := readFileFull(fs.pidPath(pid, "cmdline"), bp)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			return "", goneErr(pid, "cmdline", err)

@@ -37,12 +37,12 @@ func TestTask(t *testing.T) {
 		{
 			name: "SCHED_FIFO, comm with parentheses",
 			pid:  108,
-			want: Task{PID: 108, PPID: 1, Comm: "rt (x) y", Process: "/usr/sbin/rtd", RT: true},
+			want: Task{PID: 108, PPID: 1, Comm: "rt (x) y", Process: "/usr/sbin/rtd"},
 		},
 		{
 			name: "SCHED_RR, escaped backslash in comm",
 			pid:  109,
-			want: Task{PID: 109, PPID: 1, Comm: `a\b`, Process: `/usr/bin/a\b`, RT: true},
+			want: Task{PID: 109, PPID: 1, Comm: `a\b`, Process: `/usr/bin/a\b`},
 		},
 		{
 			name: "zombie: no exe, not a kernel thread",
@@ -270,5 +270,28 @@ func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestRealTime(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		pid  int
+		want bool
+	}{
+		{"SCHED_OTHER", 100, false},
+		{"SCHED_FIFO", 108, true},
+		{"SCHED_RR", 109, true},
+		{"kernel thread", 104, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := fixture.RealTime(tt.pid)
+			if err != nil || got != tt.want {
+				t.Errorf("RealTime(%d) = %v, %v; want %v", tt.pid, got, err, tt.want)
+			}
+		})
+	}
+	if _, err := fixture.RealTime(99999); !errors.Is(err, unix.ESRCH) {
+		t.Errorf("RealTime of a missing pid: %v, want ESRCH", err)
 	}
 }

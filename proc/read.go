@@ -46,9 +46,26 @@ func (fs FS) pidPath(pid int, name string) string {
 
 // readFile reads the whole of path into *buf, growing it if needed, and
 // returns the filled prefix. It uses raw system calls: procfs files are
-// generated on read, so a read loop until EOF is required, but there is no
-// point in registering them with the runtime poller as os.Open would.
+// generated on read, and there is no point in registering them with the
+// runtime poller as os.Open would.
+//
+// A read that leaves room in the buffer ends the file: the files read this
+// way (status, stat, cgroup) are single-record seq_files (single_open),
+// which generate their whole text before copying, so a read returns all of
+// it that fits and a short read means the end; the read that would return 0
+// is saved (one system call of three, on every classification). Other files
+// (cmdline; children, an iterating seq_file that stops a read at a page of
+// records) go through readFileFull, which reads until EOF.
 func readFile(path string, buf *[]byte) ([]byte, error) {
+	return readInto(path, buf, true)
+}
+
+// readFileFull is readFile for files whose reads may stop short of the end.
+func readFileFull(path string, buf *[]byte) ([]byte, error) {
+	return readInto(path, buf, false)
+}
+
+func readInto(path string, buf *[]byte, shortIsEOF bool) ([]byte, error) {
 	fd, err := openRetry(path, unix.O_RDONLY|unix.O_CLOEXEC)
 	if err != nil {
 		return nil, err
@@ -74,6 +91,9 @@ func readFile(path string, buf *[]byte) ([]byte, error) {
 			return b[:n], nil
 		}
 		n += m
+		if shortIsEOF && n < len(b) {
+			return b[:n], nil
+		}
 	}
 }
 
