@@ -4,11 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strconv"
 	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cgrulesengd/cgrulesengd/proc"
 )
 
 // ErrNotSupported is returned when the kernel does not keep a requested
@@ -40,9 +41,9 @@ func SetSlice(d time.Duration) (int, error) {
 	}
 	done := map[int]bool{}
 	for {
-		tids, err := threads("/proc/self/task")
+		tids, err := proc.NewFS("/proc").Threads(os.Getpid())
 		if err != nil {
-			return len(done), err
+			return len(done), fmt.Errorf("sched: listing threads: %w", err)
 		}
 		fresh := 0
 		for _, tid := range tids {
@@ -111,19 +112,4 @@ func probe(tid int, d time.Duration) error {
 		return ErrNotSupported
 	}
 	return nil
-}
-
-// threads lists the thread ids in dir (a /proc/PID/task directory).
-func threads(dir string) ([]int, error) {
-	ents, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("sched: listing threads: %w", err)
-	}
-	tids := make([]int, 0, len(ents))
-	for _, e := range ents {
-		if tid, err := strconv.Atoi(e.Name()); err == nil {
-			tids = append(tids, tid)
-		}
-	}
-	return tids, nil
 }

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cgrulesengd/cgrulesengd/proc"
 )
 
 func TestSetSliceRange(t *testing.T) {
@@ -19,14 +21,16 @@ func TestSetSliceRange(t *testing.T) {
 	}
 }
 
+// TestThreads: the thread list SetSlice walks (proc.FS.Threads) keeps the
+// numeric entries of /proc/PID/task only.
 func TestThreads(t *testing.T) {
 	dir := t.TempDir()
 	for _, name := range []string{"12", "7", "self", "x1"} {
-		if err := os.Mkdir(filepath.Join(dir, name), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join(dir, "42", "task", name), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
-	got, err := threads(dir)
+	got, err := proc.NewFS(dir).Threads(42)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,8 +38,8 @@ func TestThreads(t *testing.T) {
 	if want := []int{7, 12}; !slices.Equal(got, want) {
 		t.Errorf("threads = %v, want %v", got, want)
 	}
-	if _, err := threads(filepath.Join(dir, "missing")); err == nil {
-		t.Error("threads of a missing directory: nil error")
+	if _, err := proc.NewFS(dir).Threads(43); err == nil {
+		t.Error("threads of a missing process: nil error")
 	}
 }
 
@@ -73,7 +77,7 @@ func TestIntegrationSetSlice(t *testing.T) {
 		}()
 	}
 	time.Sleep(20 * time.Millisecond)
-	tids, err := threads("/proc/self/task")
+	tids, err := proc.NewFS("/proc").Threads(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
