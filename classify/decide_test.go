@@ -68,7 +68,7 @@ bob          cpu           ""
 		{
 			name: "user rule moves in each named hierarchy", root: "/",
 			task: rules.Task{PID: 10, UID: 1000, GID: 1000, Process: "/bin/bash"}, lines: cg("/", "/", "/"),
-			rule: 3, moves: "cpu,cpuacct=/users/alice;memory=/users/alice;unified=/users/alice",
+			rule: 3, moves: "memory=/users/alice;unified=/users/alice;cpu,cpuacct=/users/alice",
 		},
 		{
 			name: "process rule wins first", root: "/",
@@ -88,7 +88,7 @@ bob          cpu           ""
 		{
 			name: "cgroup-root prefixes destinations", root: "/demo",
 			task: rules.Task{PID: 10, UID: 1000, GID: 1000}, lines: cg("/demo", "/demo/x", "/demo"),
-			rule: 3, moves: "cpu,cpuacct=/demo/users/alice;memory=/demo/users/alice;unified=/demo/users/alice",
+			rule: 3, moves: "memory=/demo/users/alice;unified=/demo/users/alice;cpu,cpuacct=/demo/users/alice",
 		},
 		{
 			name: "tasks outside cgroup-root are untouched per hierarchy", root: "/demo",
@@ -204,6 +204,44 @@ func TestScopeAnyInScope(t *testing.T) {
 			s := &scope{layout: hybridLayout(), root: tc.root}
 			if got := s.anyInScope(tc.lines); got != tc.want {
 				t.Fatalf("anyInScope = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestSchedulerLast(t *testing.T) {
+	h := func(v cgroupfs.Version, ctrls ...string) *cgroupfs.Hierarchy {
+		return &cgroupfs.Hierarchy{Version: v, Controllers: ctrls}
+	}
+	cpu, cpuset := h(cgroupfs.V1, "cpu", "cpuacct"), h(cgroupfs.V1, "cpuset")
+	mem, pids, uni := h(cgroupfs.V1, "memory"), h(cgroupfs.V1, "pids"), h(cgroupfs.V2)
+	uniCPU := h(cgroupfs.V2, "cpu", "io", "memory")
+	tests := []struct {
+		name string
+		in   []*cgroupfs.Hierarchy
+		want []*cgroupfs.Hierarchy
+	}{
+		{"cpu first moves last", []*cgroupfs.Hierarchy{cpu, uni}, []*cgroupfs.Hierarchy{uni, cpu}},
+		{"cpuset and cpu keep their order", []*cgroupfs.Hierarchy{cpuset, mem, cpu, pids}, []*cgroupfs.Hierarchy{mem, pids, cpuset, cpu}},
+		{"others keep their order", []*cgroupfs.Hierarchy{pids, uni, mem}, []*cgroupfs.Hierarchy{pids, uni, mem}},
+		{"cgroup2 with the cpu controller counts too", []*cgroupfs.Hierarchy{uniCPU, mem}, []*cgroupfs.Hierarchy{mem, uniCPU}},
+		{"one move", []*cgroupfs.Hierarchy{cpu}, []*cgroupfs.Hierarchy{cpu}},
+		{"none", nil, nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var moves []Move
+			for i, hh := range tc.in {
+				moves = append(moves, Move{H: hh, Path: string(rune('a' + i))})
+			}
+			schedulerLast(moves)
+			if len(moves) != len(tc.want) {
+				t.Fatalf("%d moves, want %d", len(moves), len(tc.want))
+			}
+			for i := range moves {
+				if moves[i].H != tc.want[i] {
+					t.Errorf("move %d is %s (%s), want %s", i, moves[i].H.Name(), moves[i].Path, tc.want[i].Name())
+				}
 			}
 		})
 	}
