@@ -45,18 +45,13 @@ func (s *scope) inScope(cur string) bool {
 }
 
 // anyInScope is a cheap pre-check before reading more of /proc: a task that
-// is out of scope in every hierarchy can never be moved.
+// is out of scope in every hierarchy the daemon sees can never be moved.
+// Lines of hierarchies the daemon has not mounted do not count: in a
+// container that sees cgroup2 alone, a task outside the container's cgroup
+// namespace still shows its v1 paths, which need not start with "/..".
 func (s *scope) anyInScope(lines []proc.CgroupLine) bool {
-	if s.root == "/" {
-		for _, l := range lines {
-			if !strings.HasPrefix(l.Path, "/..") {
-				return true
-			}
-		}
-		return false
-	}
-	for _, l := range lines {
-		if s.inScope(l.Path) {
+	for _, h := range s.layout.Hierarchies {
+		if cur, ok := s.layout.TaskPath(h, lines); ok && s.inScope(cur) {
 			return true
 		}
 	}

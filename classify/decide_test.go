@@ -198,6 +198,13 @@ func TestScopeAnyInScope(t *testing.T) {
 		{"root scope, all outside namespace", "/", cg("/..", "/../x", "/.."), false},
 		{"subtree, one inside", "/demo", cg("/a", "/demo/x", "/c"), true},
 		{"subtree, prefix is not inside", "/demo", cg("/demolition", "/de", "/"), false},
+		{"lines of hierarchies not mounted here do not count", "/", []proc.CgroupLine{
+			{ID: 3, Controllers: []string{"pids"}, Path: "/"},
+			{ID: 9, Controllers: []string{"name=systemd"}, Path: "/init.scope"},
+			{ID: 0, Path: "/../outside"},
+		}, false},
+		{"cgroup2 line alone, inside", "/", []proc.CgroupLine{{ID: 0, Path: "/x"}}, true},
+		{"no lines", "/", nil, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -490,6 +490,11 @@ func (b *syncBuffer) String() string {
 type dopts struct {
 	pureV2 bool     // run it in a private mount namespace with only cgroup2 mounted at /sys/fs/cgroup
 	extra  []string // more arguments
+	// cgroupNS, a subdirectory of the test directory: run the daemon as in
+	// a container, in its own cgroup namespace rooted at that cgroup of
+	// the unified hierarchy, with cgroup2 mounted afresh (pureV2) and
+	// --cgroup-root "/", the whole namespace.
+	cgroupNS string
 }
 
 type daemon struct {
@@ -515,6 +520,11 @@ func (e *env) daemonArgs(pidfile, logfile string, extra ...string) []string {
 // mount namespace made by unshare -m, then runs "$0" "$@".
 const pureV2Script = `mount --make-rprivate / && { umount -R /sys/fs/cgroup || umount -l /sys/fs/cgroup; } && mount -t cgroup2 none /sys/fs/cgroup && exec "$0" "$@"`
 
+// cgroupNSScript moves the shell into $CGRE_NS_PROCS's cgroup, then runs
+// "$0" "$@" in a new cgroup namespace (rooted there) and a private mount
+// namespace set up by pureV2Script.
+const cgroupNSScript = `echo $$ > "$CGRE_NS_PROCS" && exec unshare -C -m /bin/sh -c "$CGRE_V2_SCRIPT" "$0" "$@"`
+
 // startDaemon starts the daemon in the foreground (-n) and waits until it is
 // ready: its pidfile names it. It is stopped in cleanup, and its log is
 // shown if the test failed.
@@ -538,9 +548,22 @@ func (e *env) startDaemon(o dopts) *daemon {
 		done:    make(chan struct{}),
 	}
 	args := append([]string{"-n"}, e.daemonArgs(d.pidfile, d.logfile, o.extra...)...)
-	if o.pureV2 {
+	switch {
+	case o.cgroupNS != "":
+		// The shell joins the cgroup that becomes the namespace's root,
+		// then execs unshare; the pid stays the daemon's throughout.
+		for i := range args {
+			if args[i] == "--cgroup-root" {
+				args[i+1] = "/"
+			}
+		}
+		d.cmd = exec.Command("/bin/sh", append([]string{"-c", cgroupNSScript, daemonBin}, args...)...)
+		d.cmd.Env = append(os.Environ(),
+			"CGRE_NS_PROCS="+filepath.Join(e.path("unified", o.cgroupNS), "cgroup.procs"),
+			"CGRE_V2_SCRIPT="+pureV2Script)
+	case o.pureV2:
 		d.cmd = exec.Command("unshare", append([]string{"-m", "/bin/sh", "-c", pureV2Script, daemonBin}, args...)...)
-	} else {
+	default:
 		d.cmd = exec.Command(daemonBin, args...)
 	}
 	d.cmd.Stdout = d.output
