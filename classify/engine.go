@@ -187,20 +187,6 @@ func (e *Engine) Stop() {
 	e.wg.Wait()
 }
 
-// monotonic is CLOCK_MONOTONIC in ns, the clock of the kernel's event
-// timestamps. unix.ClockGettime is a real system call; the runtime's
-// monotonic clock (behind time.Since) reads the same clock through the vDSO,
-// so it is read once and offset from then on.
-func monotonic() uint64 {
-	return monoBase + uint64(time.Since(monoStart))
-}
-
-var monoBase, monoStart = func() (uint64, time.Time) {
-	var ts unix.Timespec
-	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return uint64(ts.Nano()), time.Now()
-}()
-
 // Handle takes one event from the netlink reader. It never blocks.
 func (e *Engine) Handle(ev *kernel.Event) {
 	e.stats.events.Add(1)
@@ -445,7 +431,7 @@ func (e *Engine) run(st *workState, j job) {
 		requeue = true
 	default:
 		h.state = stDone
-		h.doneAt = monotonic()
+		h.doneAt = kernel.Now()
 	}
 	if h.state == stDone && h.exited {
 		delete(e.hot, j.pid)
@@ -782,7 +768,7 @@ func (e *Engine) scan(st *workState) (tasks, moved int) {
 			e.push(job{pid: p, why: reasonCreds})
 		} else {
 			if out.moved || out.retry || h.again {
-				e.hot[p] = hotEntry{state: stDone, doneAt: monotonic(), moved: h.moved || out.moved}
+				e.hot[p] = hotEntry{state: stDone, doneAt: kernel.Now(), moved: h.moved || out.moved}
 			} else {
 				// Nothing happened: keep the table small.
 				delete(e.hot, p)
@@ -812,7 +798,7 @@ func (e *Engine) sweeper() {
 		case <-e.stop:
 			return
 		case <-t.C:
-			now := monotonic()
+			now := kernel.Now()
 			win := uint64(e.cfg.HotWindow)
 			e.mu.Lock()
 			for pid, h := range e.hot {

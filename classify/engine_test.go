@@ -258,9 +258,9 @@ func TestEngineFollowsForkRaces(t *testing.T) {
 	defer f.e.Stop()
 
 	f.e.Handle(uidEvent(100))
-	f.e.Handle(forkEvent(100, 101, monotonic()))
-	f.e.Handle(forkEvent(100, 102, monotonic()))
-	f.e.Handle(forkEvent(102, 103, monotonic()))
+	f.e.Handle(forkEvent(100, 101, kernel.Now()))
+	f.e.Handle(forkEvent(100, 102, kernel.Now()))
+	f.e.Handle(forkEvent(102, 103, kernel.Now()))
 	f.e.Handle(&kernel.Event{What: kernel.EventExit, PID: 102, TGID: 102})
 	waitFor(t, "children moved", func() bool {
 		return f.tasks.where(101, f.cpu) == "/users/alice" && f.tasks.where(103, f.cpu) == "/users/alice"
@@ -272,8 +272,8 @@ func TestEngineFollowsForkRaces(t *testing.T) {
 	})
 	// A fork stamped well after the parent's move inherited the new cgroup:
 	// it must not cost a classification.
-	f.e.Handle(forkEvent(100, 200, monotonic()+uint64(time.Second)))
-	f.e.Handle(forkEvent(999, 300, monotonic()))
+	f.e.Handle(forkEvent(100, 200, kernel.Now()+uint64(time.Second)))
+	f.e.Handle(forkEvent(999, 300, kernel.Now()))
 	time.Sleep(50 * time.Millisecond)
 	if got := f.tasks.where(200, f.cpu); got != "/" {
 		t.Errorf("late fork was classified (moved to %s)", got)
@@ -479,9 +479,9 @@ func TestEngineSkipsExited(t *testing.T) {
 func TestMonotonicMatchesKernelClock(t *testing.T) {
 	var ts unix.Timespec
 	for i := 0; i < 3; i++ {
-		before := monotonic()
+		before := kernel.Now()
 		_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-		after := monotonic()
+		after := kernel.Now()
 		k := uint64(ts.Nano())
 		// Allow a millisecond for the two reads' rounding and scheduling.
 		if k+uint64(time.Millisecond) < before || k > after+uint64(time.Millisecond) {

@@ -444,7 +444,7 @@ func (c *Conn) waitAck(timeout time.Duration, tagA, tagB uint32) (tag, ackErr ui
 		if full {
 			c.pending = c.pending[:start] // already ends with an overflow
 		} else if len(c.pending) >= maxPending {
-			c.pending = append(c.pending[:maxPending-1], Event{What: EventOverflow, Timestamp: monotonicNow()})
+			c.pending = append(c.pending[:maxPending-1], Event{What: EventOverflow, Timestamp: Now()})
 			full = true
 		}
 	}
@@ -570,7 +570,7 @@ func (c *Conn) receive(fd uintptr) bool {
 			// error is reported once per overflow. (When it strikes after
 			// some datagrams, recvmmsg returns those and the kernel keeps
 			// the error for the next call.)
-			c.rdst = append(c.rdst, Event{What: EventOverflow, Timestamp: monotonicNow()})
+			c.rdst = append(c.rdst, Event{What: EventOverflow, Timestamp: Now()})
 			got++
 			continue
 		default:
@@ -743,10 +743,16 @@ func lost(evs []Event) bool {
 	return false
 }
 
-func monotonicNow() uint64 {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		return 0
-	}
-	return uint64(ts.Nano())
+// Now is CLOCK_MONOTONIC in ns: the clock of Event.Timestamp, for
+// comparing event times with the caller's. unix.ClockGettime is a real
+// system call; the runtime's monotonic clock (behind time.Since) reads the
+// same clock through the vDSO, so it is read once and offset from then on.
+func Now() uint64 {
+	return monoBase + uint64(time.Since(monoStart))
 }
+
+var monoBase, monoStart = func() (uint64, time.Time) {
+	var ts unix.Timespec
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return uint64(ts.Nano()), time.Now()
+}()
