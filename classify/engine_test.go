@@ -476,21 +476,6 @@ func TestEngineSkipsExited(t *testing.T) {
 	}
 }
 
-func TestMonotonicMatchesKernelClock(t *testing.T) {
-	var ts unix.Timespec
-	for i := 0; i < 3; i++ {
-		before := kernel.Now()
-		_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-		after := kernel.Now()
-		k := uint64(ts.Nano())
-		// Allow a millisecond for the two reads' rounding and scheduling.
-		if k+uint64(time.Millisecond) < before || k > after+uint64(time.Millisecond) {
-			t.Fatalf("CLOCK_MONOTONIC %d outside [%d, %d]", k, before, after)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // TestEngineBatchDropsExited: within one read, a credential change followed
 // by the task's exit queues nothing; one whose task lives is queued.
 func TestEngineBatchDropsExited(t *testing.T) {
