@@ -314,18 +314,7 @@ func TestIntegrationFilterInUserSpace(t *testing.T) {
 	if _, err := c.send(procCnMcastListen, 0, false); err != nil {
 		t.Fatal(err)
 	}
-	r := startReader(c)
-	child := exec.Command("/bin/true")
-	if err := child.Run(); err != nil {
-		t.Fatal(err)
-	}
-	cpid := int32(child.Process.Pid)
-	seen := r.until(t, 5*time.Second, func(e Event) bool { return e.What == EventExec && e.PID == cpid })
-	for _, e := range seen {
-		if e.What != EventExec && e.What != EventOverflow {
-			t.Errorf("Read returned %v outside the EXEC mask", e.What)
-		}
-	}
+	onlyExecs(t, startReader(c))
 	if s := c.Stats(); s.Discarded == 0 {
 		t.Errorf("nothing discarded in user space: %+v", s)
 	}
@@ -355,18 +344,7 @@ func TestIntegrationFallback(t *testing.T) {
 	if filterSupport.Load() != filterUnsupported {
 		t.Errorf("the probe's outcome was not cached")
 	}
-	r := startReader(c)
-	child := exec.Command("/bin/true")
-	if err := child.Run(); err != nil {
-		t.Fatal(err)
-	}
-	cpid := int32(child.Process.Pid)
-	seen := r.until(t, 5*time.Second, func(e Event) bool { return e.What == EventExec && e.PID == cpid })
-	for _, e := range seen {
-		if e.What != EventExec && e.What != EventOverflow {
-			t.Errorf("Read returned %v outside the EXEC mask", e.What)
-		}
-	}
+	onlyExecs(t, startReader(c))
 	if s := c.Stats(); s.Discarded == 0 {
 		t.Errorf("unfiltered socket but nothing discarded in user space: %+v", s)
 	}
@@ -649,4 +627,21 @@ func TestIntegrationDrainRate(t *testing.T) {
 	}
 	d := time.Since(start)
 	t.Logf("drained %d events in %d Reads in %v: %.0f ns/event; stats %+v", n, reads, d, float64(d.Nanoseconds())/float64(n), c.Stats())
+}
+
+// onlyExecs runs /bin/true, reads until its EXEC event, and checks that
+// Read returned nothing outside an EXEC-only mask (overflows aside).
+func onlyExecs(t *testing.T, r *reader) {
+	t.Helper()
+	child := exec.Command("/bin/true")
+	if err := child.Run(); err != nil {
+		t.Fatal(err)
+	}
+	cpid := int32(child.Process.Pid)
+	seen := r.until(t, 5*time.Second, func(e Event) bool { return e.What == EventExec && e.PID == cpid })
+	for _, e := range seen {
+		if e.What != EventExec && e.What != EventOverflow {
+			t.Errorf("Read returned %v outside the EXEC mask", e.What)
+		}
+	}
 }
