@@ -100,7 +100,7 @@ type Config struct {
 type Stats struct {
 	Datagrams uint64 // datagrams received from the socket, from any sender
 	Events    uint64 // kernel events returned by Read
-	Overflows uint64 // overflow reports (ENOBUFS), each returned as one EventOverflow
+	Overflows uint64 // losses (ENOBUFS), each returned as one EventOverflow once the queue was drained
 	Discarded uint64 // kernel events received but not returned: acks, types outside Config.Events
 	Malformed uint64 // datagrams from the kernel that failed to decode (events before the fault are kept)
 	Foreign   uint64 // datagrams dropped because a process, not the kernel, sent them
@@ -133,6 +133,7 @@ type Conn struct {
 	readMu     sync.Mutex                // held by Read while it may use the descriptor
 	released   bool                      // Close has seen every Read let go (under readMu)
 	drained    bool                      // the last receive emptied the socket: poll before reading
+	lost       bool                      // ENOBUFS seen and the queue not yet drained since (see markDrained)
 	pending    []Event                   // received while Listen waited for the ack
 	deliverAll bool                      // tests only: skip user-space filtering
 
@@ -564,14 +565,17 @@ func (c *Conn) receive(fd uintptr) bool {
 			continue
 		case unix.EAGAIN:
 			c.drained = true
+			if c.markDrained() {
+				got++
+			}
 			return got > 0
 		case unix.ENOBUFS:
 			// The kernel dropped events; the socket stays usable and the
 			// error is reported once per overflow. (When it strikes after
 			// some datagrams, recvmmsg returns those and the kernel keeps
-			// the error for the next call.)
-			c.rdst = append(c.rdst, Event{What: EventOverflow, Timestamp: Now()})
-			got++
+			// the error for the next call.) The loss is not over yet: see
+			// markDrained.
+			c.lost = true
 			continue
 		default:
 			if got == 0 {
@@ -603,9 +607,35 @@ func (c *Conn) receive(fd uintptr) bool {
 			// EAGAIN before it polls (a syscall per event on an idle
 			// machine).
 			c.drained = true
+			c.markDrained()
 			return true
 		}
 	}
+	return true
+}
+
+// markDrained appends the EventOverflow marker of a loss once the receive
+// queue has been read empty, and reports whether it did.
+//
+// Why then and not when ENOBUFS is seen: the kernel reports ENOBUFS on the
+// first receive after it dropped an event, while the queue is still full,
+// and from that moment it drops every event for this socket, even when
+// there is room again, until a receive leaves the queue empty
+// (af_netlink.c: netlink_overrun sets NETLINK_S_CONGESTED, which
+// netlink_broadcast_deliver honours and only netlink_rcv_wake, on an empty
+// queue, clears). The loss therefore spans from the overflow to the
+// receive that drained the queue, and only a resynchronisation that starts
+// after that receive sees everything the lost events would have told. Placed
+// here, the marker comes after every event that was queued before the
+// loss, and every event after it was delivered: a consumer that rescans
+// when it reaches the marker has no gap. A second overflow before the drain
+// is part of the same loss (the kernel reports ENOBUFS once per congestion).
+func (c *Conn) markDrained() bool {
+	if !c.lost {
+		return false
+	}
+	c.lost = false
+	c.rdst = append(c.rdst, Event{What: EventOverflow, Timestamp: Now()})
 	return true
 }
 

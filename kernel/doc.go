@@ -49,9 +49,14 @@
 //
 // Netlink delivery is unreliable by design: when the socket's receive buffer
 // is full the kernel drops events and the next receive fails once with
-// ENOBUFS. Read turns that into an Event with What == EventOverflow (counted
-// in Stats.Overflows) and carries on; the consumer must resynchronise (rescan
-// /proc). Events received while Listen waits for the acknowledgement are
+// ENOBUFS; from then on it drops every event for the socket until the queue
+// has been read empty. Read keeps reading the backlog and, at the receive
+// that drains it, returns an Event with What == EventOverflow (counted in
+// Stats.Overflows): events before the marker were queued before the loss,
+// events after it are delivered again. The consumer must resynchronise
+// (rescan /proc), starting no earlier than the marker: a scan that starts at
+// ENOBUFS, with the backlog still queued, misses whatever changes while the
+// backlog is read. Events received while Listen waits for the acknowledgement are
 // kept and returned by the first Read, so subscribing before scanning /proc
 // leaves no gap.
 //

@@ -34,6 +34,10 @@ const (
 
 	// EventOverflow is synthetic, never sent by the kernel: the receive
 	// buffer overflowed (ENOBUFS) and an unknown number of events were lost.
+	// Conn.Read returns it once the receive queue has been read empty after
+	// the loss, when the kernel delivers events again: every event before
+	// it was queued before the loss, every event after it is delivered, so
+	// a resynchronisation started on seeing it leaves no gap.
 	// The value is a bit cn_proc.h does not use (its bits are 0x1, 0x2, 0x4,
 	// 0x40, 0x80, 0x100, 0x200, 0x20000000, 0x40000000, 0x80000000), so it
 	// can share masks with the kernel's types; it is never sent to the kernel.
@@ -97,7 +101,7 @@ func (w What) String() string {
 type Event struct {
 	What      What
 	CPU       uint32 // CPU that reported it; Seq is per CPU
-	Timestamp uint64 // ns, CLOCK_MONOTONIC (kernel ktime_get_ns); for EventOverflow the time the loss was noticed
+	Timestamp uint64 // ns, CLOCK_MONOTONIC (kernel ktime_get_ns); for EventOverflow the time the loss ended (the queue was drained)
 
 	// PID and TGID are the subject: for FORK the child, for every other type
 	// the process (thread) the event is about. PIDs are in the init PID

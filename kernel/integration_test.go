@@ -392,6 +392,54 @@ func TestIntegrationOverflow(t *testing.T) {
 	t.Logf("stats %+v", c.Stats())
 }
 
+// TestIntegrationOverflowAfterBacklog: the kernel reports ENOBUFS on the
+// first receive after a loss, with the queue still full, and drops every
+// event until the queue is read empty. The marker must therefore come after
+// the backlog (not first, where ENOBUFS is seen), exactly once for the
+// whole loss, and events after it must be delivered again.
+func TestIntegrationOverflowAfterBacklog(t *testing.T) {
+	requireRoot(t)
+	checkFDs(t)
+	c := listen(t, Config{ReceiveBuffer: 4096, Events: EventFork | EventExit})
+	burst := exec.Command("/bin/sh", "-c", "i=0; while [ $i -lt 1000 ]; do (:); i=$((i+1)); done")
+	if err := burst.Run(); err != nil {
+		t.Fatal(err)
+	}
+	afterBurst := monotonic(t)
+	r := startReader(c)
+	seen := r.until(t, 5*time.Second, func(e Event) bool { return e.What == EventOverflow })
+	marker := seen[len(seen)-1]
+	backlog := seen[:len(seen)-1]
+	if len(backlog) == 0 {
+		t.Fatalf("the overflow marker came first: it must follow the events queued before the loss")
+	}
+	for _, e := range backlog {
+		if e.Timestamp > afterBurst {
+			t.Errorf("event %v (ts %d) before the marker is from after the burst (%d): the queue was drained before the marker", e.What, e.Timestamp, afterBurst)
+		}
+	}
+	if marker.Timestamp < backlog[len(backlog)-1].Timestamp {
+		t.Errorf("marker time %d before the last backlog event's %d", marker.Timestamp, backlog[len(backlog)-1].Timestamp)
+	}
+	t.Logf("%d backlog events, then the marker", len(backlog))
+
+	// Delivered again after the marker: a fork's FORK and EXIT, and no
+	// second marker for the same loss.
+	child := exec.Command("/bin/true")
+	if err := child.Run(); err != nil {
+		t.Fatal(err)
+	}
+	cpid := int32(child.Process.Pid)
+	for _, e := range r.until(t, 5*time.Second, func(e Event) bool { return e.What == EventExit && e.PID == cpid }) {
+		if e.What == EventOverflow {
+			t.Errorf("a second overflow marker after the queue was drained")
+		}
+	}
+	if s := c.Stats(); s.Overflows != 1 {
+		t.Errorf("Stats().Overflows = %d, want 1 for one loss: %+v", s.Overflows, s)
+	}
+}
+
 func TestIntegrationCloseUnblocksRead(t *testing.T) {
 	requireRoot(t)
 	checkFDs(t)
