@@ -699,7 +699,10 @@ func targetRef(t *rules.Target) string {
 }
 
 // RequestRescan asks for a full /proc reconciliation. Requests made while one
-// is pending coalesce; a request made during a rescan causes one more.
+// is pending coalesce; a request made during a rescan causes one more. The
+// rescan reads every task after the request was made, so a request made
+// when the loss is over (for the kernel: at the EventOverflow marker, which
+// kernel.Conn delivers once the queue is drained) covers every lost event.
 func (e *Engine) RequestRescan() {
 	select {
 	case e.rescan <- struct{}{}:
@@ -744,10 +747,17 @@ func (e *Engine) scan(st *workState) (tasks, moved int) {
 		}
 		p := int32(pid)
 		// Mark the task hot while it is classified so that forks racing
-		// with its move are followed; skip it if a worker owns it.
+		// with its move are followed; skip it if a worker owns it. A
+		// queued job reads the task when it runs, after this moment; a
+		// running one may have read it before the events this scan stands
+		// in for were lost, so it must run once more.
 		e.mu.Lock()
 		h, busy := e.hot[p]
 		if busy && h.state != stDone {
+			if h.state == stRunning && !h.again {
+				h.again = true
+				e.hot[p] = h
+			}
 			e.mu.Unlock()
 			continue
 		}

@@ -25,6 +25,7 @@ type fakeTasks struct {
 	children map[int][]int
 	lay      *cgroupfs.Layout
 	onRead   func(pid int)  // called (once, then cleared) before a task is read
+	onTask   func(pid int)  // called (once, then cleared) after Task read a task
 	threads  map[int]uint32 // tid -> euid (and egid) of threads that are not the main one
 	rt       map[int]bool   // realtime tasks
 	rtReads  int            // RealTime calls
@@ -81,8 +82,13 @@ func (f *fakeTasks) where(pid int, h *cgroupfs.Hierarchy) string {
 
 func (f *fakeTasks) Task(pid int, _ bool) (proc.Task, error) {
 	f.mu.Lock()
-	defer f.mu.Unlock()
 	t, ok := f.tasks[pid]
+	hook := f.onTask
+	f.onTask = nil
+	f.mu.Unlock()
+	if hook != nil {
+		hook(pid)
+	}
 	if !ok {
 		return proc.Task{}, fmt.Errorf("pid %d: %w", pid, unix.ESRCH)
 	}
@@ -364,6 +370,54 @@ func TestEngineOverflowRescans(t *testing.T) {
 	// A later report rescans again.
 	f.e.Handle(&kernel.Event{What: kernel.EventOverflow})
 	waitFor(t, "second rescan", func() bool { return f.e.Stats().Rescans == 2 })
+}
+
+// TestEngineRescanRerunsRunningJob: a worker read a task, then the task
+// changed its uid while the kernel was dropping events, and the repair scan
+// ran while the worker was still busy with the old state. The scan leaves
+// the task to the worker, which must then classify it once more.
+func TestEngineRescanRerunsRunningJob(t *testing.T) {
+	f := newFixture(t, "alice cpu users/alice\n", Config{})
+	f.tasks.add(100, 0, "/") // root: no rule
+	read, release := make(chan struct{}), make(chan struct{})
+	f.tasks.onTask = func(int) {
+		close(read)
+		<-release
+	}
+	f.e.Start()
+	defer f.e.Stop()
+	f.e.Handle(uidEvent(100))
+	<-read // the worker holds uid 0
+	f.tasks.setUID(100, 1000)
+	f.e.Handle(&kernel.Event{What: kernel.EventOverflow}) // the UID event was lost
+	waitFor(t, "rescan", func() bool { return f.e.Stats().Rescans == 1 })
+	if got := f.tasks.where(100, f.cpu); got != "/" {
+		t.Fatalf("moved to %s while the worker was still busy", got)
+	}
+	close(release)
+	waitFor(t, "move by the worker's second run", func() bool { return f.tasks.where(100, f.cpu) == "/users/alice" })
+}
+
+// TestEngineOverflowDuringRescan: a loss reported while a rescan runs may
+// concern tasks that rescan has already looked at: one more rescan follows.
+func TestEngineOverflowDuringRescan(t *testing.T) {
+	f := newFixture(t, "alice cpu users/alice\n", Config{})
+	f.tasks.add(100, 0, "/")
+	f.tasks.add(101, 0, "/")
+	inScan, release := make(chan struct{}), make(chan struct{})
+	f.tasks.onRead = func(int) {
+		close(inScan)
+		<-release
+	}
+	f.e.Start()
+	defer f.e.Stop()
+	f.e.Handle(&kernel.Event{What: kernel.EventOverflow})
+	<-inScan // the rescan reads pid 100 (still root)
+	f.tasks.setUID(100, 1000)
+	f.e.Handle(&kernel.Event{What: kernel.EventOverflow}) // its UID event was lost
+	close(release)
+	waitFor(t, "second rescan moves pid 100", func() bool { return f.tasks.where(100, f.cpu) == "/users/alice" })
+	waitFor(t, "two rescans", func() bool { return f.e.Stats().Rescans == 2 })
 }
 
 func TestEngineRetriesEINVAL(t *testing.T) {
