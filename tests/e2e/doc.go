@@ -6,7 +6,7 @@
 // harness processes end up.
 //
 // The fork-race tests use small C programs (tests/tools: escape, storm,
-// latency, floor; Go cannot fork without exec), which TestMain compiles with
+// latency, floor, burst; Go cannot fork without exec), which TestMain compiles with
 // gcc -O2 -Wall into its temporary directory; without gcc those tests skip.
 // The tools are started like the harness (sh joins the test cgroups, then
 // execs them), change their own credentials, stop by themselves after a

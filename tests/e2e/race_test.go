@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -403,4 +404,154 @@ func TestStormNoMisses(t *testing.T) {
 		t.Errorf("pid %d (cgresjo) was not moved within 1 s; the daemon's log lines naming it (%d, last 10; a storm child may have had the pid before):\n%s",
 			pid, len(lines), strings.Join(lines[max(0, len(lines)-10):], "\n"))
 	}
+}
+
+// TestOverflowGap is issue #13's first item: once a netlink socket's receive
+// queue has overflowed, the kernel drops every event for it until the queue
+// has been read empty, so a repair scan that starts when ENOBUFS is seen
+// (while the backlog is still being read) misses every credential change
+// made between its look at a task and the end of the backlog.
+//
+// The episode, for real: the daemon (default 16 MiB buffer) is stopped with
+// SIGSTOP while a fork/setuid storm (children of cgrenobody, which no rule
+// names) fills its queue far past overflow; the storm ends, the daemon is
+// continued, and D later 10 children fork and change their uid to cgresjo,
+// whose rule sends them to "dest". For every D in 0-50 ms all 10 must end in
+// dest (cpu and cgroup2), and the daemon must have seen an overflow each
+// time (else the round proves nothing).
+func TestOverflowGap(t *testing.T) {
+	requireDaemon(t)
+	requireTools(t)
+	identities(t)
+	e := newEnv(t, []string{"cpu", "unified"}, "dest", "storm")
+	e.writeRules("cgresjo  cpu,unified  dest\n")
+	// Info level, not debug: the storm's tasks would fill a debug log with
+	// millions of lines.
+	d := e.startDaemon(dopts{extra: []string{"-q"}})
+	uid := uidOf(t, "cgresjo")
+	nobody := uidOf(t, "cgrenobody")
+	dest := e.cg("dest")
+	const children = 10
+	overflowed := regexp.MustCompile(`netlink receive buffer overflowed`)
+	var failures []string
+	for _, delay := range []time.Duration{0, time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond} {
+		burst := e.startTool(nil, "", "burst", uid, strconv.Itoa(children), "60")
+		from := d.logSize()
+
+		// The storm runs until the kernel has dropped events for the
+		// stopped daemon's socket (its queue is full), and a little longer.
+		drops0, err := netlinkDrops(d.pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d.signal(syscall.SIGSTOP)
+		storm := e.startTool(nil, "storm", "storm", "-p", "2", "-s", "20", "-u", nobody)
+		var drops uint64
+		for t0 := time.Now(); drops < drops0+1000 && time.Since(t0) < 15*time.Second; time.Sleep(20 * time.Millisecond) {
+			if drops, err = netlinkDrops(d.pid); err != nil {
+				d.signal(syscall.SIGCONT)
+				t.Fatal(err)
+			}
+		}
+		storm.stop()
+		line, _ := storm.next(5 * time.Second)
+		if drops < drops0+1000 {
+			d.signal(syscall.SIGCONT)
+			t.Fatalf("delay %v: the storm (%s) did not overflow the stopped daemon's netlink queue within 15 s: %d events dropped", delay, line, drops-drops0)
+		}
+		d.signal(syscall.SIGCONT)
+		time.Sleep(delay)
+		if err := syscall.Kill(burst.pid, syscall.SIGUSR1); err != nil {
+			t.Fatalf("signalling the burst tool: %v", err)
+		}
+
+		var pids []int
+		for done := false; !done; {
+			l, ok := burst.next(10 * time.Second)
+			if !ok {
+				t.Fatalf("delay %v: the burst tool stopped reporting; stderr: %s", delay, burst.stderr.String())
+			}
+			f := strings.Fields(l)
+			switch {
+			case l == "done":
+				done = true
+			case len(f) == 2 && f[0] == "C":
+				pid, err := strconv.Atoi(f[1])
+				if err != nil {
+					t.Fatalf("bad line %q", l)
+				}
+				pids = append(pids, pid)
+			}
+		}
+		d.waitLog(from, overflowed, 10*time.Second)
+
+		moved := 0
+		var left []string
+		deadline := time.Now().Add(5 * time.Second)
+		for _, pid := range pids {
+			for {
+				cpu, v2, err := cgroupPaths(pid)
+				if err == nil && cpu == dest && v2 == dest {
+					moved++
+					break
+				}
+				if time.Now().After(deadline) {
+					left = append(left, fmt.Sprintf("pid %d: cpu %s, cgroup2 %s (err %v)", pid, cpu, v2, err))
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		t.Logf("delay %v: storm %s, the kernel dropped %d events for the stopped daemon; %d of %d children moved", delay, line, drops-drops0, moved, len(pids))
+		if moved != children {
+			failures = append(failures, fmt.Sprintf("delay %v: %d of %d children moved; left behind:\n%s", delay, moved, children, strings.Join(left, "\n")))
+		}
+		burst.stop()
+		killPids(pids, 3*time.Second)
+		// The next round starts after a second: the overflow warning is
+		// rate-limited to one a second.
+		time.Sleep(time.Second)
+	}
+	if len(failures) > 0 {
+		t.Errorf("credential changes right after an overflow were lost:\n%s", strings.Join(failures, "\n"))
+	}
+}
+
+// netlinkDrops sums the Drops column of /proc/net/netlink (events the
+// kernel could not queue) over pid's NETLINK_CONNECTOR sockets.
+func netlinkDrops(pid int) (uint64, error) {
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return 0, err
+	}
+	inodes := map[string]bool{}
+	for _, fd := range fds {
+		l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if err == nil && strings.HasPrefix(l, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(l, "socket:["), "]")] = true
+		}
+	}
+	data, err := os.ReadFile("/proc/net/netlink")
+	if err != nil {
+		return 0, err
+	}
+	var sum uint64
+	found := false
+	for _, line := range strings.Split(string(data), "\n")[1:] {
+		// sk Eth Pid Groups Rmem Wmem Dump Locks Drops Inode
+		f := strings.Fields(line)
+		if len(f) < 10 || f[1] != "11" || !inodes[f[9]] {
+			continue
+		}
+		n, err := strconv.ParseUint(f[8], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("/proc/net/netlink: %q: %w", line, err)
+		}
+		sum += n
+		found = true
+	}
+	if !found {
+		return 0, fmt.Errorf("pid %d has no NETLINK_CONNECTOR socket in /proc/net/netlink", pid)
+	}
+	return sum, nil
 }
