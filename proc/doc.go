@@ -1,7 +1,9 @@
 // Package proc reads what the rules engine needs to know about tasks from a
 // procfs tree: credentials, comm, scheduling policy and kernel-thread flag
 // (Task), libcgroup's "process name" (ProcName), the list of processes
-// (PIDs), children and threads, and /proc/PID/cgroup (Cgroups).
+// (PIDs), children and threads, /proc/PID/cgroup (Cgroups), and what names
+// one process over time and who runs it (Ident, StartTime: a pid with its
+// start time, for the sticky marks).
 //
 // Every filesystem root is a parameter (NewFS("/proc") in production, a
 // fixture tree under testdata/ in tests); nothing is mocked. Each public

@@ -195,6 +195,10 @@ type stat struct {
 	PPID   int
 	Flags  uint64 // field 9, PF_* flags
 	Policy int    // field 41, SCHED_*; -1 when the kernel does not report it
+	// StartTime is field 22: when the task started, in clock ticks
+	// (USER_HZ) after boot (CLOCK_BOOTTIME). With the pid it names one
+	// process for the lifetime of the machine.
+	StartTime uint64
 }
 
 // pfKthread is PF_KTHREAD from include/linux/sched.h.
@@ -263,6 +267,12 @@ func parseStatBytes(b []byte) (stat, error) {
 				return st, fmt.Errorf("stat: flags %q: %w", f, errMalformed)
 			}
 			st.Flags = uint64(v)
+		case 22:
+			v, ok := atoiBytes(f)
+			if !ok {
+				return st, fmt.Errorf("stat: starttime %q: %w", f, errMalformed)
+			}
+			st.StartTime = uint64(v)
 		case 41:
 			v, ok := atoiBytes(f)
 			if !ok {

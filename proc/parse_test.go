@@ -81,17 +81,17 @@ func TestParseStat(t *testing.T) {
 		{
 			name: "real cat",
 			in:   "6523 (cat) R 6519 6519 4738 0 -1 4194304 97 0 0 0 0 0 0 0 20 0 1 0 1149170 3133440 358 18446744073709551615 94569978081280 94569978101161 140730792832384 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 94569978117168 94569978118784 94570042466304 140730792835584 140730792835604 140730792835604 140730792837099 0\n",
-			want: stat{PID: 6523, State: 'R', PPID: 6519, Flags: 4194304, Policy: 0},
+			want: stat{PID: 6523, State: 'R', PPID: 6519, Flags: 4194304, Policy: 0, StartTime: 1149170},
 		},
 		{
 			name: "real kthreadd",
 			in:   "2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 18 0 0 18446744073709551615 0 0 0 0 0 0 0 2147483647 0 1 0 0 0 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n",
-			want: stat{PID: 2, State: 'S', PPID: 0, Flags: 2129984, Policy: 0},
+			want: stat{PID: 2, State: 'S', PPID: 0, Flags: 2129984, Policy: 0, StartTime: 18},
 		},
 		{
 			name: "comm with parens and blanks, SCHED_RR",
 			in:   "9 (a) b (c) S 1 9 9 0 -1 4194560 97 0 0 0 0 0 0 0 20 0 1 0 1 1 1 1 1 1 0 0 0 0 0 0 0 0 0 0 17 0 50 2 0\n",
-			want: stat{PID: 9, State: 'S', PPID: 1, Flags: 4194560, Policy: 2},
+			want: stat{PID: 9, State: 'S', PPID: 1, Flags: 4194560, Policy: 2, StartTime: 1},
 		},
 		{
 			name: "old kernel without policy",
@@ -101,6 +101,7 @@ func TestParseStat(t *testing.T) {
 		{name: "too short", in: "9 (x) S 1 9", wantErr: true},
 		{name: "no comm", in: "9 x S 1 9 9 0 -1 256", wantErr: true},
 		{name: "bad ppid", in: "9 (x) S -1 9 9 0 -1 256", wantErr: true},
+		{name: "bad starttime", in: "9 (x) S 1 9 9 0 -1 256 0 0 0 0 0 0 0 0 20 0 1 0 -5 1", wantErr: true},
 		{name: "empty", in: "", wantErr: true},
 	}
 	for _, tt := range tests {
