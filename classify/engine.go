@@ -52,6 +52,7 @@ type Config struct {
 	ForkSlack time.Duration // fork timestamps this much after a move still count as before it; default 20 ms
 	MaxHot    int           // bound on the hot table; default 65536
 	Retries   int           // EINVAL retries; default 5
+	MaxMarks  int           // bound on the sticky marks (see marks.go); default 65536
 }
 
 // reason says why a task is being classified (for logs and counters).
@@ -129,6 +130,9 @@ type Engine struct {
 
 	overflowLog rateLimiter
 	stats       counters
+
+	marks     *marks // sticky processes (marks.go, sticky.go)
+	stickyLog rateLimiter
 }
 
 // New returns an engine; it does nothing until Start.
@@ -151,6 +155,9 @@ func New(cfg Config) *Engine {
 	if cfg.Retries <= 0 {
 		cfg.Retries = 5
 	}
+	if cfg.MaxMarks <= 0 {
+		cfg.MaxMarks = 65536
+	}
 	root := path.Clean("/" + cfg.Root)
 	return &Engine{
 		cfg:    cfg,
@@ -160,6 +167,7 @@ func New(cfg Config) *Engine {
 		stop:   make(chan struct{}),
 		rescan: make(chan struct{}, 1),
 		hot:    make(map[int32]hotEntry),
+		marks:  newMarks(cfg.MaxMarks),
 	}
 }
 
@@ -197,9 +205,15 @@ func (e *Engine) handle(ev *kernel.Event) {
 	switch ev.What {
 	case kernel.EventUID, kernel.EventGID:
 		e.stats.creds.Add(1)
+		if e.stickySkip(ev.TGID) {
+			return
+		}
 		e.enqueueTID(ev.TGID, reasonCreds, ev.PID, e.inBatch)
 	case kernel.EventExec:
 		if rs := e.rs.Load(); rs != nil && rs.list.NeedsProcess() {
+			if e.stickySkip(ev.TGID) {
+				return
+			}
 			e.stats.execs.Add(1)
 			e.enqueueTID(ev.TGID, reasonExec, ev.TGID, e.inBatch)
 		}
@@ -338,6 +352,9 @@ func (e *Engine) queueFull() {
 }
 
 func (e *Engine) fork(ev *kernel.Event) {
+	if e.stickyFork(ev) {
+		return
+	}
 	e.mu.Lock()
 	h, ok := e.hot[ev.ParentTGID]
 	e.mu.Unlock()
@@ -360,6 +377,7 @@ func (e *Engine) fork(ev *kernel.Event) {
 // exit drops a finished process from the hot table. Its FORK events were
 // queued by the kernel before its EXIT, so they have been handled already.
 func (e *Engine) exit(pid int32) {
+	e.stickyExit(pid)
 	e.mu.Lock()
 	if h, ok := e.hot[pid]; ok {
 		if h.state == stDone {
@@ -482,7 +500,7 @@ type outcome struct {
 // workers and from the scan; it logs its own errors.
 func (e *Engine) classify(st *workState, pid int, why reason, tid int32, exact bool) outcome {
 	rs := e.rs.Load()
-	if rs == nil {
+	if rs == nil || e.stickySkip(int32(pid)) {
 		return outcome{}
 	}
 	lines, err := e.cfg.Tasks.Cgroups(pid)
@@ -733,6 +751,7 @@ func (e *Engine) Scan() (tasks, moved int) {
 }
 
 func (e *Engine) scan(st *workState) (tasks, moved int) {
+	e.pruneMarks()
 	pids, err := e.cfg.Tasks.PIDs()
 	if err != nil {
 		e.stats.errors.Add(1)
@@ -868,5 +887,7 @@ func (s Stats) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "events=%d creds=%d execs=%d forks_followed=%d children_followed=%d coalesced=%d overflows=%d queue_full=%d rescans=%d scanned=%d moves=%d created=%d retries=%d gone=%d errors=%d",
 		s.Events, s.Creds, s.Execs, s.ForksFollowed, s.ChildrenFollowed, s.Coalesced, s.Overflows, s.QueueFull, s.Rescans, s.Scanned, s.Moves, s.Created, s.Retries, s.Gone, s.Errors)
+	fmt.Fprintf(&b, " sticky_marks=%d sticky_added=%d sticky_refused=%d sticky_skipped=%d sticky_full=%d",
+		s.StickyMarks, s.StickyAdded, s.StickyRefused, s.StickySkipped, s.StickyFull)
 	return b.String()
 }

@@ -9,6 +9,8 @@ type counters struct {
 	coalesced, overflows, queueFull       atomic.Uint64
 	rescans, scanned                      atomic.Uint64
 	moves, created, retries, gone, errors atomic.Uint64
+
+	stickyAdded, stickyRefused, stickySkipped, stickyFull atomic.Uint64
 }
 
 // Stats is a snapshot of the engine's counters since start.
@@ -28,6 +30,13 @@ type Stats struct {
 	Retries          uint64 // moves retried because the task was still being created
 	Gone             uint64 // tasks that exited before they could be read or moved
 	Errors           uint64 // everything else that failed (each is logged)
+
+	// Sticky marks (cgexec, cgclassify --sticky; see marks.go).
+	StickyMarks   uint64 // marks held now
+	StickyAdded   uint64 // marks made, through the socket or inherited at FORK
+	StickyRefused uint64 // socket requests refused (not allowed, malformed, too slow)
+	StickySkipped uint64 // events and classifications (scans, queued jobs) not acted on: the task is sticky
+	StickyFull    uint64 // marks not made because the table was full (Config.MaxMarks)
 }
 
 // Stats returns a snapshot of the counters.
@@ -40,5 +49,7 @@ func (e *Engine) Stats() Stats {
 		Rescans: c.rescans.Load(), Scanned: c.scanned.Load(),
 		Moves: c.moves.Load(), Created: c.created.Load(), Retries: c.retries.Load(),
 		Gone: c.gone.Load(), Errors: c.errors.Load(),
+		StickyMarks: uint64(e.marks.len()), StickyAdded: c.stickyAdded.Load(), StickyRefused: c.stickyRefused.Load(),
+		StickySkipped: c.stickySkipped.Load(), StickyFull: c.stickyFull.Load(),
 	}
 }
