@@ -16,10 +16,19 @@
 // process has already exited. After each move the moved task's current
 // children are classified as well.
 //
+// Sticky processes (libcgroup's cgexec and cgclassify --sticky, through
+// package sticky's socket): Mark, Unmark and Forget keep a bounded table of
+// marks (marks.go) that the engine consults on every UID, GID and EXEC
+// event, in every classification and in every scan; a mark with flags 1 is
+// passed on at FORK, EXIT drops it, and scans drop marks whose pid now names
+// another process (by start time). Consulting it costs the event path no
+// system call and no allocation.
+//
 // Privileges: reading /proc/PID of other users' tasks and writing
 // cgroup.procs need root (CAP_SYS_ADMIN, CAP_DAC_OVERRIDE, CAP_SYS_PTRACE for
 // /proc/PID/exe). The decision logic (decide) is pure and needs none.
 //
 // Concurrency: Handle must be called from a single goroutine. SetRules,
-// RequestRescan, Stats and Scan are safe from any goroutine.
+// RequestRescan, Stats, Scan, Mark, Unmark, Forget, Refused and Sticky are
+// safe from any goroutine; the marks' lock is held only for map operations.
 package classify

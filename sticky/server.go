@@ -42,8 +42,10 @@ type Config struct {
 	Procs    Procs
 	Log      *logrus.Logger
 
-	// MaxClients is how many clients are served at once (default 16);
-	// more wait in the listen backlog until one is done.
+	// MaxClients is how many clients are served at once (default 64: a
+	// goroutine and a descriptor each); more wait in the listen backlog
+	// until one is done, so N clients that send nothing delay the next
+	// one by about N/MaxClients times Timeout.
 	MaxClients int
 	// Timeout is how long one client may take from its connect to the
 	// reply (default 1 s); libcgroup's client sends its 8 bytes at once.
@@ -74,7 +76,7 @@ type Server struct {
 // existing file) and serves it until Close.
 func Listen(cfg Config) (*Server, error) {
 	if cfg.MaxClients <= 0 {
-		cfg.MaxClients = 16
+		cfg.MaxClients = 64
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = time.Second
