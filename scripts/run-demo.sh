@@ -51,4 +51,7 @@ user nobody, then look where it went:
 Edit $state/cgrules.conf to see it reload. Ctrl-C stops the daemon.
 
 INFO
-"$bin/cgrulesengd" -d --config "$state/cgrules.conf" --config-dir "$state/cgrules.d" --cgroup-root "$demo" || true
+# The sticky socket goes to the demo's own directory: the demo must not take
+# /var/run/cgred.socket from a rules daemon that may run here (cgexec and
+# cgclassify --sticky reach only the daemon on that path).
+"$bin/cgrulesengd" -d --config "$state/cgrules.conf" --config-dir "$state/cgrules.d" --cgroup-root "$demo" --socket "$state/cgred.socket" || true

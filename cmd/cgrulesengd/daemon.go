@@ -65,7 +65,7 @@ func (d *daemon) run() error {
 	}
 	defer closer.Close()
 	d.log = log
-	for _, p := range []*string{&o.config, &o.configDir, &o.pidfile} {
+	for _, p := range []*string{&o.config, &o.configDir, &o.pidfile, &o.socket} {
 		if *p != "" {
 			if abs, err := filepath.Abs(*p); err == nil {
 				*p = abs
@@ -101,6 +101,19 @@ func (d *daemon) run() error {
 	})
 	d.engine.SetRules(list, names)
 	d.rules = list
+	// The sticky socket is served (marks made) from now on, before the
+	// start-up scan, which respects them.
+	srv, err := d.listenSticky()
+	if err != nil {
+		return err
+	}
+	if srv != nil {
+		defer func() {
+			if err := srv.Close(); err != nil {
+				log.Warn(err)
+			}
+		}()
+	}
 
 	// Subscribe before scanning so that nothing started in between is missed.
 	conn, err := kernel.Listen(kernel.Config{ReceiveBuffer: o.netlinkBuf, Events: wantedEvents})

@@ -49,6 +49,11 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		}
 		return runExplain(stdout, stderr, o.config, o.configDir, ropt, o.exUser, o.exGroup, o.exProc)
 	}
+	if _, _, err := socketOwner(&o); err != nil {
+		// Before detaching, so that the starting command says it.
+		fmt.Fprintf(stderr, "cgrulesengd: %v\n", err)
+		return exitSocketOwner
+	}
 	n := notifierFromEnv()
 	if !o.nodaemon && !n.background() {
 		return startBackground(args, stderr)

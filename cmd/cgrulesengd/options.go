@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cgrulesengd/cgrulesengd/sched"
+	"github.com/cgrulesengd/cgrulesengd/sticky"
 )
 
 // options are the daemon's command-line settings. The short options and
@@ -24,6 +25,7 @@ type options struct {
 	facility    string // "" = default (DAEMON), "0".."7" = LOCAL0..7, "D" = DAEMON
 	socketUser  string
 	socketGroup string
+	socket      string // sticky socket path; "" = none
 
 	config     string
 	configDir  string
@@ -50,6 +52,7 @@ func defaultOptions() options {
 		netlinkBuf: 16 << 20,
 		slice:      100 * time.Microsecond,
 		procRoot:   "/proc",
+		socket:     sticky.DefaultPath,
 	}
 }
 
@@ -65,8 +68,12 @@ CGroup Rules Engine Daemon: moves each task into the cgroups that
   -Q, --nolog                  no log at all
   -f, --logfile=FILE           log to FILE ("-" = standard output)
   -s[FAC], --syslog[=FAC]      log to syslog; FAC is 0-7 (LOCAL0-7) or D (DAEMON, default)
-  -u, --socket-user=USER       owner of the sticky socket (accepted for compatibility)
-  -g, --socket-group=GROUP     group of the sticky socket (accepted for compatibility)
+  -u, --socket-user=USER       owner of the sticky socket (default: root)
+  -g, --socket-group=GROUP     group of the sticky socket: its members may mark their
+                               own processes with cgexec/cgclassify (default: root)
+      --socket=PATH            the sticky socket of cgexec and cgclassify --sticky
+                               (default /var/run/cgred.socket, which libcgroup's
+                               tools use; "" = no socket)
   -c, --config=FILE            rules file (default /etc/cgrules.conf)
       --config-dir=DIR         drop-in directory, *.conf in lexical order (default /etc/cgrules.d)
       --cgroup-root=PATH       act only below PATH in every hierarchy; destinations are
@@ -116,6 +123,7 @@ func parseArgs(args []string) (options, error) {
 		"syslog":         {arg: 2, set: func(v string) error { o.syslog = true; return setFacility(&o, v) }},
 		"socket-user":    {arg: 1, set: str(&o.socketUser)},
 		"socket-group":   {arg: 1, set: str(&o.socketGroup)},
+		"socket":         {arg: 1, set: str(&o.socket)},
 		"config":         {arg: 1, set: str(&o.config)},
 		"config-dir":     {arg: 1, set: str(&o.configDir)},
 		"cgroup-root":    {arg: 1, set: str(&o.cgroupRoot)},

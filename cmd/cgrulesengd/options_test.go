@@ -95,6 +95,21 @@ func TestParseArgs(t *testing.T) {
 				t.Errorf("slice %v", o.slice)
 			}
 		}},
+		{"default socket", nil, func(t *testing.T, o options) {
+			if o.socket != "/var/run/cgred.socket" {
+				t.Errorf("socket %q", o.socket)
+			}
+		}},
+		{"socket path", []string{"--socket", "/tmp/s"}, func(t *testing.T, o options) {
+			if o.socket != "/tmp/s" {
+				t.Errorf("socket %q", o.socket)
+			}
+		}},
+		{"no socket", []string{"--socket="}, func(t *testing.T, o options) {
+			if o.socket != "" {
+				t.Errorf("socket %q", o.socket)
+			}
+		}},
 		{"explain", []string{"--explain", "--user", "alice", "--group=staff", "--process", "/bin/sh"}, func(t *testing.T, o options) {
 			if !o.explain || o.exUser != "alice" || o.exGroup != "staff" || o.exProc != "/bin/sh" {
 				t.Errorf("got %+v", o)
