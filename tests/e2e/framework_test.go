@@ -254,6 +254,7 @@ type env struct {
 	dir     string   // temporary directory: rules, logs, pidfile
 	rules   string   // the rules file, dir/cgrules.conf
 	confDir string   // the (empty) --config-dir
+	sock    string   // the daemon's --socket; see socketPath
 }
 
 // newEnv makes a test environment with a test directory /cgre-e2e-<random>
@@ -355,6 +356,9 @@ type hopts struct {
 	place   []string
 	sub     string
 	outside bool
+	// wrap runs the harness under a command that execs it in the end
+	// (same pid), e.g. cgexec -g cpu:PATH; not with outside.
+	wrap []string
 }
 
 type harness struct {
@@ -395,7 +399,8 @@ func (e *env) harness(o hopts) *harness {
 		}
 		// The shell joins the test directories, then becomes the harness
 		// (same pid) which changes its credentials.
-		cmd = exec.Command("/bin/sh", append([]string{"-c", e.placeScript(place, o.sub), harnessBin}, args...)...)
+		argv := append(append([]string{"-c", e.placeScript(place, o.sub)}, o.wrap...), harnessBin)
+		cmd = exec.Command("/bin/sh", append(argv, args...)...)
 	}
 	h := &harness{cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = h.stderr
@@ -512,8 +517,28 @@ type daemon struct {
 // daemonArgs is the daemon's command line for this environment, without -n.
 func (e *env) daemonArgs(pidfile, logfile string, extra ...string) []string {
 	args := []string{"-c", e.rules, "--config-dir", e.confDir, "--cgroup-root", e.root,
-		"--pidfile", pidfile, "-f", logfile, "-vvv"}
+		"--pidfile", pidfile, "-f", logfile, "-vvv", "--socket", e.socketPath()}
 	return append(args, extra...)
+}
+
+// socketPath is the environment's sticky socket, in a temporary directory
+// of its own with a short name (a Unix socket path has at most 107 bytes),
+// so that no test touches /var/run/cgred.socket unless it says so (its
+// extra "--socket" comes later and wins). The directory is searchable by
+// all: the socket file's own mode and group decide who may connect.
+func (e *env) socketPath() string {
+	if e.sock == "" {
+		dir, err := os.MkdirTemp("", "cgre-sock-")
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		e.t.Cleanup(func() { os.RemoveAll(dir) })
+		if err := os.Chmod(dir, 0o755); err != nil {
+			e.t.Fatal(err)
+		}
+		e.sock = filepath.Join(dir, "cgred.socket")
+	}
+	return e.sock
 }
 
 // pureV2Script mounts cgroup2 alone on /sys/fs/cgroup in the (private)

@@ -153,7 +153,7 @@ func goBuild(out, pkg string) error {
 // The C tools of tests/tools: Go cannot fork without exec, and the
 // fork-race tests need forks at precise moments. Each NAME.c is built as
 // cgre-NAME (the prefix lets the leftover cleanup recognise them).
-var toolNames = []string{"escape", "storm", "latency", "floor", "burst"}
+var toolNames = []string{"escape", "storm", "latency", "floor", "burst", "sticky"}
 
 // buildTools compiles the C tools into dir with gcc -O2 -Wall. Without
 // gcc it returns a reason to skip; a failed compilation is an error.
@@ -315,6 +315,8 @@ func removeLeftovers(report func(format string, args ...any)) {
 			report("cgroup %s: %v", d, err)
 		}
 	}
+
+	restoreSystemSocket(report) // see sticky_test.go
 
 	for _, u := range suiteUsers {
 		if fileHasEntry("/etc/passwd", u) {
