@@ -23,8 +23,10 @@
 // are tried one by one.
 //
 // Privileges: none to parse or match. Load needs read access to the files;
-// with Options.CheckTrust it refuses files that are not root-owned or are
-// writable by others, which only makes sense when the caller runs as root.
+// with Options.CheckTrust it refuses files that are not root-owned, are
+// writable by others, or sit below a directory (any, up to "/") that someone
+// other than root could change; that only makes sense when the caller runs as
+// root.
 // The NSS resolver talks to the system's name services (files, LDAP, SSSD)
 // through cgo.
 //

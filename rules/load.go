@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/cgrulesengd/cgrulesengd/trust"
 )
 
 // maxFileSize bounds what Load reads from one file. A rules file is a few
@@ -62,7 +64,11 @@ func Load(mainFile, dropinDir string, opt Options) (*List, Diagnostics, error) {
 
 // loadFile reads one file, checks trust if asked, and parses it.
 func (b *builder) loadFile(name string) {
-	data, err := readFile(name, b.opt.CheckTrust, b.opt.stat)
+	var pol *trust.Policy
+	if b.opt.CheckTrust {
+		pol = &b.opt.trust
+	}
+	data, err := readFile(name, pol)
 	if err != nil {
 		b.add(name, 0, Error, err.Error(), err)
 		return
@@ -70,36 +76,11 @@ func (b *builder) loadFile(name string) {
 	b.parseFile(name, data)
 }
 
-// fileMeta is what the trust check needs to know about a path.
-type fileMeta struct {
-	uid  uint32
-	mode fs.FileMode
-}
-
-// statFunc returns the owner and mode of path, following symlinks.
-type statFunc func(path string) (fileMeta, error)
-
-func osStat(path string) (fileMeta, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return fileMeta{}, err
-	}
-	return metaOf(fi), nil
-}
-
-func metaOf(fi fs.FileInfo) fileMeta {
-	m := fileMeta{mode: fi.Mode()}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		m.uid = st.Uid
-	}
-	return m
-}
-
 // readFile reads a rules file. The file is opened first and checked through
 // its descriptor, so that what is checked is what is read. O_NONBLOCK keeps
-// a FIFO named as the rules file from hanging the daemon in open(2). stat,
-// when not nil, replaces every look-up of the trust check (tests).
-func readFile(name string, trust bool, stat statFunc) ([]byte, error) {
+// a FIFO named as the rules file from hanging the daemon in open(2). With a
+// policy, the file and every directory on its path must be trusted.
+func readFile(name string, pol *trust.Policy) ([]byte, error) {
 	f, err := os.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open: %w", unwrapPath(err))
@@ -112,15 +93,9 @@ func readFile(name string, trust bool, stat statFunc) ([]byte, error) {
 	if !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("not a regular file (%s)", fi.Mode().Type())
 	}
-	if trust {
-		meta := metaOf(fi)
-		if stat == nil {
-			stat = osStat
-		} else if meta, err = stat(name); err != nil {
-			return nil, fmt.Errorf("cannot stat: %w", unwrapPath(err))
-		}
-		if err := checkTrust(name, meta, stat); err != nil {
-			return nil, err
+	if pol != nil {
+		if err := pol.Check(name, trust.MetaOf(fi)); err != nil {
+			return nil, fmt.Errorf("%w: %w", errUntrusted, err)
 		}
 	}
 	if fi.Size() > maxFileSize {
@@ -156,44 +131,10 @@ func readAllInto(b []byte, r io.Reader) ([]byte, error) {
 	}
 }
 
-// errUntrusted is wrapped by every trust refusal.
+// errUntrusted is wrapped by every trust refusal (which also matches
+// trust.ErrUntrusted): the file's owner or mode, or a directory on its way
+// from "/" that someone other than root could change (see package trust).
 var errUntrusted = errors.New("untrusted rules file")
-
-// checkTrust applies the rule gLExec applies to what root runs: the file must
-// be owned by root and not writable by group or others, and its directory
-// must not let anyone but root replace it. A directory owned by another user
-// is refused even without its write bit, because its owner can chmod it; a
-// group- or world-writable directory is accepted only with the sticky bit
-// and a root owner (like /tmp: others cannot rename or remove root's file).
-// When the path goes through symlinks, the directory of the link and that of
-// the resolved file are both checked.
-func checkTrust(name string, file fileMeta, stat statFunc) error {
-	switch {
-	case file.uid != 0:
-		return fmt.Errorf("%w: owned by uid %d, not root", errUntrusted, file.uid)
-	case file.mode.Perm()&0o022 != 0:
-		return fmt.Errorf("%w: writable by group or others (mode %04o)", errUntrusted, file.mode.Perm())
-	}
-	dirs := []string{filepath.Dir(name)}
-	if real, err := filepath.EvalSymlinks(name); err == nil {
-		if d := filepath.Dir(real); d != dirs[0] {
-			dirs = append(dirs, d)
-		}
-	}
-	for _, d := range dirs {
-		m, err := stat(d)
-		if err != nil {
-			return fmt.Errorf("%w: cannot stat its directory %s: %w", errUntrusted, d, unwrapPath(err))
-		}
-		switch {
-		case m.uid != 0:
-			return fmt.Errorf("%w: its directory %s is owned by uid %d, not root", errUntrusted, d, m.uid)
-		case m.mode.Perm()&0o022 != 0 && m.mode&fs.ModeSticky == 0:
-			return fmt.Errorf("%w: its directory %s is writable by group or others (mode %04o) without the sticky bit", errUntrusted, d, m.mode.Perm())
-		}
-	}
-	return nil
-}
 
 // unwrapPath drops the *PathError layer: diagnostics name the file already.
 func unwrapPath(err error) error {

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/cgrulesengd/cgrulesengd/trust"
 )
 
 func writeFile(t *testing.T, path, data string) {
@@ -140,42 +142,58 @@ func TestLoadFiles(t *testing.T) {
 	}
 }
 
+// ownTrust is the trust check as the daemon applies it, except that the
+// test's own uid counts as root: the test's temporary files are its own
+// (root's when run as root, nobody's under test-unprivileged).
+func ownTrust() Options {
+	opt := testOptions()
+	opt.CheckTrust = true
+	opt.trust = trust.Policy{Owner: uint32(os.Geteuid())}
+	return opt
+}
+
+// TestTrust checks the trust check on real files, whose modes the test can
+// set as any user; ownership by another user needs root (TestTrustReal) and
+// is covered in package trust with a file system in memory.
 func TestTrust(t *testing.T) {
-	const (
-		rootFile = 0o644
-		rootDir  = 0o755 | fs.ModeDir
-	)
 	tests := []struct {
-		name     string
-		file     fileMeta
-		dir      fileMeta
-		wantErr  string // "" = trusted
-		symlinks bool   // the file is a symlink into "real/", whose meta is realDir
-		realDir  fileMeta
+		name    string
+		file    string                  // the rules file, relative to the test's directory
+		setup   func(base string) error // after the file exists
+		wantErr string                  // "" = trusted; BASE stands for the test's directory
 	}{
-		{name: "root file in root dir", file: fileMeta{0, rootFile}, dir: fileMeta{0, rootDir}},
-		{name: "read-only root file", file: fileMeta{0, 0o400}, dir: fileMeta{0, rootDir}},
-		{name: "file owned by a user", file: fileMeta{1000, rootFile}, dir: fileMeta{0, rootDir},
-			wantErr: "untrusted rules file: owned by uid 1000, not root"},
-		{name: "group-writable file", file: fileMeta{0, 0o664}, dir: fileMeta{0, rootDir},
+		{name: "trusted file", file: "etc/r.conf"},
+		{name: "read-only file", file: "etc/r.conf", setup: func(b string) error { return os.Chmod(b+"/etc/r.conf", 0o400) }},
+		{name: "group-writable file", file: "etc/r.conf", setup: func(b string) error { return os.Chmod(b+"/etc/r.conf", 0o664) },
 			wantErr: "untrusted rules file: writable by group or others (mode 0664)"},
-		{name: "world-writable file", file: fileMeta{0, 0o646}, dir: fileMeta{0, rootDir},
+		{name: "world-writable file", file: "etc/r.conf", setup: func(b string) error { return os.Chmod(b+"/etc/r.conf", 0o646) },
 			wantErr: "untrusted rules file: writable by group or others (mode 0646)"},
-		{name: "dir owned by a user", file: fileMeta{0, rootFile}, dir: fileMeta{1000, 0o755 | fs.ModeDir},
-			wantErr: "untrusted rules file: its directory DIR is owned by uid 1000, not root"},
-		{name: "dir owned by a user without write bit", file: fileMeta{0, rootFile}, dir: fileMeta{1000, 0o555 | fs.ModeDir},
-			wantErr: "untrusted rules file: its directory DIR is owned by uid 1000, not root"},
-		{name: "group-writable dir", file: fileMeta{0, rootFile}, dir: fileMeta{0, 0o775 | fs.ModeDir},
-			wantErr: "untrusted rules file: its directory DIR is writable by group or others (mode 0775) without the sticky bit"},
-		{name: "world-writable dir", file: fileMeta{0, rootFile}, dir: fileMeta{0, 0o777 | fs.ModeDir},
-			wantErr: "untrusted rules file: its directory DIR is writable by group or others (mode 0777) without the sticky bit"},
-		{name: "sticky world-writable dir", file: fileMeta{0, rootFile}, dir: fileMeta{0, 0o777 | fs.ModeDir | fs.ModeSticky}},
-		{name: "sticky dir owned by a user", file: fileMeta{0, rootFile}, dir: fileMeta{1000, 0o1777 | fs.ModeDir | fs.ModeSticky},
-			wantErr: "untrusted rules file: its directory DIR is owned by uid 1000, not root"},
-		{name: "symlink into an untrusted dir", file: fileMeta{0, rootFile}, dir: fileMeta{0, rootDir}, symlinks: true,
-			realDir: fileMeta{0, 0o777 | fs.ModeDir}, wantErr: "untrusted rules file: its directory REAL is writable by group or others (mode 0777) without the sticky bit"},
-		{name: "symlink into a trusted dir", file: fileMeta{0, rootFile}, dir: fileMeta{0, rootDir}, symlinks: true,
-			realDir: fileMeta{0, rootDir}},
+		{name: "group-writable directory", file: "etc/r.conf", setup: func(b string) error { return os.Chmod(b+"/etc", 0o775) },
+			wantErr: "untrusted rules file: directory BASE/etc is writable by group or others (mode 0775) without the sticky bit"},
+		{name: "sticky world-writable directory", file: "etc/r.conf", setup: func(b string) error { return os.Chmod(b+"/etc", 0o777|fs.ModeSticky) }},
+		{name: "world-writable directory two levels up", file: "u/sub/r.conf", setup: func(b string) error { return os.Chmod(b+"/u", 0o777) },
+			wantErr: "untrusted rules file: directory BASE/u is writable by group or others (mode 0777) without the sticky bit"},
+		{name: "symlink into an untrusted directory", file: "etc/r.conf", setup: func(b string) error {
+			if err := os.MkdirAll(b+"/w", 0o777); err != nil {
+				return err
+			}
+			if err := os.Chmod(b+"/w", 0o777); err != nil {
+				return err
+			}
+			if err := os.Rename(b+"/etc/r.conf", b+"/w/r"); err != nil {
+				return err
+			}
+			return os.Symlink("../w/r", b+"/etc/r.conf")
+		}, wantErr: "untrusted rules file: directory BASE/w is writable by group or others (mode 0777) without the sticky bit"},
+		{name: "symlink into a trusted directory", file: "etc/r.conf", setup: func(b string) error {
+			if err := os.MkdirAll(b+"/real", 0o755); err != nil {
+				return err
+			}
+			if err := os.Rename(b+"/etc/r.conf", b+"/real/r"); err != nil {
+				return err
+			}
+			return os.Symlink(b+"/real/r", b+"/etc/r.conf")
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -183,44 +201,26 @@ func TestTrust(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			dir := filepath.Join(base, "etc")
-			real := filepath.Join(base, "real")
-			name := filepath.Join(dir, "cgrules.conf")
-			metas := map[string]fileMeta{dir: tc.dir, name: tc.file}
-			if tc.symlinks {
-				writeFile(t, filepath.Join(real, "rules"), "alice cpu a\n")
-				if err := os.MkdirAll(dir, 0o755); err != nil {
+			name := filepath.Join(base, tc.file)
+			writeFile(t, name, "alice cpu a\n")
+			if tc.setup != nil {
+				if err := tc.setup(base); err != nil {
 					t.Fatal(err)
 				}
-				if err := os.Symlink(filepath.Join(real, "rules"), name); err != nil {
-					t.Fatal(err)
-				}
-				metas[real] = tc.realDir
-			} else {
-				writeFile(t, name, "alice cpu a\n")
 			}
-			opt := testOptions()
-			opt.CheckTrust = true
-			opt.stat = func(p string) (fileMeta, error) {
-				if m, ok := metas[p]; ok {
-					return m, nil
-				}
-				t.Errorf("unexpected stat of %s", p)
-				return fileMeta{}, fs.ErrNotExist
-			}
-			_, ds, err := Load(name, "", opt)
+			_, ds, err := Load(name, "", ownTrust())
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatalf("refused: %v", err)
 				}
 				return
 			}
-			want := name + ": " + strings.NewReplacer("DIR", dir, "REAL", real).Replace(tc.wantErr)
+			want := name + ": " + strings.ReplaceAll(tc.wantErr, "BASE", base)
 			if err == nil || len(ds) != 1 || ds[0].String() != want {
 				t.Fatalf("got %v / %q, want %q", err, diagStrings(ds), want)
 			}
-			if !errors.Is(err, errUntrusted) {
-				t.Errorf("error does not wrap errUntrusted")
+			if !errors.Is(err, errUntrusted) || !errors.Is(err, trust.ErrUntrusted) {
+				t.Errorf("error does not wrap errUntrusted and trust.ErrUntrusted")
 			}
 		})
 	}
@@ -229,14 +229,16 @@ func TestTrust(t *testing.T) {
 // TestTrustNotChecked: without CheckTrust, ownership does not matter (the
 // daemon only checks when it runs as root).
 func TestTrustNotChecked(t *testing.T) {
-	name := filepath.Join(t.TempDir(), "r.conf")
+	dir := t.TempDir()
+	name := filepath.Join(dir, "r.conf")
 	writeFile(t, name, "alice cpu a\n")
 	if err := os.Chmod(name, 0o666); err != nil {
 		t.Fatal(err)
 	}
-	opt := testOptions()
-	opt.stat = func(string) (fileMeta, error) { return fileMeta{uid: 1000, mode: 0o666}, nil }
-	if _, _, err := Load(name, "", opt); err != nil {
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := Load(name, "", testOptions()); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -245,7 +247,7 @@ func TestTrustNotChecked(t *testing.T) {
 // create root-owned files.
 func TestTrustReal(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to create root-owned files; TestTrust covers the logic with an injected stat")
+		t.Skip("needs root to create root-owned files; TestTrust and package trust cover the logic")
 	}
 	dir := filepath.Join(t.TempDir(), "etc")
 	if err := os.Mkdir(dir, 0o755); err != nil {
@@ -284,5 +286,29 @@ func TestTrustReal(t *testing.T) {
 	}
 	if _, _, err := Load(name, "", opt); !errors.Is(err, errUntrusted) {
 		t.Fatalf("file owned by nobody accepted: %v", err)
+	}
+
+	// A root-owned file in a root-owned directory below a directory that a
+	// user owns (issue #13: only the file's own directory was checked): the
+	// user can rename sub away and put a directory of their own there. Its
+	// drop-ins are refused the same way.
+	udir := filepath.Join(t.TempDir(), "udir")
+	sub := filepath.Join(udir, "sub")
+	deep := filepath.Join(sub, "r.conf")
+	writeFile(t, deep, "alice cpu a\n")
+	writeFile(t, filepath.Join(sub, "d", "x.conf"), "bob cpu b\n")
+	if _, _, err := Load(deep, filepath.Join(sub, "d"), opt); err != nil {
+		t.Fatalf("trusted tree refused: %v", err)
+	}
+	if err := os.Chown(udir, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	_, ds, err := Load(deep, filepath.Join(sub, "d"), opt)
+	want := []string{
+		deep + ": untrusted rules file: directory " + udir + " is owned by uid 65534, not root",
+		filepath.Join(sub, "d", "x.conf") + ": untrusted rules file: directory " + udir + " is owned by uid 65534, not root",
+	}
+	if !errors.Is(err, errUntrusted) || !equalStrings(diagStrings(ds), want) {
+		t.Fatalf("file below a user's directory: got %v / %q, want %q", err, diagStrings(ds), want)
 	}
 }

@@ -1,6 +1,10 @@
 package rules
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/cgrulesengd/cgrulesengd/trust"
+)
 
 // ErrNotFound is returned (wrapped) by resolvers for unknown names and ids.
 // Any other resolver error is treated as a failure of the name service and
@@ -35,11 +39,15 @@ type Options struct {
 	// Controllers available on this machine; nil = don't check names. "*"
 	// expands to these, except named hierarchies ("name=systemd").
 	Controllers []string
-	// CheckTrust refuses untrusted files (the daemon sets it when euid == 0).
+	// CheckTrust refuses untrusted files (the daemon sets it when euid ==
+	// 0): not owned by root, writable by group or others, or reached
+	// through a directory, from "/" on, that someone else could change
+	// (see package trust).
 	CheckTrust bool
 
-	// stat replaces the file-system look-ups of the trust check in tests.
-	stat statFunc
+	// trust is the policy CheckTrust applies: root alone on the real file
+	// system, unless a test trusts its own uid or supplies a file system.
+	trust trust.Policy
 }
 
 // Task is what matching needs to know about a process.
