@@ -33,6 +33,7 @@ type daemon struct {
 	stdout, stderr io.Writer
 
 	log    *logrus.Logger
+	out    *logOutput
 	layout *cgroupfs.Layout
 	engine *classify.Engine
 	rules  *rules.List
@@ -56,15 +57,23 @@ func (d *daemon) setSlice() {
 	}
 }
 
-func (d *daemon) run() error {
+func (d *daemon) run() (err error) {
 	o := &d.opt
 	start := time.Now()
-	log, closer, err := newLogger(o, !d.notify.background(), d.stdout, d.stderr, d.notify.warn)
+	log, out, err := newLogger(o, !d.notify.background(), d.stdout, d.stderr, d.notify.warn)
 	if err != nil {
 		return err
 	}
-	defer closer.Close()
-	d.log = log
+	// Registered first, so run last: the error that ends the daemon is
+	// logged before the log file closes (a background daemon has no other
+	// trace of why it died).
+	defer func() {
+		if err != nil {
+			log.Error(err)
+		}
+		out.Close()
+	}()
+	d.log, d.out = log, out
 	for _, p := range []*string{&o.config, &o.configDir, &o.pidfile, &o.socket} {
 		if *p != "" {
 			if abs, err := filepath.Abs(*p); err == nil {
@@ -167,6 +176,9 @@ func (d *daemon) run() error {
 		case s := <-sigs:
 			switch s {
 			case syscall.SIGUSR2, syscall.SIGHUP, syscall.SIGUSR1:
+				if s != syscall.SIGUSR1 {
+					d.reopenLog()
+				}
 				log.WithField("signal", s.String()).Info("reloading rules")
 				d.reload()
 				if s == syscall.SIGUSR1 {
@@ -286,6 +298,14 @@ func (d *daemon) load() (*rules.List, rules.Resolver, error) {
 		return nil, nil, fmt.Errorf("loading rules: %w", err)
 	}
 	return list, names, nil
+}
+
+// reopenLog continues the log in a new file after a rotation (SIGHUP,
+// SIGUSR2); the old file is kept when the new one cannot be opened.
+func (d *daemon) reopenLog() {
+	if err := d.out.Reopen(); err != nil {
+		d.log.Errorf("log file not reopened, still writing to the one open before: %v", err)
+	}
 }
 
 func (d *daemon) reload() {

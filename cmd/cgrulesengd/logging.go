@@ -1,15 +1,20 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"log/syslog"
 	"os"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/sirupsen/logrus"
 	lsyslog "github.com/sirupsen/logrus/hooks/syslog"
+	"golang.org/x/sys/unix"
+
+	"github.com/cgrulesengd/cgrulesengd/trust"
 )
 
 // baseLevel is the level before -v/-q: errors only, as libcgroup, unless
@@ -42,9 +47,9 @@ func effectiveLevel(base logrus.Level, verbosity int) logrus.Level {
 }
 
 // newLogger builds the daemon's logger from the options. The returned
-// closer releases the log file. warn receives problems the starting user
-// should see even though the log may not reach them.
-func newLogger(o *options, foreground bool, stdout, stderr io.Writer, warn func(string)) (*logrus.Logger, io.Closer, error) {
+// logOutput reopens and closes the log file. warn receives problems the
+// starting user should see even though the log may not reach them.
+func newLogger(o *options, foreground bool, stdout, stderr io.Writer, warn func(string)) (*logrus.Logger, *logOutput, error) {
 	log := logrus.New()
 	log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, DisableColors: true})
 	base, err := baseLevel(os.Getenv("CGROUP_LOGLEVEL"))
@@ -53,21 +58,25 @@ func newLogger(o *options, foreground bool, stdout, stderr io.Writer, warn func(
 	}
 	log.SetLevel(effectiveLevel(base, o.verbosity))
 	log.SetOutput(io.Discard)
-	var closer io.Closer = nopCloser{}
+	out := &logOutput{log: log}
 	if o.nolog {
-		return log, closer, nil
+		return log, out, nil
 	}
 	switch o.logfile {
 	case "":
 	case "-":
 		log.SetOutput(stdout)
 	default:
-		f, err := os.OpenFile(o.logfile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
+		out.path = o.logfile
+		if os.Geteuid() == 0 {
+			out.trust = &trust.Policy{}
+		}
+		f, err := openLog(out.path, out.trust)
 		if err != nil {
-			return nil, nil, fmt.Errorf("opening log file: %w", err)
+			return nil, nil, err
 		}
 		log.SetOutput(f)
-		closer = f
+		out.f = f
 	}
 	if o.syslog || o.logfile == "" {
 		prio := syslog.LOG_DAEMON
@@ -85,14 +94,109 @@ func newLogger(o *options, foreground bool, stdout, stderr io.Writer, warn func(
 			// No syslog daemon (containers, minimal VMs): say so and keep
 			// the messages on stderr rather than losing them.
 			log.SetOutput(stderr)
+			out.stderr = true
 			log.Warnf("syslog unavailable (%v): logging to standard error", err)
 		default:
 			warn(fmt.Sprintf("syslog unavailable (%v): the daemon logs nothing; use -f FILE", err))
 		}
 	}
-	return log, closer, nil
+	return log, out, nil
 }
 
-type nopCloser struct{}
+// logOutput is the log file, when there is one.
+type logOutput struct {
+	log    *logrus.Logger
+	path   string        // "" = no log file
+	trust  *trust.Policy // nil: not checked (the daemon does not run as root)
+	f      *os.File
+	stderr bool // the log goes to standard error
+}
 
-func (nopCloser) Close() error { return nil }
+// Reopen opens the log file again and switches the log to it, so that a
+// log rotated by renaming (logrotate without copytruncate) continues in a
+// new file. On failure the log stays on the old file.
+func (o *logOutput) Reopen() error {
+	if o.path == "" {
+		return nil
+	}
+	f, err := openLog(o.path, o.trust)
+	if err != nil {
+		return err
+	}
+	// SetOutput takes the logger's lock, which every write holds: no
+	// write is under way on the old file once it returns.
+	o.log.SetOutput(f)
+	old := o.f
+	o.f = f
+	return old.Close()
+}
+
+// Close closes the log file; the log goes nowhere afterwards.
+func (o *logOutput) Close() error {
+	if o.f == nil {
+		return nil
+	}
+	o.log.SetOutput(io.Discard)
+	err := o.f.Close()
+	o.f = nil
+	return err
+}
+
+// openLog opens the log file for appending. The daemon writes it as root,
+// so a path that someone else prepared must not make it write elsewhere:
+// the last component is not followed if it is a symbolic link (O_NOFOLLOW),
+// a FIFO does not block the open (O_NONBLOCK, cleared afterwards), anything
+// but a regular file is refused, and so is a file with other hard links (a
+// link to /etc/shadow in /tmp is root-owned and not world-writable, so the
+// trust check alone would not see it). With a policy, the file and every
+// directory on its path must be trusted as the rules files are (package
+// trust), checked through the open descriptor.
+func openLog(name string, pol *trust.Policy) (*os.File, error) {
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_APPEND|unix.O_NOFOLLOW|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0o640)
+	if err != nil {
+		switch {
+		case errors.Is(err, unix.ELOOP):
+			return nil, fmt.Errorf("opening log file %s: it is a symbolic link (refused: name the file itself)", name)
+		case errors.Is(err, unix.ENXIO):
+			// open(2) of a FIFO nobody reads, with O_NONBLOCK.
+			return nil, fmt.Errorf("opening log file %s: not a regular file (a FIFO or a device): %w", name, unix.ENXIO)
+		}
+		return nil, fmt.Errorf("opening log file: %w", err)
+	}
+	fail := func(format string, args ...any) (*os.File, error) {
+		f.Close()
+		return nil, fmt.Errorf("opening log file %s: "+format, append([]any{name}, args...)...)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return fail("%w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fail("not a regular file (%s)", fi.Mode().Type())
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+		return fail("refused: it has %d hard links", st.Nlink)
+	}
+	if pol != nil {
+		if err := pol.Check(name, trust.MetaOf(fi)); err != nil {
+			return fail("refused, not trusted: %w", err)
+		}
+	}
+	if err := setBlocking(f); err != nil {
+		return fail("%w", err)
+	}
+	return f, nil
+}
+
+// setBlocking clears O_NONBLOCK, which was only there for the open.
+func setBlocking(f *os.File) error {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.SetNonblock(int(fd), false) }); err != nil {
+		return err
+	}
+	return serr
+}

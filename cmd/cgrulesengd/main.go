@@ -60,11 +60,12 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	}
 	d := &daemon{opt: o, notify: n, stdout: stdout, stderr: stderr}
 	if err := d.run(); err != nil {
+		// run has logged err already; the starter (background) or the
+		// terminal (foreground) hears it too, unless the log is stderr.
 		n.fail(err)
-		if d.log != nil {
-			d.log.Error(err)
+		if d.out == nil || !d.out.stderr {
+			fmt.Fprintf(stderr, "cgrulesengd: %v\n", err)
 		}
-		fmt.Fprintf(stderr, "cgrulesengd: %v\n", err)
 		return 1
 	}
 	return 0

@@ -111,3 +111,47 @@ func isDaemon(pid int) bool {
 	}
 	return strings.TrimSuffix(exe, " (deleted)") == daemonBin
 }
+
+// TestBackgroundFatalErrorLogged: a background daemon that cannot start
+// (its pidfile is a directory) says why in its log file, not only to the
+// starter (issue #13: the log file was closed before the error that ended
+// the daemon was written to it).
+func TestBackgroundFatalErrorLogged(t *testing.T) {
+	requireDaemon(t)
+	e := newEnv(t, []string{"cpu"})
+	e.writeRules("cgrepeter  cpu  nowhere\n") // no such user: no rule in force
+	pidfile := filepath.Join(e.dir, "pid.d")
+	if err := os.Mkdir(pidfile, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	logdir := filepath.Join(e.dir, "log")
+	if err := os.Mkdir(logdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	logfile := filepath.Join(logdir, "cgrulesengd.log")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, daemonBin, e.daemonArgs(pidfile, logfile)...)
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 1 {
+		t.Fatalf("%v: %v, want exit status 1; output:\n%s", cmd.Args, err, out)
+	}
+	if !strings.Contains(string(out), "writing pidfile") {
+		t.Errorf("the starter did not report the pidfile error:\n%s", out)
+	}
+	log, err := os.ReadFile(logfile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, line := range strings.Split(string(log), "\n") {
+		if strings.Contains(line, "level=error") && strings.Contains(line, "writing pidfile") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("the log file has no error line about the pidfile:\n%s", log)
+	}
+}

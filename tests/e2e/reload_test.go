@@ -69,6 +69,33 @@ func TestReloadSIGHUP(t *testing.T) {
 	}
 }
 
+// TestSignalReopensLog: after the log file is renamed away (logrotate
+// without copytruncate), SIGHUP and SIGUSR2 make the daemon continue its
+// log in a new file of the same name.
+func TestSignalReopensLog(t *testing.T) {
+	requireDaemon(t)
+	for _, sig := range []syscall.Signal{syscall.SIGHUP, syscall.SIGUSR2} {
+		t.Run(sig.String(), func(t *testing.T) {
+			e := newEnv(t, []string{"cpu"})
+			e.writeRules("cgrepeter  cpu  nowhere\n") // no such user: no rule in force
+			d := e.startDaemon(dopts{})
+			rotated := d.logfile + ".1"
+			if err := os.Rename(d.logfile, rotated); err != nil {
+				t.Fatal(err)
+			}
+			d.signal(sig)
+			d.waitLog(0, regexp.MustCompile(`reloading rules`), 3*time.Second)
+			old, err := os.ReadFile(rotated)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(old), "ready") || strings.Contains(string(old), "reloading rules") {
+				t.Errorf("the rotated log should end before the signal:\n%s", old)
+			}
+		})
+	}
+}
+
 // TestReloadEditInPlace: rewriting the rules file in place (same inode) is
 // seen by the daemon's watch, twice in a row.
 func TestReloadEditInPlace(t *testing.T) {
