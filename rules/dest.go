@@ -3,7 +3,6 @@ package rules
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 )
 
@@ -22,6 +21,14 @@ func isVerb(c byte) bool {
 	return false
 }
 
+// Linux's limits on a path (PATH_MAX, its terminating NUL included) and on
+// one name in it (NAME_MAX): the kernel refuses longer ones with
+// ENAMETOOLONG, so a destination beyond them could never be used.
+const (
+	pathMax = 4096
+	nameMax = 255
+)
+
 // parsedDest is a destination as the parser understands it.
 type parsedDest struct {
 	dest      string   // canonical text (see Target.Dest)
@@ -37,15 +44,21 @@ type parsedDest struct {
 // %u %U %g %G %p %P are templates and any other "%x" is kept literally with
 // a warning. A ".." component is refused: a rule must not be able to point
 // outside the hierarchy the daemon manages. Templates never contain "/" once
-// expanded (Expand checks), so splitting on "/" here is final.
+// expanded (Expand checks), so splitting on "/" here is final. A field of
+// PATH_MAX bytes or more, or a component longer than NAME_MAX (its literal
+// text, for a template), is refused: the kernel would refuse it too.
 func parseDest(raw string) (parsedDest, error) {
 	var (
-		d     parsedDest
-		comps [][]part
-		cur   []part
-		lit   strings.Builder
-		hasT  bool // current component has a template
+		d       parsedDest
+		comps   [][]part
+		cur     []part
+		lit     strings.Builder
+		hasT    bool     // current component has a template
+		unknown []string // unknown "%x" sequences, for one warning
 	)
+	if len(raw) >= pathMax {
+		return d, fmt.Errorf("destination %s is %d bytes long: name too long (PATH_MAX is %d)", quote(raw), len(raw), pathMax)
+	}
 	flushLit := func() {
 		if lit.Len() > 0 {
 			cur = append(cur, part{lit: lit.String()})
@@ -54,6 +67,17 @@ func parseDest(raw string) (parsedDest, error) {
 	}
 	endComp := func() error {
 		flushLit()
+		n := 0
+		for _, p := range cur {
+			n += len(p.lit)
+		}
+		if n > nameMax {
+			c := canonical([][]part{cur})
+			if hasT {
+				return fmt.Errorf("destination component %s has %d bytes besides its templates: name too long (NAME_MAX is %d)", quote(c), n, nameMax)
+			}
+			return fmt.Errorf("destination component %s is %d bytes long: name too long (NAME_MAX is %d)", quote(c), n, nameMax)
+		}
 		if !hasT {
 			var s string
 			if len(cur) == 1 {
@@ -64,7 +88,7 @@ func parseDest(raw string) (parsedDest, error) {
 				cur, hasT = nil, false
 				return nil
 			case "..":
-				return errors.New("destination " + strconv.Quote(raw) + " has a \"..\" component")
+				return errors.New("destination " + quote(raw) + " has a \"..\" component")
 			}
 		}
 		comps = append(comps, cur)
@@ -103,9 +127,9 @@ func parseDest(raw string) (parsedDest, error) {
 				continue
 			}
 			if i+1 < len(raw) {
-				d.warnings = append(d.warnings, fmt.Sprintf("unknown template %q in destination %q, kept literally", raw[i:i+2], raw))
+				unknown = append(unknown, raw[i:i+2])
 			} else {
-				d.warnings = append(d.warnings, fmt.Sprintf("\"%%\" at the end of destination %q, kept literally", raw))
+				d.warnings = append(d.warnings, fmt.Sprintf("\"%%\" at the end of destination %s, kept literally", quote(raw)))
 			}
 			lit.WriteByte('%')
 		default:
@@ -114,6 +138,15 @@ func parseDest(raw string) (parsedDest, error) {
 	}
 	if err := endComp(); err != nil {
 		return d, err
+	}
+	if len(unknown) > 0 {
+		// One warning per destination, not per "%": a line of "%x" would
+		// otherwise give thousands.
+		w := fmt.Sprintf("unknown template %q in destination %s, kept literally", unknown[0], quote(raw))
+		if len(unknown) > 1 {
+			w += fmt.Sprintf(" (and %d more unknown templates)", len(unknown)-1)
+		}
+		d.warnings = append([]string{w}, d.warnings...)
 	}
 	if d.templated {
 		d.comps = comps

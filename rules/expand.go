@@ -35,8 +35,10 @@ func (t *Target) Uses(verb byte) bool {
 // expanded to the list's available controllers (Options.Controllers; if nil,
 // "*" stays "*"). Path is cleaned, without leading "/" ("" = root). An
 // expansion that yields an empty value (%p with an unknown process, %P with
-// PID <= 0), a value containing "/", or a "." or ".." component is an error
-// naming the target's file:line; dst is then returned unchanged.
+// PID <= 0), a value containing "/", a "." or ".." component, or a path or
+// component longer than the kernel takes (PATH_MAX, NAME_MAX: "name too
+// long") is an error naming the target's file:line; dst is then returned
+// unchanged.
 //
 // Non-templated targets cost no allocation. %u and %g look up names through
 // the resolver the list was loaded with (an unknown id expands to its number).
@@ -60,7 +62,7 @@ func (l *List) expand(r *Rule, t *Task, dst []Resolved, preview bool) ([]Resolve
 		if tg.Templated {
 			var err error
 			if p, err = x.path(tg); err != nil {
-				return dst[:n], fmt.Errorf("%s:%d: destination %q: %w", tg.File, tg.Line, tg.Dest, err)
+				return dst[:n], fmt.Errorf("%s:%d: destination %s: %w", tg.File, tg.Line, quote(tg.Dest), err)
 			}
 		}
 		if len(tg.Controllers) == 1 && tg.Controllers[0] == "*" && l.controllers != nil {
@@ -148,7 +150,7 @@ func (x *expander) value(v byte) (string, error) {
 		return "", fmt.Errorf("%%%c expands to an empty name", v)
 	}
 	if strings.ContainsAny(s, "/\x00") {
-		return "", fmt.Errorf("%%%c expands to %q, which is not a cgroup name", v, s)
+		return "", fmt.Errorf("%%%c expands to %s, which is not a cgroup name", v, quote(s))
 	}
 	x.vals[i], x.done[i] = s, true
 	return s, nil
@@ -173,10 +175,18 @@ func (x *expander) path(tg *Target) (string, error) {
 			x.b.WriteString(v)
 		}
 		// Literal "." and ".." components were refused at parse time; a
-		// template can still produce one (a process named "..").
-		if comp := x.b.String()[start:]; comp == "." || comp == ".." {
+		// template can still produce one (a process named ".."), or a name
+		// longer than the kernel takes (a long LDAP user name).
+		comp := x.b.String()[start:]
+		switch {
+		case comp == "." || comp == "..":
 			return "", fmt.Errorf("expands to a %q component", comp)
+		case len(comp) > nameMax:
+			return "", fmt.Errorf("expands to a component of %d bytes, %s: name too long (NAME_MAX is %d)", len(comp), quote(comp), nameMax)
 		}
+	}
+	if x.b.Len() >= pathMax {
+		return "", fmt.Errorf("expands to %d bytes: name too long (PATH_MAX is %d)", x.b.Len(), pathMax)
 	}
 	return x.b.String(), nil
 }

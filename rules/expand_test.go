@@ -123,6 +123,12 @@ func TestExpandRefusesBadNames(t *testing.T) {
 		{"slash in group name", "g/h", "%g", `%g expands to "g/h", which is not a cgroup name`, false},
 		{"user look-up failure", "", "%u", `%u: ldap: connection refused`, true},
 		{"group look-up failure", "", "%g", `%g: ldap: connection refused`, true},
+		// Issue #13: a name the kernel would refuse is "name too long", not a
+		// missing destination at the move.
+		{"user name of NAME_MAX bytes", strings.Repeat("n", 255), "x/%u", "", false},
+		{"component too long", strings.Repeat("n", 252), "x/pre-%u", `expands to a component of 256 bytes, "pre-` + strings.Repeat("n", 56) + `...": name too long (NAME_MAX is 255)`, false},
+		{"two templates too long", strings.Repeat("n", 250), "x/%u-%u", `expands to a component of 501 bytes, "` + strings.Repeat("n", 60) + `...": name too long (NAME_MAX is 255)`, false},
+		{"path too long", strings.Repeat("n", 250), strings.Repeat("%u/", 17), `expands to 4266 bytes: name too long (PATH_MAX is 4096)`, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			opt := testOptions()
@@ -130,6 +136,12 @@ func TestExpandRefusesBadNames(t *testing.T) {
 			l := mustParse(t, "* cpu "+tc.dest+"\n", opt)
 			task := &Task{PID: 1, UID: 1, GID: 1}
 			_, err := l.Expand(l.Match(task), task, nil)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
 			if err == nil || !strings.HasSuffix(err.Error(), tc.wantErr) {
 				t.Fatalf("error %v, want ...%q", err, tc.wantErr)
 			}

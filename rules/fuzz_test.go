@@ -43,6 +43,8 @@ func FuzzParse(f *testing.F) {
 		"alice cpu,*,cpu /a/./b//c/\n# only\n\n",
 		"% cpu a\nalice cpu ../a\n\"unterminated\n",
 		"alice:/usr/bin/perl cpu \"a \\\"q\\\" #\"\n",
+		"\uFEFFalice cpu,,memory a ignore,\n% ,pids b ,ignore_rt\n",
+		"alice cpu a/" + strings.Repeat("n", 256) + "\n* cpu %u" + strings.Repeat("%x", 40) + "\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -54,6 +56,11 @@ func FuzzParse(f *testing.F) {
 			if l != nil || !errors.As(err, &le) || len(le.Diags) == 0 || len(ds.Errors()) == 0 {
 				t.Fatalf("failed load: list %v, error %v, diagnostics %v", l, err, ds)
 			}
+			for _, d := range ds {
+				if len(d.Msg) > maxMsg+32 {
+					t.Fatalf("diagnostic of %d bytes: %.100q", len(d.Msg), d.Msg)
+				}
+			}
 			return
 		}
 		if len(ds.Errors()) != 0 {
@@ -62,6 +69,9 @@ func FuzzParse(f *testing.F) {
 		for _, d := range ds {
 			if d.Line < 1 {
 				t.Fatalf("diagnostic without a line: %v", d)
+			}
+			if len(d.Msg) > maxMsg+32 {
+				t.Fatalf("diagnostic of %d bytes: %.100q", len(d.Msg), d.Msg)
 			}
 		}
 		out := l.Format()

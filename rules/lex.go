@@ -3,6 +3,7 @@ package rules
 import (
 	"errors"
 	"strconv"
+	"unicode/utf8"
 )
 
 // field is one blank-separated field of a rule line.
@@ -66,7 +67,7 @@ func lexLine(line string, fields []field) (_ []field, content string, err error)
 		escapes := idx == destField
 		if line[i] == '"' {
 			if idx != whoField && idx != destField {
-				return fields, "", errors.New("quotes are allowed only around the first field and the destination: " + strconv.Quote(cut(line[i:])))
+				return fields, "", errors.New("quotes are allowed only around the first field and the destination: " + quote(line[i:]))
 			}
 			j := i + 1
 			for j < n && line[j] != '"' {
@@ -76,12 +77,12 @@ func lexLine(line string, fields []field) (_ []field, content string, err error)
 				j++
 			}
 			if j >= n {
-				return fields, "", errors.New("unterminated quote: " + strconv.Quote(cut(line[i:])))
+				return fields, "", errors.New("unterminated quote: " + quote(line[i:]))
 			}
 			fields = append(fields, field{text: line[i+1 : j], quoted: true})
 			j++
 			if j < n && !isBlank(line[j]) && line[j] != '#' {
-				return fields, "", errors.New("text right after a closing quote: " + strconv.Quote(cut(line[i:])))
+				return fields, "", errors.New("text right after a closing quote: " + quote(line[i:]))
 			}
 			i = j
 			continue
@@ -90,11 +91,11 @@ func lexLine(line string, fields []field) (_ []field, content string, err error)
 		for i < n && !isBlank(line[i]) && line[i] != '#' {
 			switch line[i] {
 			case '"':
-				return fields, "", errors.New("quote inside a field (quote the whole field): " + strconv.Quote(cut(line[start:])))
+				return fields, "", errors.New("quote inside a field (quote the whole field): " + quote(line[start:]))
 			case '\\':
 				if escapes {
 					if i+1 >= n {
-						return fields, "", errors.New("lone backslash at the end of the destination: " + strconv.Quote(line[start:]))
+						return fields, "", errors.New("lone backslash at the end of the destination: " + quote(line[start:]))
 					}
 					i++
 				}
@@ -107,11 +108,26 @@ func lexLine(line string, fields []field) (_ []field, content string, err error)
 }
 
 // cut shortens s for quoting in a message, so that a long line does not
-// drown the diagnostic.
+// drown the diagnostic: a field may be megabytes long, a message must not.
+// "..." marks the cut.
 func cut(s string) string {
 	const limit = 60
 	if len(s) <= limit {
 		return s
 	}
-	return s[:limit] + "..."
+	return prefix(s, limit) + "..."
 }
+
+// prefix is the first n bytes of s at most, cut at a character boundary.
+func prefix(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// quote is strconv.Quote of cut(s): how messages show text from a line.
+func quote(s string) string { return strconv.Quote(cut(s)) }

@@ -3,7 +3,6 @@ package rules
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 )
 
@@ -28,6 +27,17 @@ import (
 //   - A line containing a NUL byte is an error.
 //   - A resolver error other than ErrNotFound (a failing LDAP server) is an
 //     error: silently skipping the rule would change where tasks go.
+//   - Empty items in the controller list ("cpu,,memory", "cpu,") and in the
+//     options ("ignore,") are skipped with a warning, as libcgroup's strtok
+//     skips them; a list with no item at all (",") is an error.
+//   - A UTF-8 byte-order mark at the start of a file is skipped with a
+//     warning (elsewhere it is text, as libcgroup reads it).
+//   - A destination field of PATH_MAX (4096) bytes or more, or with a
+//     component longer than NAME_MAX (255), is an error ("name too long"):
+//     the kernel would refuse it at every move. Expand checks the expanded
+//     templates the same way.
+//   - Messages quote line material cut to 60 bytes ("..." marks the cut),
+//     and no message exceeds maxMsg: a field can be megabytes long.
 func Parse(file string, data []byte, opt Options) (*List, Diagnostics, error) {
 	b, err := newBuilder(opt)
 	if err != nil {
@@ -97,7 +107,17 @@ func newBuilder(opt Options) (*builder, error) {
 	return b, nil
 }
 
+// maxMsg bounds a diagnostic's message. Messages quote line material
+// through quote, which cuts it short; this is the guarantee behind that.
+const maxMsg = 1024
+
+const utf8BOM = "\uFEFF"
+
 func (b *builder) add(file string, line int, sev Severity, msg string, err error) {
+	if len(msg) > maxMsg {
+		p := prefix(msg, maxMsg)
+		msg = p + fmt.Sprintf("... [%d more bytes]", len(msg)-len(p))
+	}
 	b.diags = append(b.diags, Diagnostic{File: file, Line: line, Severity: sev, Msg: msg, Err: err})
 	if sev == Error {
 		b.nerr++
@@ -131,6 +151,12 @@ func (b *builder) parseFile(file string, data []byte) {
 	// destination...) is a substring of it, which keeps a 10,000-rule list to
 	// a few allocations per rule.
 	s := string(data)
+	if strings.HasPrefix(s, utf8BOM) {
+		// Editors on Windows write one; libcgroup would read it as part of
+		// the first user name.
+		b.add(file, 1, Warning, "UTF-8 byte-order mark at the start of the file, skipped", nil)
+		s = s[len(utf8BOM):]
+	}
 	state := contNone
 	// At most one rule per line: size the list once rather than let append
 	// copy a growing slice of large Rule values (that copying dominated a
@@ -163,7 +189,7 @@ func (b *builder) parseFile(file string, data []byte) {
 		lp := b.parseLine(fields, text)
 		if lp.who == "%" {
 			if state == contNone {
-				lp.errs = append(lp.errs, "\"%\" line with no rule above it in this file: "+strconv.Quote(cut(text)))
+				lp.errs = append(lp.errs, "\"%\" line with no rule above it in this file: "+quote(text))
 			}
 			for _, e := range lp.errs {
 				b.add(file, lineNo, Error, e, nil)
@@ -172,7 +198,7 @@ func (b *builder) parseFile(file string, data []byte) {
 				continue
 			}
 			if lp.hasOptions {
-				lp.warns = append(lp.warns, "options on a \"%\" line are ignored (only the rule line's options count): "+strconv.Quote(cut(text)))
+				lp.warns = append(lp.warns, "options on a \"%\" line are ignored (only the rule line's options count): "+quote(text))
 			}
 			b.emitWarns(file, lineNo, lp.warns)
 			b.addTarget(&b.rules[len(b.rules)-1], file, lineNo, &lp)
@@ -221,7 +247,7 @@ func (b *builder) emitWarns(file string, line int, warns []string) {
 func (b *builder) parseLine(fields []field, text string) lineParts {
 	var lp lineParts
 	if len(fields) < 3 || len(fields) > maxFields {
-		lp.errs = append(lp.errs, fmt.Sprintf("expected 3 or 4 fields (who[:process] controllers destination [options]), found %d: %q", len(fields), cut(text)))
+		lp.errs = append(lp.errs, fmt.Sprintf("expected 3 or 4 fields (who[:process] controllers destination [options]), found %d: %s", len(fields), quote(text)))
 		// Still say whether it was a "%" line, so that "%" bookkeeping
 		// does not report a second, misleading error.
 		if fields[0].text == "%" {
@@ -238,17 +264,17 @@ func (b *builder) parseLine(fields []field, text string) lineParts {
 	switch {
 	case lp.who == "%":
 		if lp.hasProc {
-			lp.errs = append(lp.errs, "a \"%\" line cannot name a process (it continues the rule above): "+strconv.Quote(who))
+			lp.errs = append(lp.errs, "a \"%\" line cannot name a process (it continues the rule above): "+quote(who))
 		}
 	case lp.who == "" && lp.hasProc:
-		lp.errs = append(lp.errs, "user name missing before \":\": "+strconv.Quote(who))
+		lp.errs = append(lp.errs, "user name missing before \":\": "+quote(who))
 	case lp.who == "":
 		lp.errs = append(lp.errs, "empty user name")
 	case lp.who == "@":
-		lp.errs = append(lp.errs, "group name missing after \"@\": "+strconv.Quote(who))
+		lp.errs = append(lp.errs, "group name missing after \"@\": "+quote(who))
 	}
 	if lp.hasProc && lp.proc == "" && lp.who != "%" {
-		lp.errs = append(lp.errs, "process name missing after \":\": "+strconv.Quote(who))
+		lp.errs = append(lp.errs, "process name missing after \":\": "+quote(who))
 	}
 
 	lp.ctrl = b.controllers(fields[ctrlField].text)
@@ -267,6 +293,7 @@ func (b *builder) parseLine(fields []field, text string) lineParts {
 	if len(fields) > optField {
 		lp.hasOptions = true
 		opts := fields[optField].text
+		empty, some := false, false
 		for _, o := range strings.Split(opts, ",") {
 			switch o {
 			case "ignore":
@@ -274,10 +301,19 @@ func (b *builder) parseLine(fields []field, text string) lineParts {
 			case "ignore_rt":
 				lp.ignoreRT = true
 			case "":
-				lp.errs = append(lp.errs, "empty option in "+strconv.Quote(opts))
+				empty = true
+				continue
 			default:
-				lp.errs = append(lp.errs, fmt.Sprintf("unknown option %q (known: ignore, ignore_rt)", o))
+				lp.errs = append(lp.errs, fmt.Sprintf("unknown option %s (known: ignore, ignore_rt)", quote(o)))
 			}
+			some = true
+		}
+		switch {
+		case !some:
+			lp.errs = append(lp.errs, "no option in "+quote(opts))
+		case empty:
+			// libcgroup splits with strtok, which skips empty items.
+			lp.warns = append(lp.warns, "empty item in options "+quote(opts)+" ignored")
 		}
 	}
 	return lp
@@ -302,16 +338,17 @@ func parseControllers(raw string, avail map[string]bool) ctrlRes {
 	var c ctrlRes
 	star := false
 	names := make([]string, 0, strings.Count(raw, ",")+1)
+	empty := false
 	for _, n := range strings.Split(raw, ",") {
 		switch {
 		case n == "":
-			c.err = errors.New("empty controller name in " + strconv.Quote(raw))
-			return c
+			empty = true
+			continue
 		case n == "*":
 			star = true
 			continue
 		case !validController(n):
-			c.err = fmt.Errorf("invalid controller name %q (letters, digits, \"_\", \"-\", \".\" and \"=\" only)", n)
+			c.err = fmt.Errorf("invalid controller name %s (letters, digits, \"_\", \"-\", \".\" and \"=\" only)", quote(n))
 			return c
 		}
 		dup := false
@@ -322,14 +359,22 @@ func parseControllers(raw string, avail map[string]bool) ctrlRes {
 			}
 		}
 		if dup {
-			c.warns = append(c.warns, fmt.Sprintf("controller %q listed twice in %q", n, raw))
+			c.warns = append(c.warns, fmt.Sprintf("controller %s listed twice in %s", quote(n), quote(raw)))
 			continue
 		}
 		names = append(names, n)
 	}
+	if !star && len(names) == 0 {
+		c.err = errors.New("no controller name in " + quote(raw))
+		return c
+	}
+	if empty {
+		// libcgroup splits with strtok, which skips empty items.
+		c.warns = append(c.warns, "empty item in controller list "+quote(raw)+" ignored")
+	}
 	if star {
 		if len(names) > 0 {
-			c.warns = append(c.warns, fmt.Sprintf("\"*\" already means every controller; other names in %q are redundant", raw))
+			c.warns = append(c.warns, fmt.Sprintf("\"*\" already means every controller; other names in %s are redundant", quote(raw)))
 		}
 		c.written, c.eff = allControllers, allControllers
 		return c
@@ -345,7 +390,7 @@ func parseControllers(raw string, avail map[string]bool) ctrlRes {
 	for _, n := range names {
 		if !avail[n] {
 			dropped = true
-			c.warns = append(c.warns, fmt.Sprintf("controller %q is not available on this machine, dropped from this target", n))
+			c.warns = append(c.warns, fmt.Sprintf("controller %s is not available on this machine, dropped from this target", quote(n)))
 		}
 	}
 	eff := names
@@ -359,7 +404,7 @@ func parseControllers(raw string, avail map[string]bool) ctrlRes {
 	}
 	c.eff = eff
 	if len(eff) == 0 {
-		c.warns = append(c.warns, fmt.Sprintf("no available controller left in %q, target dropped", raw))
+		c.warns = append(c.warns, fmt.Sprintf("no available controller left in %s, target dropped", quote(raw)))
 	}
 	return c
 }
@@ -449,9 +494,9 @@ func (b *builder) user(name string) (uint32, error) {
 	res := userRes{uid: u.UID}
 	switch {
 	case errors.Is(err, ErrNotFound):
-		res.err = &skipError{msg: fmt.Sprintf("user %q not found, rule skipped", name), cause: err}
+		res.err = &skipError{msg: fmt.Sprintf("user %s not found, rule skipped", quote(name)), cause: err}
 	case err != nil:
-		res.err = fmt.Errorf("cannot look up user %q: %w", name, err)
+		res.err = fmt.Errorf("cannot look up user %s: %w", quote(name), err)
 	}
 	b.users[name] = res
 	return res.uid, res.err
@@ -465,9 +510,9 @@ func (b *builder) group(name string) (groupRes, error) {
 	res := groupRes{gid: g.GID}
 	switch {
 	case errors.Is(err, ErrNotFound):
-		res.err = &skipError{msg: fmt.Sprintf("group %q not found, rule skipped", name), cause: err}
+		res.err = &skipError{msg: fmt.Sprintf("group %s not found, rule skipped", quote(name)), cause: err}
 	case err != nil:
-		res.err = fmt.Errorf("cannot look up group %q: %w", name, err)
+		res.err = fmt.Errorf("cannot look up group %s: %w", quote(name), err)
 	default:
 		// libcgroup compares the task's user name with the member names;
 		// resolving the names once here turns that into an index by uid.
@@ -480,7 +525,7 @@ func (b *builder) group(name string) (groupRes, error) {
 				continue
 			}
 			if !errors.Is(err, ErrNotFound) {
-				res.err = fmt.Errorf("cannot look up member %q of group %q: %w", m, name, errors.Unwrap(err))
+				res.err = fmt.Errorf("cannot look up member %s of group %s: %w", quote(m), quote(name), errors.Unwrap(err))
 				break
 			}
 		}

@@ -106,8 +106,14 @@ func TestParse(t *testing.T) {
 		{name: "names not checked without a controller list", src: "alice bogus a\n", opt: &noCheck, want: []string{"L1 alice bogus=a"}},
 		{name: "controller listed twice", src: "alice cpu,cpu a\n", want: []string{"L1 alice cpu=a"},
 			wantDiags: []string{`t.conf:1: warning: controller "cpu" listed twice in "cpu,cpu"`}},
-		{name: "empty controller name", src: "alice cpu,,memory a\n", wantDiags: []string{`t.conf:1: empty controller name in "cpu,,memory"`}},
-		{name: "trailing comma in controllers", src: "alice cpu, a\n", wantDiags: []string{`t.conf:1: empty controller name in "cpu,"`}},
+		// libcgroup skips empty items (strtok): accepted, with a warning.
+		{name: "empty controller name", src: "alice cpu,,memory a\n", want: []string{"L1 alice cpu,memory=a"},
+			wantDiags: []string{`t.conf:1: warning: empty item in controller list "cpu,,memory" ignored`}},
+		{name: "trailing comma in controllers", src: "alice cpu, a\n% ,memory b\n", want: []string{"L1 alice cpu=a memory=b"},
+			wantDiags: []string{`t.conf:1: warning: empty item in controller list "cpu," ignored`, `t.conf:2: warning: empty item in controller list ",memory" ignored`}},
+		{name: "empty items and a star", src: "alice ,*, a\n", want: []string{"L1 alice *=a"},
+			wantDiags: []string{`t.conf:1: warning: empty item in controller list ",*," ignored`}},
+		{name: "no controller at all", src: "alice ,, a\n", wantDiags: []string{`t.conf:1: no controller name in ",,"`}},
 		{name: "invalid controller name", src: `alice cpu\x a` + "\n", wantDiags: []string{`t.conf:1: invalid controller name "cpu\\x" (letters, digits, "_", "-", "." and "=" only)`}},
 		{name: "named v1 hierarchy", src: "alice name=test a\n", opt: &noCheck, want: []string{"L1 alice name=test=a"}},
 
@@ -135,7 +141,34 @@ func TestParse(t *testing.T) {
 		{name: "ignore_rt", src: "alice cpu a ignore_rt\n", want: []string{"L1 alice cpu=a +ignore_rt"}},
 		{name: "both options", src: "alice cpu a ignore,ignore_rt\n", want: []string{"L1 alice cpu=a +ignore +ignore_rt"}},
 		{name: "unknown option", src: "alice cpu a sticky\n", wantDiags: []string{`t.conf:1: unknown option "sticky" (known: ignore, ignore_rt)`}},
-		{name: "empty option", src: "alice cpu a ignore,\n", wantDiags: []string{`t.conf:1: empty option in "ignore,"`}},
+		{name: "trailing comma in options", src: "alice cpu a ignore,\n", want: []string{"L1 alice cpu=a +ignore"},
+			wantDiags: []string{`t.conf:1: warning: empty item in options "ignore," ignored`}},
+		{name: "empty items in options", src: "alice cpu a ,ignore,,ignore_rt\n", want: []string{"L1 alice cpu=a +ignore +ignore_rt"},
+			wantDiags: []string{`t.conf:1: warning: empty item in options ",ignore,,ignore_rt" ignored`}},
+		{name: "no option at all", src: "alice cpu a ,\n", wantDiags: []string{`t.conf:1: no option in ","`}},
+		{name: "empty option and an unknown one", src: "alice cpu a ignore,,sticky\n", wantDiags: []string{`t.conf:1: unknown option "sticky" (known: ignore, ignore_rt)`}},
+
+		// Byte-order mark.
+		{name: "UTF-8 BOM skipped", src: "\uFEFFalice cpu a\n", want: []string{"L1 alice cpu=a"},
+			wantDiags: []string{`t.conf:1: warning: UTF-8 byte-order mark at the start of the file, skipped`}},
+		{name: "BOM before a comment", src: "\uFEFF# c\nalice cpu a\n", want: []string{"L2 alice cpu=a"},
+			wantDiags: []string{`t.conf:1: warning: UTF-8 byte-order mark at the start of the file, skipped`}},
+		{name: "BOM elsewhere is text", src: "alice cpu a\n\uFEFFbob cpu b\n", want: []string{"L1 alice cpu=a"},
+			wantDiags: []string{"t.conf:2: warning: user \"\\ufeffbob\" not found, rule skipped"}},
+
+		// Sizes: the kernel's PATH_MAX and NAME_MAX.
+		{name: "component of NAME_MAX bytes", src: "alice cpu a/" + strings.Repeat("x", 255) + "\n", want: []string{"L1 alice cpu=a/" + strings.Repeat("x", 255)}},
+		{name: "component longer than NAME_MAX", src: "alice cpu a/" + strings.Repeat("x", 300) + "/b\n",
+			wantDiags: []string{`t.conf:1: destination component "` + strings.Repeat("x", 60) + `..." is 300 bytes long: name too long (NAME_MAX is 255)`}},
+		{name: "escaped long component", src: "alice cpu " + strings.Repeat(`\x`, 256) + "\n",
+			wantDiags: []string{`t.conf:1: destination component "` + strings.Repeat("x", 60) + `..." is 256 bytes long: name too long (NAME_MAX is 255)`}},
+		{name: "templated component too long", src: "alice cpu u/%u" + strings.Repeat("y", 256) + "\n",
+			wantDiags: []string{`t.conf:1: destination component "%u` + strings.Repeat("y", 58) + `..." has 256 bytes besides its templates: name too long (NAME_MAX is 255)`}},
+		{name: "destination of PATH_MAX bytes", src: "alice cpu " + strings.Repeat("d/", 2048) + "\n",
+			wantDiags: []string{`t.conf:1: destination "` + strings.Repeat("d/", 30) + `..." is 4096 bytes long: name too long (PATH_MAX is 4096)`}},
+		{name: "destination just below PATH_MAX", src: "alice cpu " + strings.Repeat("d/", 2047) + "d\n", want: []string{"L1 alice cpu=" + strings.Repeat("d/", 2047) + "d"}},
+		{name: "many unknown templates, one warning", src: "alice cpu " + strings.Repeat("%x%y", 3) + "\n", want: []string{"L1 alice cpu=" + strings.Repeat(`\%x\%y`, 3)},
+			wantDiags: []string{`t.conf:1: warning: unknown template "%x" in destination "%x%y%x%y%x%y", kept literally (and 5 more unknown templates)`}},
 
 		// Whole files.
 		{name: "all problems reported",
@@ -154,8 +187,8 @@ func TestParse(t *testing.T) {
 				`t.conf:5: warning: no available controller left in "nosuch", target dropped`,
 				`t.conf:6: unterminated quote: "\"bob cpu a"`,
 			}},
-		{name: "several errors on one line", src: "alice cpu,,x a/../b bogus\n", wantDiags: []string{
-			`t.conf:1: empty controller name in "cpu,,x"`,
+		{name: "several errors on one line", src: "alice cpu,b@d a/../b bogus\n", wantDiags: []string{
+			`t.conf:1: invalid controller name "b@d" (letters, digits, "_", "-", "." and "=" only)`,
 			`t.conf:1: destination "a/../b" has a ".." component`,
 			`t.conf:1: unknown option "bogus" (known: ignore, ignore_rt)`,
 		}},
@@ -319,5 +352,34 @@ func TestDiagnosticString(t *testing.T) {
 	le := &LoadError{Diags: ds.Errors()}
 	if got, want := le.Error(), "a:2: e1\nb:1: e2"; got != want {
 		t.Errorf("LoadError %q, want %q", got, want)
+	}
+}
+
+// TestParseDiagnosticsBounded: a megabyte-long field gives a diagnostic of a
+// bounded size (issue #13: a 10 MB destination was logged in full, several
+// times per line), and no more diagnostics than it has problems.
+func TestParseDiagnosticsBounded(t *testing.T) {
+	big := strings.Repeat("z", 1<<20)
+	for _, line := range []string{
+		big + " cpu a",                             // unknown user
+		"alice cpu,b@d" + big + " a",               // invalid controller
+		"alice " + big + " a",                      // unavailable controller
+		"alice cpu a ignore," + big,                // unknown option
+		"alice cpu " + big,                         // destination too long
+		"alice cpu a/" + strings.Repeat("n", 3000), // component too long
+		"alice cpu " + strings.Repeat("%x", 2000),  // unknown templates
+		`alice cpu "` + big,                        // unterminated quote
+		"alice cpu a " + big + " extra",            // too many fields
+		"@" + big + " cpu a",                       // unknown group
+	} {
+		_, ds, _ := Parse("t.conf", []byte(line+"\n"), testOptions())
+		if len(ds) == 0 || len(ds) > 2 {
+			t.Errorf("%.30q...: %d diagnostics", line, len(ds))
+		}
+		for _, d := range ds {
+			if n := len(d.String()); n > 400 {
+				t.Errorf("%.30q...: diagnostic of %d bytes: %.200s", line, n, d.String())
+			}
+		}
 	}
 }
