@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"unicode/utf8"
 
 	"github.com/sirupsen/logrus"
 	lsyslog "github.com/sirupsen/logrus/hooks/syslog"
@@ -51,7 +52,7 @@ func effectiveLevel(base logrus.Level, verbosity int) logrus.Level {
 // starting user should see even though the log may not reach them.
 func newLogger(o *options, foreground bool, stdout, stderr io.Writer, warn func(string)) (*logrus.Logger, *logOutput, error) {
 	log := logrus.New()
-	log.SetFormatter(&logrus.TextFormatter{FullTimestamp: true, DisableColors: true})
+	log.SetFormatter(boundedFormatter{&logrus.TextFormatter{FullTimestamp: true, DisableColors: true}})
 	base, err := baseLevel(os.Getenv("CGROUP_LOGLEVEL"))
 	if err != nil {
 		return nil, nil, err
@@ -101,6 +102,63 @@ func newLogger(o *options, foreground bool, stdout, stderr io.Writer, warn func(
 		}
 	}
 	return log, out, nil
+}
+
+// maxLogText bounds the message and each text field of a log line. The
+// rules bound what they produce (PATH_MAX, NAME_MAX, cut quotes), but a log
+// line also carries what tasks and the kernel say (a process name from a
+// 128 KiB argument, an error naming two paths): no line may grow with them.
+const maxLogText = 8 << 10
+
+// boundedFormatter cuts the message and text fields longer than maxLogText,
+// marking the cut, before the real formatter runs (for syslog too, whose
+// hook formats with the logger's formatter).
+type boundedFormatter struct{ logrus.Formatter }
+
+func (f boundedFormatter) Format(e *logrus.Entry) ([]byte, error) {
+	long := len(e.Message) > maxLogText
+	for _, v := range e.Data {
+		if len(logText(v)) > maxLogText {
+			long = true
+		}
+	}
+	if !long {
+		return f.Formatter.Format(e)
+	}
+	c := *e
+	c.Message = clipText(e.Message)
+	c.Data = make(logrus.Fields, len(e.Data))
+	for k, v := range e.Data {
+		if t := logText(v); len(t) > maxLogText {
+			v = clipText(t)
+		}
+		c.Data[k] = v
+	}
+	return f.Formatter.Format(&c)
+}
+
+// logText is the text of a field value that is text (strings and errors).
+func logText(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case error:
+		return x.Error()
+	}
+	return ""
+}
+
+// clipText cuts s to maxLogText bytes at a character boundary and says how
+// much was cut.
+func clipText(s string) string {
+	if len(s) <= maxLogText {
+		return s
+	}
+	n := maxLogText
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + fmt.Sprintf("...[%d bytes cut]", len(s)-n)
 }
 
 // logOutput is the log file, when there is one.

@@ -214,3 +214,30 @@ func must(t *testing.T, err error) {
 		t.Fatal(err)
 	}
 }
+
+// TestLogLinesBounded: no log line grows with what it quotes (issue #13: a
+// 10 MB destination gave lines of 31 MB).
+func TestLogLinesBounded(t *testing.T) {
+	o := defaultOptions()
+	o.logfile = "-"
+	var stdout bytes.Buffer
+	log, out, err := newLogger(&o, true, &stdout, nil, func(string) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	big := strings.Repeat("é", 1<<20)
+	log.WithField("dest", big).WithField("pid", 7).WithError(errors.New(big)).Error(big)
+	line := stdout.String()
+	if n := len(line); n > 4*maxLogText+1024 {
+		t.Fatalf("log line of %d bytes", n)
+	}
+	if strings.Count(line, "bytes cut]") != 3 || !strings.Contains(line, "pid=7") {
+		t.Errorf("line not cut as expected: %.300s", line)
+	}
+	stdout.Reset()
+	log.WithField("dest", "/a/b").Error("short")
+	if strings.Contains(stdout.String(), "cut]") || !strings.Contains(stdout.String(), "dest=/a/b") {
+		t.Errorf("short line changed: %s", stdout.String())
+	}
+}
