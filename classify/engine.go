@@ -126,7 +126,8 @@ type Engine struct {
 	inBatch bool
 	pending []job
 
-	missing sync.Map // "hierarchy\x00path" of non-template destinations already reported
+	missing  *reportLimiter[destKey] // destinations reported missing
+	moveErrs *reportLimiter[moveKey] // failed moves reported, per process and destination
 
 	overflowLog rateLimiter
 	stats       counters
@@ -168,13 +169,37 @@ func New(cfg Config) *Engine {
 		rescan: make(chan struct{}, 1),
 		hot:    make(map[int32]hotEntry),
 		marks:  newMarks(cfg.MaxMarks),
+		missing:  newReportLimiter[destKey](reportInterval, maxReports),
+		moveErrs: newReportLimiter[moveKey](reportInterval, maxReports),
 	}
+}
+
+// A problem that lasts (a missing destination, a task that cannot be moved)
+// is logged when first seen, then at most once per reportInterval per
+// destination (per process and destination for a move), with a count of
+// the occurrences in between; every occurrence is counted in Stats.Errors.
+const (
+	reportInterval = time.Minute
+	maxReports     = 4096
+)
+
+type destKey struct {
+	h    *cgroupfs.Hierarchy
+	path string
+}
+
+type moveKey struct {
+	pid int
+	destKey
 }
 
 // SetRules puts a new rule list in force. names resolves ids for log lines
 // and templates; it should be the resolver the list was loaded with.
 func (e *Engine) SetRules(l *rules.List, names rules.Resolver) {
 	e.rs.Store(&ruleset{list: l, names: names})
+	// New rules, new reports: what is still wrong is said again.
+	e.missing.reset()
+	e.moveErrs.reset()
 }
 
 // Start launches the workers, the rescan loop and the hot-table sweeper.
@@ -576,6 +601,8 @@ func (e *Engine) classify(st *workState, pid int, why reason, tid int32, exact b
 			out.moved = true
 			e.stats.moves.Add(1)
 			done = append(done, m)
+			// It exists: if it goes away again, say so at once.
+			e.missing.forget(destKey{m.H, m.Path})
 		case errors.Is(err, unix.ESRCH):
 			e.stats.gone.Add(1)
 			return out
@@ -590,12 +617,19 @@ func (e *Engine) classify(st *workState, pid int, why reason, tid int32, exact b
 			// A realtime task cannot join a v1 cpu cgroup without an
 			// rt_runtime_us budget; retrying would never succeed.
 			e.stats.errors.Add(1)
-			e.log.WithFields(logrus.Fields{"pid": pid, "rule": ruleRef(d.Rule), "controller": m.Controller, "dest": m.Path}).
-				Errorf("cannot move realtime task (does the destination have cpu.rt_runtime_us?): %v", err)
+			if n, ok := e.moveErrs.allow(moveKey{pid, destKey{m.H, m.Path}}, time.Now()); ok {
+				e.log.WithFields(moveFields(pid, d.Rule, &m, n)).
+					Errorf("cannot move realtime task (does the destination have cpu.rt_runtime_us?): %v", err)
+			}
 		default:
 			e.stats.errors.Add(1)
-			if !e.reportMissing(&m, err) {
-				e.log.WithFields(logrus.Fields{"pid": pid, "rule": ruleRef(d.Rule), "controller": m.Controller, "dest": m.Path}).Errorf("cannot move task: %v", err)
+			if e.reportMissing(&m, err) {
+				break
+			}
+			// Each thread of a multi-threaded setuid reports the change
+			// and may classify the process again: log its failure once.
+			if n, ok := e.moveErrs.allow(moveKey{pid, destKey{m.H, m.Path}}, time.Now()); ok {
+				e.log.WithFields(moveFields(pid, d.Rule, &m, n)).Errorf("cannot move task: %v", err)
 			}
 		}
 	}
@@ -660,17 +694,37 @@ func isNotExist(err error) bool {
 	return errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.ENOENT)
 }
 
-// reportMissing logs a missing non-template destination once; it returns
-// false when err is another kind of error.
+// moveFields are the fields of a failed move's log line; suppressed is the
+// number of failures not logged since the last line for the same key.
+func moveFields(pid int, r *rules.Rule, m *Move, suppressed int) logrus.Fields {
+	f := logrus.Fields{"pid": pid, "rule": ruleRef(r), "controller": m.Controller, "dest": m.Path}
+	if suppressed > 0 {
+		f["not_logged"] = suppressed
+	}
+	return f
+}
+
+// reportMissing logs a missing destination: when first seen, again at most
+// once per reportInterval while it stays missing (with the number of moves
+// that failed meanwhile), and at once after it was seen to exist or the
+// rules were reloaded. It returns false when err is another kind of error.
 func (e *Engine) reportMissing(m *Move, err error) bool {
 	if !isNotExist(err) {
 		return false
 	}
-	key := m.H.Mountpoint + "\x00" + m.Path
-	if _, seen := e.missing.LoadOrStore(key, true); !seen {
-		e.log.WithFields(logrus.Fields{"controller": m.Controller, "dest": m.Path, "rule": targetRef(m.Target)}).
-			Errorf("destination cgroup does not exist (not a template, so it is not created; reported once): %v", err)
+	n, ok := e.missing.allow(destKey{m.H, m.Path}, time.Now())
+	if !ok {
+		return true
 	}
+	f := logrus.Fields{"controller": m.Controller, "dest": m.Path, "rule": targetRef(m.Target)}
+	if n > 0 {
+		f["not_logged"] = n
+	}
+	why := "not a template, so it is not created"
+	if m.Templated {
+		why = "creating it failed"
+	}
+	e.log.WithFields(f).Errorf("destination cgroup does not exist (%s; repeated at most once a minute while it lasts): %v", why, err)
 	return true
 }
 

@@ -140,6 +140,7 @@ type fakeMover struct {
 	tasks   *fakeTasks
 	mu      sync.Mutex
 	einval  map[int]int // pid -> EINVALs still to return
+	fail    error       // every move fails with this, when set
 	exists  map[string]bool
 	created []string
 	moves   int
@@ -150,6 +151,9 @@ func (m *fakeMover) Move(h *cgroupfs.Hierarchy, path string, pid int) error {
 	defer m.mu.Unlock()
 	if m.exists != nil && !m.exists[path] {
 		return fmt.Errorf("move %d to %s: %w", pid, path, unix.ENOENT)
+	}
+	if m.fail != nil {
+		return fmt.Errorf("move %d to %s: %w", pid, path, m.fail)
 	}
 	if m.einval[pid] > 0 {
 		m.einval[pid]--
@@ -462,6 +466,85 @@ func TestEngineDestinations(t *testing.T) {
 	}
 	if len(f.mover.created) != 1 || f.mover.created[0] != "/users/bob" {
 		t.Errorf("created %v, want [/users/bob]", f.mover.created)
+	}
+}
+
+// TestEngineMissingDestinationReportedAgain: a missing destination is
+// reported when first seen, again once it has been seen to exist and gone
+// away again, again after a reload, and while it stays missing at most once
+// per interval, saying how many failures were not logged (issue #13: it was
+// reported once per daemon lifetime).
+func TestEngineMissingDestinationReportedAgain(t *testing.T) {
+	f := newFixture(t, "alice cpu fixed\n", Config{})
+	f.mover.exists = map[string]bool{}
+	f.e.Start()
+	defer f.e.Stop()
+	pid, errs := 100, uint64(0)
+	reports := func() int { return strings.Count(f.log.String(), "destination cgroup does not exist") }
+	// fails sends a task to the missing destination and waits for the failure.
+	fails := func(wantReports int) {
+		t.Helper()
+		pid++
+		errs++
+		f.tasks.add(pid, 1000, "/")
+		f.e.Handle(uidEvent(pid))
+		waitFor(t, "failed move counted", func() bool { return f.e.Stats().Errors == errs })
+		if n := reports(); n != wantReports {
+			t.Fatalf("after pid %d: missing destination reported %d times, want %d:\n%s", pid, n, wantReports, f.log.String())
+		}
+	}
+	fails(1)
+	fails(1) // the same episode
+	f.mover.mu.Lock()
+	f.mover.exists["/fixed"] = true
+	f.mover.mu.Unlock()
+	pid++
+	f.tasks.add(pid, 1000, "/")
+	f.e.Handle(uidEvent(pid))
+	waitFor(t, "moved once the destination exists", func() bool { return f.tasks.where(pid, f.cpu) == "/fixed" })
+	f.mover.mu.Lock()
+	delete(f.mover.exists, "/fixed")
+	f.mover.mu.Unlock()
+	fails(2) // removed again: reported again
+	fails(2)
+	f.e.SetRules(mustParse(t, f.e.cfg.Layout, "alice cpu fixed\n"), testResolver())
+	fails(3) // after a reload
+	fails(3)
+	f.e.missing.mu.Lock()
+	f.e.missing.interval = time.Millisecond
+	f.e.missing.mu.Unlock()
+	time.Sleep(5 * time.Millisecond)
+	fails(4) // the interval has passed: reported, with the count
+	if !strings.Contains(f.log.String(), "not_logged=1") {
+		t.Errorf("the repeated report does not count the failure not logged:\n%s", f.log.String())
+	}
+}
+
+// TestEngineFailedMoveLoggedOnce: a process whose threads report its setuid
+// one by one is classified again for each, and its failed move is logged
+// once, not once per thread event (issue #13).
+func TestEngineFailedMoveLoggedOnce(t *testing.T) {
+	f := newFixture(t, "alice cpu fixed\n", Config{})
+	f.mover.fail = unix.EACCES
+	f.tasks.add(100, 1000, "/")
+	for tid := 101; tid <= 105; tid++ {
+		f.tasks.threads[tid] = 1000
+	}
+	f.e.Start()
+	defer f.e.Stop()
+	for tid := 101; tid <= 105; tid++ {
+		f.e.Handle(&kernel.Event{What: kernel.EventUID, PID: int32(tid), TGID: 100, EUID: 1000})
+		waitFor(t, "failed move counted", func() bool { return f.e.Stats().Errors == uint64(tid-100) })
+	}
+	if n := strings.Count(f.log.String(), "cannot move task"); n != 1 {
+		t.Errorf("the failed move was logged %d times, want once:\n%s", n, f.log.String())
+	}
+	// Another process failing the same way is logged.
+	f.tasks.add(200, 1000, "/")
+	f.e.Handle(uidEvent(200))
+	waitFor(t, "failed move counted", func() bool { return f.e.Stats().Errors == 6 })
+	if n := strings.Count(f.log.String(), "cannot move task"); n != 2 {
+		t.Errorf("another process's failed move: logged %d times in all, want 2:\n%s", n, f.log.String())
 	}
 }
 

@@ -29,7 +29,7 @@ type Stats struct {
 	Created          uint64 // template destinations created
 	Retries          uint64 // moves retried because the task was still being created
 	Gone             uint64 // tasks that exited before they could be read or moved
-	Errors           uint64 // everything else that failed (each is logged)
+	Errors           uint64 // everything else that failed (logged; a recurring one at most once a minute)
 
 	// Sticky marks (cgexec, cgclassify --sticky; see marks.go).
 	StickyMarks   uint64 // marks held now

@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"testing"
 	"time"
@@ -127,4 +128,34 @@ func TestMultiThreadedSetuid(t *testing.T) {
 		expectCgroupStays(t, h.pid, "memory", e.cg(""), 200*time.Millisecond)
 		h.stop()
 	}
+}
+
+// TestMissingDestinationReportedAgain: a destination that is removed,
+// recreated and removed again is reported missing each time it goes
+// missing (issue #13: the second time tasks stayed behind without a word).
+func TestMissingDestinationReportedAgain(t *testing.T) {
+	requireDaemon(t)
+	identities(t)
+	e := newEnv(t, []string{"cpu"})
+	e.writeRules("cgresjo  cpu  fixed\n")
+	d := e.startDaemon(dopts{})
+	missing := regexp.MustCompile(`level=error.*destination cgroup does not exist.*dest=/cgre-e2e-[0-9a-f]+/fixed`)
+
+	from := d.logSize()
+	h := e.harness(hopts{user: "cgresjo"})
+	d.waitLog(from, missing, 3*time.Second)
+	h.stop()
+
+	e.mkdir("fixed")
+	h = e.harness(hopts{user: "cgresjo"})
+	waitCgroup(t, h.pid, "cpu", e.cg("fixed"), 2*time.Second)
+	h.stop()
+	if err := removeCgroupTree(e.path("cpu", "fixed"), 3*time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	from = d.logSize()
+	h = e.harness(hopts{user: "cgresjo"})
+	d.waitLog(from, missing, 3*time.Second)
+	expectCgroupStays(t, h.pid, "cpu", e.cg(""), 100*time.Millisecond)
 }
