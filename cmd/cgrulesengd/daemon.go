@@ -34,6 +34,7 @@ type daemon struct {
 
 	log    *logrus.Logger
 	out    *logOutput
+	watch  *rulesWatch
 	layout *cgroupfs.Layout
 	engine *classify.Engine
 	rules  *rules.List
@@ -140,7 +141,7 @@ func (d *daemon) run() (err error) {
 	// then idles should not keep them resident.
 	debug.FreeOSMemory()
 
-	watcher, err := d.watch()
+	watcher, err := newRulesWatch(o.config, o.configDir)
 	if err != nil {
 		log.Warnf("not watching the rules files for changes (reload with SIGUSR2): %v", err)
 	}
@@ -169,7 +170,8 @@ func (d *daemon) run() (err error) {
 	var fsErrors <-chan error
 	if watcher != nil {
 		defer watcher.Close()
-		fsEvents, fsErrors = watcher.Events, watcher.Errors
+		fsEvents, fsErrors = watcher.w.Events, watcher.w.Errors
+		d.watch = watcher
 	}
 	for {
 		select {
@@ -193,7 +195,7 @@ func (d *daemon) run() (err error) {
 				fsEvents = nil
 				continue
 			}
-			if !d.relevant(ev, watcher) {
+			if !watcher.relevant(ev) {
 				continue
 			}
 			// Editors write in several steps; wait until they are done.
@@ -309,6 +311,11 @@ func (d *daemon) reopenLog() {
 }
 
 func (d *daemon) reload() {
+	if d.watch != nil {
+		// An edit may have re-pointed a symbolic link (watched even if
+		// this load fails, so that fixing the new target reloads).
+		d.watch.refresh()
+	}
 	list, names, err := d.load()
 	if err != nil {
 		n := 0
@@ -330,40 +337,4 @@ func firstLine(err error) string {
 		return s[:i] + " (and more, see above)"
 	}
 	return s
-}
-
-// watch watches the directories holding the rules, so that editors that
-// save by writing a new file and renaming it over the old one are seen.
-func (d *daemon) watch() (*fsnotify.Watcher, error) {
-	w, err := fsnotify.NewWatcher()
-	if err != nil {
-		return nil, err
-	}
-	if err := w.Add(filepath.Dir(d.opt.config)); err != nil {
-		w.Close()
-		return nil, fmt.Errorf("watching %s: %w", filepath.Dir(d.opt.config), err)
-	}
-	if d.opt.configDir != "" {
-		if err := w.Add(d.opt.configDir); err != nil {
-			// The drop-in directory may appear later: watch its parent.
-			_ = w.Add(filepath.Dir(d.opt.configDir))
-		}
-	}
-	return w, nil
-}
-
-func (d *daemon) relevant(ev fsnotify.Event, w *fsnotify.Watcher) bool {
-	if ev.Name == d.opt.config {
-		return true
-	}
-	if d.opt.configDir == "" {
-		return false
-	}
-	if ev.Name == d.opt.configDir {
-		if ev.Has(fsnotify.Create) {
-			_ = w.Add(d.opt.configDir)
-		}
-		return true
-	}
-	return filepath.Dir(ev.Name) == d.opt.configDir && strings.HasSuffix(ev.Name, ".conf")
 }

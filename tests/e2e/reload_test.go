@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -115,6 +116,55 @@ func TestReloadEditInPlace(t *testing.T) {
 	// And a second edit is seen too (the watch survives the first).
 	e.writeRules("cgresjo  cpu  newer\n")
 	e.eventually(hopts{user: "cgresjo"}, "cpu", e.cg("newer"), 3*time.Second)
+}
+
+// TestReloadSymlinkTargetEdit: when the rules file and a drop-in are
+// symbolic links, editing their targets in place reloads (issue #13: only
+// re-pointing the link did).
+func TestReloadSymlinkTargetEdit(t *testing.T) {
+	requireDaemon(t)
+	identities(t)
+	e := newEnv(t, []string{"cpu"}, "old", "new", "newer")
+	real := filepath.Join(e.dir, "real")
+	if err := os.Mkdir(real, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	target := filepath.Join(real, "cgrules.conf")
+	dropin := filepath.Join(real, "dropin")
+	for p, content := range map[string]string{target: "cgresjo  cpu  old\n", dropin: "# nothing yet\n"} {
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(target, e.rules); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(dropin, filepath.Join(e.confDir, "link.conf")); err != nil {
+		t.Fatal(err)
+	}
+	e.startDaemon(dopts{})
+	h := e.harness(hopts{user: "cgresjo"})
+	waitCgroup(t, h.pid, "cpu", e.cg("old"), 2*time.Second)
+
+	inPlace := func(p, content string) {
+		t.Helper()
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_TRUNC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.WriteString(content); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	inPlace(target, "cgresjo  cpu  new\n")
+	e.eventually(hopts{user: "cgresjo"}, "cpu", e.cg("new"), 3*time.Second)
+	// The drop-in's target: its rule applies to a user the main file does
+	// not name.
+	inPlace(dropin, "cgrecgtest  cpu  newer\n")
+	e.eventually(hopts{user: "cgrecgtest"}, "cpu", e.cg("newer"), 3*time.Second)
 }
 
 func TestReloadRenameOver(t *testing.T) {
