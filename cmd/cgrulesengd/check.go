@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"strconv"
 
 	"github.com/cgrulesengd/cgrulesengd/rules"
@@ -46,9 +47,10 @@ func plural(n int, what string) string {
 // (NAME or UID), group ("" = the user's primary group; NAME or GID) and
 // process ("" = none): "# rule FILE:LINE: TEXT", comment lines for options
 // and unexpanded templates, then one "controller<TAB>/destination" line per
-// target. Exit status: 0 a rule matched, 1 none did, 2 usage or rules error
-// (on stderr, with file:line).
-func runExplain(stdout, stderr io.Writer, mainFile, dropinDir string, opt rules.Options, user, group, process string) int {
+// target, the path as /proc/PID/cgroup shows it: below root (--cgroup-root),
+// since destinations are relative to it. Exit status: 0 a rule matched, 1
+// none did, 2 usage or rules error (on stderr, with file:line).
+func runExplain(stdout, stderr io.Writer, mainFile, dropinDir string, opt rules.Options, root, user, group, process string) int {
 	if user == "" {
 		fmt.Fprintln(stderr, "cgrulesengd: --explain needs --user NAME|UID")
 		return 2
@@ -110,7 +112,7 @@ func runExplain(stdout, stderr io.Writer, mainFile, dropinDir string, opt rules.
 		fmt.Fprintln(stdout, "# no targets: none of this rule's controllers is available here; the task is left where it is")
 	}
 	for _, x := range res {
-		fmt.Fprintf(stdout, "%s\t/%s\n", x.Controller, x.Path)
+		fmt.Fprintf(stdout, "%s\t%s\n", x.Controller, path.Join("/", root, x.Path))
 	}
 	return 0
 }

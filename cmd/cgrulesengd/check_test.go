@@ -180,7 +180,7 @@ bob                 *          /users/%u   ignore
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
-			code := runExplain(&out, &errOut, mainFile, dir, cmdOptions(), tc.user, tc.group, tc.process)
+			code := runExplain(&out, &errOut, mainFile, dir, cmdOptions(), "/", tc.user, tc.group, tc.process)
 			if code != tc.wantCode {
 				t.Errorf("exit %d, want %d (stderr %q)", code, tc.wantCode, errOut.String())
 			}
@@ -197,7 +197,7 @@ bob                 *          /users/%u   ignore
 func TestRunExplainRulesError(t *testing.T) {
 	mainFile, dir := fixture(t, "alice cpu a\n", map[string]string{"x.conf": "bob cpu ../up\n"})
 	var out, errOut bytes.Buffer
-	code := runExplain(&out, &errOut, mainFile, dir, cmdOptions(), "alice", "", "")
+	code := runExplain(&out, &errOut, mainFile, dir, cmdOptions(), "/", "alice", "", "")
 	if code != 2 || out.Len() != 0 {
 		t.Fatalf("exit %d stdout %q, want 2 and nothing", code, out.String())
 	}
@@ -210,11 +210,27 @@ func TestRunExplainRulesError(t *testing.T) {
 func TestRunExplainNoTargets(t *testing.T) {
 	mainFile, dir := fixture(t, "alice blkio a\n* cpu b\n", nil)
 	var out, errOut bytes.Buffer
-	code := runExplain(&out, &errOut, mainFile, dir, cmdOptions(), "alice", "", "")
+	code := runExplain(&out, &errOut, mainFile, dir, cmdOptions(), "/", "alice", "", "")
 	if code != 0 || !strings.Contains(out.String(), "# no targets:") {
 		t.Errorf("exit %d stdout %q", code, out.String())
 	}
 	if !strings.Contains(errOut.String(), `warning: controller "blkio" is not available`) {
 		t.Errorf("warnings not shown on stderr: %q", errOut.String())
+	}
+}
+
+// TestExplainCgroupRoot: --explain prints the cgroups below --cgroup-root,
+// where the daemon would put the task (issue #13: the root was ignored).
+func TestExplainCgroupRoot(t *testing.T) {
+	mainFile, dir := fixture(t, "root  cpu  users/%u\n", nil)
+	for root, want := range map[string]string{"/demo": "cpu\t/demo/users/root\n", "//demo//": "cpu\t/demo/users/root\n", "/": "cpu\t/users/root\n"} {
+		var stdout, stderr bytes.Buffer
+		code := realMain([]string{"--explain", "--user", "root", "--cgroup-root", root, "-c", mainFile, "--config-dir", dir, "--proc-root", fakeProcRoot(t)}, &stdout, &stderr)
+		if code != 0 {
+			t.Fatalf("--cgroup-root %s: exit %d, stderr %q", root, code, stderr.String())
+		}
+		if got := stdout.String(); !strings.HasSuffix(got, want) {
+			t.Errorf("--cgroup-root %s: stdout %q, want it to end with %q", root, got, want)
+		}
 	}
 }

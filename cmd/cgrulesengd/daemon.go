@@ -95,6 +95,14 @@ func (d *daemon) run() (err error) {
 	if len(d.layout.Hierarchies) == 0 {
 		return errors.New("no cgroup hierarchy is mounted")
 	}
+	mover := cgroupfs.NewMover(d.layout, cgroupfs.WithCgroupRoot(o.cgroupRoot))
+	missing, err := checkCgroupRoot(d.layout, o.cgroupRoot, mover.Exists)
+	if err != nil {
+		return err
+	}
+	if len(missing) > 0 {
+		log.Warnf("--cgroup-root %s does not exist in hierarchies %q: there, only template destinations (which create it) can be used", o.cgroupRoot, missing)
+	}
 	tLoad := time.Now()
 	list, names, err := d.load()
 	if err != nil {
@@ -104,7 +112,7 @@ func (d *daemon) run() (err error) {
 
 	d.engine = classify.New(classify.Config{
 		Layout: d.layout,
-		Mover:  cgroupfs.NewMover(d.layout, cgroupfs.WithCgroupRoot(o.cgroupRoot)),
+		Mover:  mover,
 		Tasks:  proc.NewFS(o.procRoot),
 		Log:    log,
 		Root:   o.cgroupRoot,

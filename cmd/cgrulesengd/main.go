@@ -47,7 +47,7 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		if o.check {
 			return runCheck(stdout, stderr, o.config, o.configDir, ropt)
 		}
-		return runExplain(stdout, stderr, o.config, o.configDir, ropt, o.exUser, o.exGroup, o.exProc)
+		return runExplain(stdout, stderr, o.config, o.configDir, ropt, o.cgroupRoot, o.exUser, o.exGroup, o.exProc)
 	}
 	if _, _, err := socketOwner(&o); err != nil {
 		// Before detaching, so that the starting command says it.

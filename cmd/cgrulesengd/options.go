@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -239,6 +240,8 @@ func finish(o *options) error {
 			return fmt.Errorf("%w: --cgroup-root must not contain \"..\": %q", errUsage, o.cgroupRoot)
 		}
 	}
+	// "//", "/a/./b/": the daemon logs, compares and joins the clean path.
+	o.cgroupRoot = path.Clean(o.cgroupRoot)
 	if o.netlinkBuf < 4096 {
 		return fmt.Errorf("%w: --netlink-buffer must be at least 4096 bytes, got %d", errUsage, o.netlinkBuf)
 	}

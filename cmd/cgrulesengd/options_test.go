@@ -70,6 +70,16 @@ func TestParseArgs(t *testing.T) {
 				t.Errorf("got %q %q", o.socketUser, o.socketGroup)
 			}
 		}},
+		{"root cleaned", []string{"--cgroup-root", "//"}, func(t *testing.T, o options) {
+			if o.cgroupRoot != "/" {
+				t.Errorf("cgroupRoot %q, want /", o.cgroupRoot)
+			}
+		}},
+		{"root cleaned inside", []string{"--cgroup-root", "/a//b/./c/"}, func(t *testing.T, o options) {
+			if o.cgroupRoot != "/a/b/c" {
+				t.Errorf("cgroupRoot %q, want /a/b/c", o.cgroupRoot)
+			}
+		}},
 		{"config and root", []string{"-c", "r.conf", "--config-dir", "d", "--cgroup-root=/x/y", "--pidfile", "p"}, func(t *testing.T, o options) {
 			if o.config != "r.conf" || o.configDir != "d" || o.cgroupRoot != "/x/y" || o.pidfile != "p" {
 				t.Errorf("got %+v", o)
