@@ -93,7 +93,8 @@ CGroup Rules Engine Daemon: moves each task into the cgroups that
   -h, --help                   this help
       --version                print the version
 
-Signals: SIGUSR2 or SIGHUP reload the rules, SIGTERM or SIGINT stop the daemon.
+Signals: SIGUSR2 or SIGHUP reload the rules and reopen the log file (logrotate),
+SIGTERM or SIGINT stop the daemon.
 Environment: CGROUP_LOGLEVEL=ERROR|WARNING|INFO|DEBUG sets the starting log level.
 `
 
