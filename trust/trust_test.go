@@ -31,13 +31,6 @@ func (m memFS) Readlink(p string) (string, error) {
 	return "", &fs.PathError{Op: "readlink", Path: p, Err: syscall.EINVAL}
 }
 
-const (
-	rootDir  = 0o755 | fs.ModeDir
-	tmpDir   = 0o777 | fs.ModeDir | fs.ModeSticky
-	rootFile = 0o644
-	link     = 0o777 | fs.ModeSymlink
-)
-
 // tree is "/etc/cgrules.conf" in a sane system, plus whatever a case
 // changes or adds; entries are "path mode uid [-> target]".
 func tree(extra ...string) memFS {
