@@ -22,13 +22,14 @@ const demoDir = "/cgrulesengd-demo"
 // out), on this hybrid machine and on a pure v2 one.
 func TestDemo(t *testing.T) {
 	requireDaemon(t)
-	for _, pureV2 := range []bool{false, true} {
-		name := "hybrid"
-		if pureV2 {
-			name = "pure-v2"
-		}
-		t.Run(name, func(t *testing.T) { demo(t, pureV2) })
-	}
+	hybridAndPureV2(t, demo)
+}
+
+// hybridAndPureV2 runs f as subtest "hybrid" (this machine's mounts) and
+// "pure-v2" (cgroup2 alone, in a private mount namespace: pureV2Script).
+func hybridAndPureV2(t *testing.T, f func(t *testing.T, pureV2 bool)) {
+	t.Run("hybrid", func(t *testing.T) { f(t, false) })
+	t.Run("pure-v2", func(t *testing.T) { f(t, true) })
 }
 
 func demo(t *testing.T, pureV2 bool) {
