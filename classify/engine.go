@@ -161,14 +161,14 @@ func New(cfg Config) *Engine {
 	}
 	root := path.Clean("/" + cfg.Root)
 	return &Engine{
-		cfg:    cfg,
-		scope:  scope{layout: cfg.Layout, root: root},
-		log:    cfg.Log,
-		jobs:   make(chan job, cfg.QueueSize),
-		stop:   make(chan struct{}),
-		rescan: make(chan struct{}, 1),
-		hot:    make(map[int32]hotEntry),
-		marks:  newMarks(cfg.MaxMarks),
+		cfg:      cfg,
+		scope:    scope{layout: cfg.Layout, root: root},
+		log:      cfg.Log,
+		jobs:     make(chan job, cfg.QueueSize),
+		stop:     make(chan struct{}),
+		rescan:   make(chan struct{}, 1),
+		hot:      make(map[int32]hotEntry),
+		marks:    newMarks(cfg.MaxMarks),
 		missing:  newReportLimiter[destKey](reportInterval, maxReports),
 		moveErrs: newReportLimiter[moveKey](reportInterval, maxReports),
 	}
