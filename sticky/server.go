@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cgrulesengd/cgrulesengd/proc"
+	"github.com/cgrulesengd/cgrulesengd/unixsock"
 )
 
 // Marks is where the server carries requests out: *classify.Engine in the
@@ -56,10 +57,9 @@ type Config struct {
 // Close stops it. Its goroutines are its own: the netlink reader never
 // waits for a client.
 type Server struct {
-	cfg  Config
-	ln   *net.UnixListener
-	file socketFile
-	log  *logrus.Logger
+	cfg Config
+	ln  *unixsock.Listener
+	log *logrus.Logger
 
 	slots   chan struct{} // one per client being served
 	closing chan struct{}
@@ -81,12 +81,12 @@ func Listen(cfg Config) (*Server, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = time.Second
 	}
-	ln, file, err := listen(cfg.Path, cfg.UID, cfg.GID)
+	ln, err := listen(cfg.Path, cfg.UID, cfg.GID)
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{
-		cfg: cfg, ln: ln, file: file, log: cfg.Log,
+		cfg: cfg, ln: ln, log: cfg.Log,
 		slots:    make(chan struct{}, cfg.MaxClients),
 		closing:  make(chan struct{}),
 		conns:    make(map[*net.UnixConn]struct{}),
@@ -107,14 +107,13 @@ func (s *Server) Close() error {
 	var err error
 	s.once.Do(func() {
 		close(s.closing)
-		s.ln.Close()
+		err = s.ln.Close()
 		s.mu.Lock()
 		for c := range s.conns {
 			c.Close()
 		}
 		s.mu.Unlock()
 		s.wg.Wait()
-		err = s.file.remove(s.cfg.Path)
 	})
 	return err
 }
@@ -159,7 +158,7 @@ func (s *Server) serve(c *net.UnixConn) {
 		s.wg.Done()
 	}()
 	_ = c.SetDeadline(time.Now().Add(s.cfg.Timeout))
-	peer, err := peerCred(c)
+	peer, err := unixsock.PeerCred(c)
 	if err != nil {
 		s.refuse(nil, 0, "no peer credentials: %v", err)
 		return

@@ -226,21 +226,6 @@ func TestListenSocketFile(t *testing.T) {
 	}
 }
 
-func TestListenReplacesStaleSocket(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "cgred.socket")
-	old, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	old.SetUnlinkOnClose(false)
-	old.Close() // a daemon that died: the file stays, nobody listens
-	f := newServer(t, Config{Path: path})
-	f.procs.set(10, 10, uint32(os.Geteuid()), 1, false)
-	if got := ask(t, path, encode(10, 0)); got != Reply {
-		t.Errorf("reply %q after replacing a stale socket", got)
-	}
-}
-
 func TestListenLiveSocketIsAnError(t *testing.T) {
 	f := newServer(t, Config{})
 	_, err := Listen(Config{Path: f.path, UID: -1, GID: -1, Marks: f.marks, Procs: f.procs, Log: f.srv.log})
@@ -254,45 +239,6 @@ func TestListenLiveSocketIsAnError(t *testing.T) {
 	}
 	if _, refused := f.marks.state(); refused != 0 {
 		t.Errorf("the probe counted as %d refusals", refused)
-	}
-}
-
-func TestListenLeavesOtherFiles(t *testing.T) {
-	dir := t.TempDir()
-	path := filepath.Join(dir, "cgred.socket")
-	if err := os.WriteFile(path, []byte("data"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	_, err := Listen(Config{Path: path, UID: -1, GID: -1, Marks: newFakeMarks(), Procs: &fakeProcs{}, Log: logrus.New()})
-	if err == nil || !strings.Contains(err.Error(), "exists and is not a socket") {
-		t.Fatalf("Listen over a regular file: %v", err)
-	}
-	if b, _ := os.ReadFile(path); string(b) != "data" {
-		t.Errorf("the regular file was changed: %q", b)
-	}
-	long := filepath.Join(dir, strings.Repeat("x", 100))
-	if _, err := Listen(Config{Path: long, UID: -1, GID: -1}); err == nil || !strings.Contains(err.Error(), "too long") {
-		t.Errorf("Listen on a %d-byte path: %v", len(long), err)
-	}
-}
-
-// TestCloseKeepsAnotherSocket: if another daemon replaced the socket file,
-// Close leaves that one alone.
-func TestCloseKeepsAnotherSocket(t *testing.T) {
-	f := newServer(t, Config{})
-	other := f.path + ".other"
-	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: other, Net: "unix"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	ln.SetUnlinkOnClose(false)
-	if err := os.Rename(other, f.path); err != nil {
-		t.Fatal(err)
-	}
-	f.srv.Close()
-	if _, err := os.Lstat(f.path); err != nil {
-		t.Errorf("Close removed the other daemon's socket: %v", err)
 	}
 }
 
