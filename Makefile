@@ -8,7 +8,7 @@ VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 SHELL    := /bin/bash
-UNIT_PKGS := ./rules/... ./trust/... ./kernel/... ./proc/... ./cgroupfs/... ./classify/... ./sched/... ./sticky/... ./unixsock/... ./cmd/...
+UNIT_PKGS := ./rules/... ./trust/... ./kernel/... ./proc/... ./cgroupfs/... ./classify/... ./sched/... ./sticky/... ./unixsock/... ./ratelimit/... ./cmd/...
 
 .PHONY: all build test test-unit test-e2e test-unprivileged bench bench-e2e lint install run clean
 

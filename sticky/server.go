@@ -11,6 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cgrulesengd/cgrulesengd/proc"
+	"github.com/cgrulesengd/cgrulesengd/ratelimit"
 	"github.com/cgrulesengd/cgrulesengd/unixsock"
 )
 
@@ -69,7 +70,7 @@ type Server struct {
 	mu    sync.Mutex
 	conns map[*net.UnixConn]struct{}
 
-	refusals rateLimiter
+	refusals ratelimit.Limiter
 }
 
 // Listen creates the socket at cfg.Path (see listen for the handling of an
@@ -90,7 +91,7 @@ func Listen(cfg Config) (*Server, error) {
 		slots:    make(chan struct{}, cfg.MaxClients),
 		closing:  make(chan struct{}),
 		conns:    make(map[*net.UnixConn]struct{}),
-		refusals: rateLimiter{burst: 5, window: time.Second},
+		refusals: ratelimit.Limiter{Burst: 5, Window: time.Second},
 	}
 	s.wg.Add(1)
 	go s.accept()
@@ -270,7 +271,7 @@ func allowed(peer *unix.Ucred, id proc.Ident) bool {
 // log); the next line that gets through says how many were left out.
 func (s *Server) refuse(peer *unix.Ucred, pid int32, format string, args ...any) {
 	s.cfg.Marks.Refused()
-	n, ok := s.refusals.allow(time.Now())
+	n, ok := s.refusals.Allow(time.Now())
 	if !ok {
 		return
 	}
@@ -289,31 +290,4 @@ func peerFields(peer *unix.Ucred) logrus.Fields {
 		return logrus.Fields{}
 	}
 	return logrus.Fields{"peer_uid": peer.Uid, "peer_pid": peer.Pid}
-}
-
-// rateLimiter lets burst reports through per window and counts the others.
-type rateLimiter struct {
-	burst  int
-	window time.Duration
-
-	mu         sync.Mutex
-	start      time.Time
-	n          int
-	suppressed int
-}
-
-func (r *rateLimiter) allow(now time.Time) (suppressed int, ok bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if now.Sub(r.start) >= r.window {
-		r.start, r.n = now, 0
-	}
-	if r.n >= r.burst {
-		r.suppressed++
-		return 0, false
-	}
-	r.n++
-	n := r.suppressed
-	r.suppressed = 0
-	return n, true
 }
