@@ -30,6 +30,7 @@ const wantedEvents = kernel.EventFork | kernel.EventExec | kernel.EventUID | ker
 type daemon struct {
 	opt            options
 	notify         *notifier
+	sd             *sdNotifier // systemd's NOTIFY_SOCKET (Type=notify)
 	stdout, stderr io.Writer
 
 	log    *logrus.Logger
@@ -75,6 +76,7 @@ func (d *daemon) run() (err error) {
 		out.Close()
 	}()
 	d.log, d.out = log, out
+	d.sd.warn = log.Warnf
 	for _, p := range []*string{&o.config, &o.configDir, &o.pidfile, &o.socket} {
 		if *p != "" {
 			if abs, err := filepath.Abs(*p); err == nil {
@@ -168,6 +170,7 @@ func (d *daemon) run() (err error) {
 		"load": loadTook.Round(time.Microsecond), "scan": scanTook.Round(time.Microsecond),
 	}).Info("ready")
 	d.notify.ready()
+	d.sd.ready(d.engine, list.Len())
 	if d.notify.background() || !o.nodaemon {
 		_ = os.Chdir("/")
 	}
@@ -196,6 +199,7 @@ func (d *daemon) run() (err error) {
 				}
 			case syscall.SIGTERM, syscall.SIGINT:
 				log.WithField("signal", s.String()).Info("stopping")
+				d.sd.stopping()
 				return d.shutdown(conn, readerDone)
 			}
 		case ev, ok := <-fsEvents:
@@ -324,12 +328,14 @@ func (d *daemon) reload() {
 		// this load fails, so that fixing the new target reloads).
 		d.watch.refresh()
 	}
+	d.sd.reloading()
 	list, names, err := d.load()
 	if err != nil {
 		n := 0
 		if d.rules != nil {
 			n = d.rules.Len()
 		}
+		d.sd.reloaded(n, err)
 		d.log.Errorf("reload failed, the %d rules loaded before stay in force: %v", n, firstLine(err))
 		return
 	}
@@ -337,6 +343,7 @@ func (d *daemon) reload() {
 	d.rules = list
 	debug.FreeOSMemory()
 	d.log.WithField("rules", list.Len()).Info("rules reloaded")
+	d.sd.reloaded(list.Len(), nil)
 }
 
 func firstLine(err error) string {

@@ -55,14 +55,15 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return exitSocketOwner
 	}
 	n := notifierFromEnv()
-	if !o.nodaemon && !n.background() {
+	if !o.nodaemon && !n.background() && !underServiceManager() {
 		return startBackground(args, stderr)
 	}
-	d := &daemon{opt: o, notify: n, stdout: stdout, stderr: stderr}
+	d := &daemon{opt: o, notify: n, sd: newSDNotifier(nil), stdout: stdout, stderr: stderr}
 	if err := d.run(); err != nil {
 		// run has logged err already; the starter (background) or the
 		// terminal (foreground) hears it too, unless the log is stderr.
 		n.fail(err)
+		d.sd.failed(err)
 		if d.out == nil || !d.out.stderr {
 			fmt.Fprintf(stderr, "cgrulesengd: %v\n", err)
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -126,7 +127,7 @@ func parseArgs(args []string) (options, error) {
 		"socket-user":    {arg: 1, set: str(&o.socketUser)},
 		"socket-group":   {arg: 1, set: str(&o.socketGroup)},
 		"socket":         {arg: 1, set: str(&o.socket)},
-		"config":         {arg: 1, set: str(&o.config)},
+		"config":         {arg: 1, set: func(v string) error { o.config = cmp.Or(v, o.config); return nil }}, // "" (an unset service variable): the default
 		"config-dir":     {arg: 1, set: str(&o.configDir)},
 		"cgroup-root":    {arg: 1, set: str(&o.cgroupRoot)},
 		"pidfile":        {arg: 1, set: str(&o.pidfile)},

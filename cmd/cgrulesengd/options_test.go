@@ -80,6 +80,11 @@ func TestParseArgs(t *testing.T) {
 				t.Errorf("cgroupRoot %q, want /a/b/c", o.cgroupRoot)
 			}
 		}},
+		{"empty values of unset service variables mean the defaults", []string{"--config=", "--logfile=", "--socket-user=", "--socket-group="}, func(t *testing.T, o options) {
+			if o.config != "/etc/cgrules.conf" || o.logfile != "" || o.socketUser != "" || o.socketGroup != "" {
+				t.Errorf("got config %q logfile %q socket %q:%q", o.config, o.logfile, o.socketUser, o.socketGroup)
+			}
+		}},
 		{"config and root", []string{"-c", "r.conf", "--config-dir", "d", "--cgroup-root=/x/y", "--pidfile", "p"}, func(t *testing.T, o options) {
 			if o.config != "r.conf" || o.configDir != "d" || o.cgroupRoot != "/x/y" || o.pidfile != "p" {
 				t.Errorf("got %+v", o)
