@@ -4,13 +4,28 @@ PREFIX   ?= /usr/local
 DESTDIR  ?=
 SBINDIR  ?= $(PREFIX)/sbin
 SYSCONFDIR ?= /etc
+MANDIR   ?= $(PREFIX)/share/man
+UNITDIR  ?= $(PREFIX)/lib/systemd/system
+INITDIR  ?= $(SYSCONFDIR)/init.d
+# The service's settings file: Red Hat's name where /etc/sysconfig exists.
+SETTINGS ?= $(if $(wildcard /etc/sysconfig/.),$(SYSCONFDIR)/sysconfig/cgred.conf,$(SYSCONFDIR)/default/cgred)
 VERSION  ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# Man pages and packages are made with pinned tools run through `go run`
+# (nothing is downloaded but Go modules).
+MD2MAN   ?= github.com/cpuguy83/go-md2man/v2@v2.0.7
+NFPM     ?= github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2
+DIST     ?= dist
+# Debian and rpm versions must start with a digit; git describe may not.
+PKG_VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null); \
+	if [ -n "$$v" ]; then echo "$${v\#v}" | tr - '~'; \
+	else echo "0.0~git$$(git rev-parse --short HEAD 2>/dev/null || echo 0)"; fi)
+MANPAGES := build/man/cgrulesengd.8 build/man/cgrules.conf.5 build/man/cgred.conf.5
 SHELL    := /bin/bash
 UNIT_PKGS := ./rules/... ./trust/... ./kernel/... ./proc/... ./cgroupfs/... ./classify/... ./sched/... ./sticky/... ./unixsock/... ./ratelimit/... ./cmd/...
 
-.PHONY: all build test test-unit test-e2e test-unprivileged bench bench-e2e lint install run clean
+.PHONY: all build test test-unit test-e2e test-unprivileged bench bench-e2e lint install uninstall man package run clean
 
 all: build
 
@@ -48,14 +63,63 @@ lint:
 	$(GO) vet ./...
 	$(GO) run $(STATICCHECK) ./...
 
-install: build
+# The man pages, from man/*.md (one source: README and --help follow them).
+man: $(MANPAGES)
+
+build/man/%: man/%.md
+	@mkdir -p build/man
+	$(GO) run $(MD2MAN) -in $< -out $@
+
+# install: never overwrites an existing rules or settings file; the script
+# and the unit get this install's paths. uninstall removes what install
+# wrote, and the rules and settings files only while they are unchanged.
+install: build man
 	install -D -m 0755 bin/cgrulesengd $(DESTDIR)$(SBINDIR)/cgrulesengd
+	install -d -m 0755 $(DESTDIR)$(INITDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8
+	sed -e 's|/usr/sbin/cgrulesengd|$(SBINDIR)/cgrulesengd|' \
+	    -e 's|/etc/sysconfig/cgred.conf|$(SYSCONFDIR)/sysconfig/cgred.conf|' \
+	    -e 's|/etc/default/cgred|$(SYSCONFDIR)/default/cgred|' init/cgred >$(DESTDIR)$(INITDIR)/cgred
+	chmod 0755 $(DESTDIR)$(INITDIR)/cgred
+	sed -e 's|/usr/sbin/cgrulesengd|$(SBINDIR)/cgrulesengd|' \
+	    -e 's|/etc/sysconfig/cgred.conf|$(SYSCONFDIR)/sysconfig/cgred.conf|' \
+	    -e 's|/etc/default/cgred|$(SYSCONFDIR)/default/cgred|' init/cgred.service >$(DESTDIR)$(UNITDIR)/cgred.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/cgred.service
+	install -m 0644 build/man/cgrulesengd.8 $(DESTDIR)$(MANDIR)/man8/
+	install -m 0644 build/man/cgrules.conf.5 build/man/cgred.conf.5 $(DESTDIR)$(MANDIR)/man5/
 	@if [ ! -e $(DESTDIR)$(SYSCONFDIR)/cgrules.conf ]; then \
-		install -D -m 0644 samples/cgrules.conf $(DESTDIR)$(SYSCONFDIR)/cgrules.conf; fi
+		echo "install samples/cgrules.conf $(DESTDIR)$(SYSCONFDIR)/cgrules.conf"; \
+		install -D -m 0644 samples/cgrules.conf $(DESTDIR)$(SYSCONFDIR)/cgrules.conf; \
+	else echo "$(DESTDIR)$(SYSCONFDIR)/cgrules.conf exists: kept"; fi
+	@if [ ! -e $(DESTDIR)$(SETTINGS) ]; then \
+		echo "install samples/cgred.conf $(DESTDIR)$(SETTINGS)"; \
+		install -d -m 0755 $$(dirname $(DESTDIR)$(SETTINGS)); \
+		sed 's|"/etc/cgrules.conf"|"$(SYSCONFDIR)/cgrules.conf"|' samples/cgred.conf >$(DESTDIR)$(SETTINGS); \
+		chmod 0644 $(DESTDIR)$(SETTINGS); \
+	else echo "$(DESTDIR)$(SETTINGS) exists: kept"; fi
 	install -d -m 0755 $(DESTDIR)$(SYSCONFDIR)/cgrules.d
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/cgrulesengd $(DESTDIR)$(INITDIR)/cgred $(DESTDIR)$(UNITDIR)/cgred.service \
+	      $(DESTDIR)$(MANDIR)/man8/cgrulesengd.8 $(DESTDIR)$(MANDIR)/man5/cgrules.conf.5 $(DESTDIR)$(MANDIR)/man5/cgred.conf.5
+	@if cmp -s samples/cgrules.conf $(DESTDIR)$(SYSCONFDIR)/cgrules.conf; then \
+		echo "rm $(DESTDIR)$(SYSCONFDIR)/cgrules.conf"; rm -f $(DESTDIR)$(SYSCONFDIR)/cgrules.conf; \
+	elif [ -e $(DESTDIR)$(SYSCONFDIR)/cgrules.conf ]; then echo "$(DESTDIR)$(SYSCONFDIR)/cgrules.conf was changed: kept"; fi
+	@if sed 's|"/etc/cgrules.conf"|"$(SYSCONFDIR)/cgrules.conf"|' samples/cgred.conf | cmp -s - $(DESTDIR)$(SETTINGS); then \
+		echo "rm $(DESTDIR)$(SETTINGS)"; rm -f $(DESTDIR)$(SETTINGS); \
+	elif [ -e $(DESTDIR)$(SETTINGS) ]; then echo "$(DESTDIR)$(SETTINGS) was changed: kept"; fi
+	-rmdir $(DESTDIR)$(SYSCONFDIR)/cgrules.d 2>/dev/null
+
+# dist/*.deb and dist/*.rpm of the package cgrulesengd (packaging/nfpm.yaml).
+package: build man
+	@mkdir -p $(DIST)
+	for m in $(MANPAGES); do gzip -9nc $$m >$$m.gz; done
+	for p in deb rpm; do \
+		PKG_VERSION='$(PKG_VERSION)' PKG_ARCH=$$($(GO) env GOARCH) \
+			$(GO) run $(NFPM) package --config packaging/nfpm.yaml --packager $$p --target $(DIST)/ || exit 1; \
+	done
 
 run: build
 	scripts/run-demo.sh
 
 clean:
-	rm -rf bin test-e2e.log
+	rm -rf bin build dist test-e2e.log
