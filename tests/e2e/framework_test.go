@@ -500,6 +500,10 @@ type dopts struct {
 	// the unified hierarchy, with cgroup2 mounted afresh (pureV2) and
 	// --cgroup-root "/", the whole namespace.
 	cgroupNS string
+	env      []string // more environment variables (NOTIFY_SOCKET=...)
+	// wrap: run the daemon through this command, which is given the
+	// daemon's path and arguments and must exec it (same pid).
+	wrap []string
 }
 
 type daemon struct {
@@ -588,8 +592,13 @@ func (e *env) startDaemon(o dopts) *daemon {
 			"CGRE_V2_SCRIPT="+pureV2Script)
 	case o.pureV2:
 		d.cmd = exec.Command("unshare", append([]string{"-m", "/bin/sh", "-c", pureV2Script, daemonBin}, args...)...)
+	case len(o.wrap) > 0:
+		d.cmd = exec.Command(o.wrap[0], append(append(o.wrap[1:len(o.wrap):len(o.wrap)], daemonBin), args...)...)
 	default:
 		d.cmd = exec.Command(daemonBin, args...)
+	}
+	if len(o.env) > 0 {
+		d.cmd.Env = append(append(os.Environ(), d.cmd.Env...), o.env...)
 	}
 	d.cmd.Stdout = d.output
 	d.cmd.Stderr = d.output
