@@ -90,6 +90,9 @@ func testMain(m *testing.M) int {
 	}
 
 	code := m.Run()
+	if packageDir != "" {
+		os.RemoveAll(packageDir)
+	}
 
 	// Whatever a test failed to remove (its cleanup reports it too).
 	left := 0
