@@ -96,7 +96,9 @@ CGroup Rules Engine Daemon: moves each task into the cgroups that
 
 Signals: SIGUSR2 or SIGHUP reload the rules and reopen the log file (logrotate),
 SIGTERM or SIGINT stop the daemon.
-Environment: CGROUP_LOGLEVEL=ERROR|WARNING|INFO|DEBUG sets the starting log level.
+Environment: CGROUP_LOGLEVEL=ERROR|WARNING|INFO|DEBUG sets the starting log level;
+NOTIFY_SOCKET (systemd Type=notify): stay in the foreground, report readiness.
+See cgrulesengd(8), cgrules.conf(5), cgred.conf(5).
 `
 
 func usage(w io.Writer) { fmt.Fprint(w, usageText) }

@@ -73,12 +73,12 @@ func TestManPages(t *testing.T) {
 	}
 
 	script := read("init/cgred")
-	m := regexp.MustCompile(`(?m)^\s*CONFIG_FILE= (.*)$`).FindStringSubmatch(script)
+	m := regexp.MustCompile(`(?m)^\s*CONFIG_FILE='' (.*)$`).FindStringSubmatch(script)
 	if m == nil {
 		t.Fatal("cannot find the settings the script resets before sourcing them")
 	}
 	cgredConf, sample := read("man/cgred.conf.5.md"), read("samples/cgred.conf")
-	vars := append([]string{"CONFIG_FILE"}, strings.Fields(strings.ReplaceAll(m[1], "=", ""))...)
+	vars := append([]string{"CONFIG_FILE"}, strings.Fields(strings.ReplaceAll(m[1], "=''", ""))...)
 	for _, v := range vars {
 		if !strings.Contains(cgredConf, "**"+v+"**") {
 			t.Errorf("cgred.conf(5) does not document %s, which the script reads", v)
