@@ -350,6 +350,8 @@ func newHardenedEnv(t *testing.T) *hardenedEnv {
 	e.dir = stage
 	e.rules = filepath.Join(stage, "cgrules.conf")
 	e.confDir = filepath.Join(stage, "cgrules.d")
+	// The sticky socket too: PrivateTmp hides the framework's /tmp one.
+	e.sock = filepath.Join(stage, "cgred.socket")
 	if err := os.Mkdir(e.confDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -475,6 +477,11 @@ func TestUnitHardening(t *testing.T) {
 		t.Errorf("the scheduler slice was not applied under the hardening (sched_setattr refused?)")
 	}
 	for _, l := range strings.Split(log, "\n") {
+		// The test's cgroup root exists in the cpu hierarchy only, which
+		// the daemon rightly points out; any other warning is the hardening's.
+		if strings.Contains(l, "does not exist in hierarchies") {
+			continue
+		}
 		if strings.Contains(l, "level=warning") || strings.Contains(l, "level=error") {
 			t.Errorf("under the hardening the daemon logged: %s", l)
 		}
