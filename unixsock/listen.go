@@ -85,23 +85,23 @@ func checkExisting(path string) error {
 	case errors.Is(err, os.ErrNotExist):
 		return nil
 	case err != nil:
-		return fmt.Errorf("socket: %w", err)
+		return fmt.Errorf("socket %s: %w", path, err)
 	case fi.Mode()&os.ModeSocket == 0:
-		return fmt.Errorf("socket: %s exists and is not a socket (%v): not replaced", path, fi.Mode().Type())
+		return fmt.Errorf("socket %s: it exists and is not a socket (%v): not replaced", path, fi.Mode().Type())
 	}
 	c, err := net.DialTimeout("unix", path, probeTimeout)
 	if err != nil {
 		if errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, os.ErrNotExist) {
 			return nil // stale: nobody listens
 		}
-		return fmt.Errorf("socket: %s exists and cannot be probed: %w", path, err)
+		return fmt.Errorf("socket %s: it exists and cannot be probed: %w", path, err)
 	}
 	defer c.Close()
 	who := "a process"
 	if cred, err := PeerCred(c.(*net.UnixConn)); err == nil {
 		who = fmt.Sprintf("pid %d (uid %d)", cred.Pid, cred.Uid)
 	}
-	return fmt.Errorf("%w: %s accepts connections on %s; stop it first", ErrInUse, who, path)
+	return fmt.Errorf("socket %s: %w: %s accepts connections on it; stop it first", path, ErrInUse, who)
 }
 
 // Close stops listening and deletes the socket file if it is still the one

@@ -678,7 +678,7 @@ func TestStickySocketFile(t *testing.T) {
 		return 0, string(out)
 	}
 	code, out := run()
-	if code != 1 || !strings.Contains(out, fmt.Sprintf("another process serves the sticky socket: pid %d", d.pid)) {
+	if code != 1 || !strings.Contains(out, fmt.Sprintf("another process serves the socket: pid %d", d.pid)) {
 		t.Errorf("a second daemon on the same socket: status %d, %q; want 1 and the first daemon's pid %d", code, out, d.pid)
 	}
 	for _, args := range [][]string{{"-u", "cgrepeter"}, {"-g", "cgrenosuchgroup"}} {
