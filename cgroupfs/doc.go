@@ -15,11 +15,19 @@
 // "/" (a bind mount of a sub-tree) only gives access to paths at or below
 // its root; others are rejected with ErrOutsideMount.
 //
-// Mover creates cgroups and moves processes (writes to cgroup.procs: all
-// threads move) using github.com/containerd/cgroups/v3 with hierarchies
-// built once from the Layout, so nothing re-reads mountinfo per move.
-// Loaded handles are cached per (hierarchy, path) and dropped when a
-// cgroup turns out to be gone.
+// Mover creates cgroups and moves processes. A move is one write(2) of the
+// pid to the destination's cgroup.procs (all threads move), on a descriptor
+// opened with a raw open(2) the first time and kept: never an *os.File,
+// whose registration with the runtime's poller (cgroupfs files are
+// pollable) costs two epoll_ctl calls and wakes the poller's thread. The
+// descriptors are cached per (hierarchy, path) in a bounded LRU cache
+// (WithMaxOpen; a template such as %u can name a cgroup per user), are
+// never closed while a move writes to them, and are all closed by
+// Mover.Close. A write through the descriptor of a removed cgroup fails
+// with ENODEV: the descriptor is dropped and the path opened once more,
+// and if that fails the cgroup is reported missing (ENOENT). Nothing is
+// retried or waited for: EINVAL (a task still being created) goes back to
+// the caller at once.
 //
 // Privileges: Discover needs nothing special. Create and Move need write
 // access to the cgroup directories, i.e. root (or a delegated sub-tree).
@@ -27,8 +35,8 @@
 // write access to the common ancestor's cgroup.procs.
 //
 // Concurrency: a Layout is read-only after Discover and may be shared. A
-// Mover is safe for concurrent use. Moves into the same v1 cgroup are
-// serialised by containerd's per-handle mutex, which is held during its
-// EINVAL retries (up to 5 x 30 ms): run Move on worker goroutines, never
-// on the netlink reader's.
+// Mover is safe for concurrent use; moves hold its cache's mutex only to
+// look a descriptor up, never across a system call. A cached Move does not
+// block beyond its one write, so it may run on any goroutine; Create
+// (mkdir, controller files) is slower and belongs on workers.
 package cgroupfs

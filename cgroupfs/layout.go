@@ -285,7 +285,7 @@ func Within(p, dir string) bool {
 var ErrOutsideMount = errors.New("cgroup path not reachable through the mount")
 
 // rel returns cgroup path p relative to h's mount (absolute, "/" for the
-// mount's root), the form containerd's loaders take. p must be absolute
+// mount's root). p must be absolute
 // and clean: "/../x" paths, which name cgroups outside our cgroup
 // namespace, are rejected.
 func (h *Hierarchy) rel(p string) (string, error) {

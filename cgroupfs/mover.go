@@ -9,18 +9,9 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 
-	"github.com/containerd/cgroups/v3/cgroup1"
-	"github.com/containerd/cgroups/v3/cgroup2"
 	"golang.org/x/sys/unix"
 )
-
-// maxHandles bounds the handle cache. Template destinations (%u, %p...)
-// can name an unbounded number of cgroups; when the bound is reached the
-// cache is simply emptied (a reload costs one lstat for v1, nothing for
-// v2), which keeps the code trivial and the memory bounded.
-const maxHandles = 4096
 
 // ErrInvalidPID is returned by Move for a pid <= 0: writing "0" to
 // cgroup.procs would move the daemon itself.
@@ -72,24 +63,14 @@ func (e *ControllerError) Unwrap() []error {
 }
 
 // Mover creates cgroups and moves processes. Safe for concurrent use.
+//
+// A move is one write(2) of the pid to the destination's cgroup.procs, on a
+// descriptor opened once and kept (see fdCache); the first move into a
+// cgroup costs one open(2) more. Nothing is retried here: EINVAL (a task
+// still being created) is the caller's to retry, at a time of its choosing.
 type Mover struct {
 	below string // --cgroup-root: v2 controllers are only enabled at or below it
-
-	hmu   sync.Mutex
-	hiers map[*Hierarchy]cgroup1.Hierarchy // built once per v1 hierarchy
-
-	mu    sync.RWMutex
-	cache map[handleKey]handle
-}
-
-type handleKey struct {
-	h    *Hierarchy
-	path string
-}
-
-type handle struct {
-	v1 cgroup1.Cgroup
-	v2 *cgroup2.Manager
+	fds   *fdCache
 }
 
 // MoverOption configures a Mover.
@@ -102,139 +83,102 @@ func WithCgroupRoot(root string) MoverOption {
 	return func(m *Mover) { m.below = root }
 }
 
-// NewMover returns a Mover for the hierarchies of l.
-func NewMover(l *Layout, opts ...MoverOption) *Mover {
-	m := &Mover{below: "/", hiers: map[*Hierarchy]cgroup1.Hierarchy{}, cache: map[handleKey]handle{}}
+// WithMaxOpen bounds the cgroup.procs descriptors kept open (default
+// DefaultMaxOpen); the least recently used one is closed beyond it.
+func WithMaxOpen(n int) MoverOption {
+	return func(m *Mover) { m.fds = newFDCache(n) }
+}
+
+// NewMover returns a Mover. The Layout is not needed (hierarchies are
+// passed to each call) and may be nil; it is accepted so that callers state
+// which hierarchies the Mover serves.
+func NewMover(_ *Layout, opts ...MoverOption) *Mover {
+	m := &Mover{below: "/"}
 	for _, o := range opts {
 		o(m)
 	}
-	if l != nil {
-		for _, h := range l.Hierarchies {
-			if h.Version == V1 {
-				m.hiers[h] = v1Hierarchy(h)
-			}
-		}
+	if m.fds == nil {
+		m.fds = newFDCache(DefaultMaxOpen)
 	}
 	return m
 }
 
-// subsystem is a cgroup1.Subsystem (and its unexported pather interface,
-// Path) for one v1 hierarchy of the Layout. containerd's own subsystems
-// come from cgroup1.Default, which re-parses /proc/self/mountinfo on
-// every Load; this one knows its mountpoint.
-type subsystem struct {
-	name  cgroup1.Name
-	mount string
-}
-
-func (s subsystem) Name() cgroup1.Name { return s.name }
-
-// Path maps a path relative to the mount (as given to cgroup1.StaticPath)
-// to the directory.
-func (s subsystem) Path(p string) string { return filepath.Join(s.mount, p) }
-
-func v1Hierarchy(h *Hierarchy) cgroup1.Hierarchy {
-	subs := []cgroup1.Subsystem{subsystem{name: cgroup1.Name(h.Name()), mount: h.Mountpoint}}
-	return func() ([]cgroup1.Subsystem, error) { return subs, nil }
-}
-
-func (m *Mover) v1Hier(h *Hierarchy) cgroup1.Hierarchy {
-	m.hmu.Lock()
-	defer m.hmu.Unlock()
-	hier, ok := m.hiers[h]
-	if !ok { // a Hierarchy that was not in the Layout given to NewMover
-		hier = v1Hierarchy(h)
-		m.hiers[h] = hier
-	}
-	return hier
-}
-
-// handle returns the cached containerd handle for (h, path), loading it on
-// a miss.
-func (m *Mover) handle(h *Hierarchy, path string) (handle, error) {
-	key := handleKey{h, path}
-	m.mu.RLock()
-	hd, ok := m.cache[key]
-	m.mu.RUnlock()
-	if ok {
-		return hd, nil
-	}
-	rel, err := h.rel(path)
-	if err != nil {
-		return hd, err
-	}
-	switch h.Version {
-	case V1:
-		cg, err := cgroup1.Load(cgroup1.StaticPath(rel), cgroup1.WithHierarchy(m.v1Hier(h)))
-		if err != nil {
-			if errors.Is(err, cgroup1.ErrCgroupDeleted) {
-				err = fmt.Errorf("%w: %w", err, unix.ENOENT)
-			}
-			return hd, fmt.Errorf("cgroupfs: load %s:%s: %w", h.Name(), path, err)
-		}
-		hd.v1 = cg
-	case V2:
-		// cgroup2.Load does no I/O: a missing cgroup shows up as
-		// ENOENT on the first write.
-		mgr, err := cgroup2.Load(rel, cgroup2.WithMountpoint(h.Mountpoint))
-		if err != nil {
-			return hd, fmt.Errorf("cgroupfs: load %s:%s: %w", h.Name(), path, err)
-		}
-		hd.v2 = mgr
-	default:
-		return hd, fmt.Errorf("cgroupfs: hierarchy %q has unknown version %d", h.Mountpoint, h.Version)
-	}
-	m.mu.Lock()
-	if len(m.cache) >= maxHandles {
-		clear(m.cache)
-	}
-	m.cache[key] = hd
-	m.mu.Unlock()
-	return hd, nil
-}
-
 // Move writes pid to cgroup.procs of path in h: every thread of the
 // process moves. path is absolute within the hierarchy (e.g.
-// "/cgre-test-x/default").
+// "/cgre-test-x/default"). In the steady state (descriptor cached) it makes
+// one system call and does not allocate.
 //
 // Errors wrap the kernel's cause and name the pid and cgroup:
 // errors.Is(err, unix.ESRCH) when the task is gone; unix.EINVAL when it is
 // still being created (TASK_NEW: retry shortly) or, in a v1 cpu hierarchy,
-// when it is a realtime task and the cgroup has no rt_runtime;
-// fs.ErrNotExist / unix.ENOENT when the cgroup is missing (its cached
-// handle is dropped); unix.EBUSY in v2 when the cgroup has controllers
-// enabled for its children (no internal processes).
+// when it is a realtime task and the cgroup has no rt_runtime; unix.ENOENT
+// (and fs.ErrNotExist) when the cgroup is missing; unix.EBUSY in v2 when the
+// cgroup has controllers enabled for its children (no internal processes).
 //
-// In v1, containerd retries EINVAL itself 5 times, 30 ms apart, holding the
-// handle's mutex: a Move may block for 150 ms and delay other moves into
-// the same cgroup. v2 writes once.
+// A cached descriptor of a cgroup that was removed fails with ENODEV: Move
+// then drops it and opens the path once more (the cgroup may have been
+// created again under the same name); if that fails too, the error is
+// returned, matching unix.ENOENT as well when the cgroup is gone.
 func (m *Mover) Move(h *Hierarchy, path string, pid int) error {
 	if pid <= 0 {
 		return fmt.Errorf("cgroupfs: move pid %d to %s:%s: %w", pid, h.Name(), path, ErrInvalidPID)
 	}
-	hd, err := m.handle(h, path)
-	if err != nil {
-		return fmt.Errorf("cgroupfs: move pid %d: %w", pid, err)
-	}
-	if hd.v1 != nil {
-		err = hd.v1.AddProc(uint64(pid))
-	} else {
-		err = hd.v2.AddProc(uint64(pid))
-	}
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			m.Forget(h, path)
+	key := fileKey{h, path}
+	file := func() (string, error) {
+		d, err := h.dir(path)
+		if err != nil {
+			return "", err
 		}
-		return fmt.Errorf("cgroupfs: move pid %d to %s:%s: %w", pid, h.Name(), path, err)
+		return d + "/cgroup.procs", nil
 	}
+	var err error
+	for attempt := 0; attempt < 2; attempt++ {
+		var f *procsFile
+		f, err = m.fds.acquire(key, file)
+		if err != nil {
+			if errors.Is(err, ErrOutsideMount) {
+				return fmt.Errorf("cgroupfs: move pid %d: %w", pid, err)
+			}
+			break // open failed: ENOENT for a missing cgroup
+		}
+		err = m.fds.write(f.fd, pid)
+		if err == unix.ENODEV {
+			// The cgroup was removed since the descriptor was opened.
+			m.fds.drop(f)
+		}
+		m.fds.release(f)
+		if err != unix.ENODEV {
+			break
+		}
+	}
+	switch {
+	case err == nil:
+		return nil
+	case err == unix.ENODEV:
+		return fmt.Errorf("cgroupfs: move pid %d to %s:%s: cgroup removed: %w (%w)", pid, h.Name(), path, unix.ENOENT, err)
+	}
+	return fmt.Errorf("cgroupfs: move pid %d to %s:%s: %w", pid, h.Name(), path, err)
+}
+
+// Forget closes the cached descriptor of (h, path), if any (after ENOENT,
+// say). Moves into it reopen it.
+func (m *Mover) Forget(h *Hierarchy, path string) {
+	m.fds.forget(fileKey{h, path})
+}
+
+// Close closes every cached descriptor (a descriptor in use by a move is
+// closed when that move is done). The Mover stays usable: later moves open
+// their descriptors again.
+func (m *Mover) Close() error {
+	m.fds.clear()
 	return nil
 }
 
-// Forget drops the cached handle of (h, path), e.g. after ENOENT.
-func (m *Mover) Forget(h *Hierarchy, path string) {
-	m.mu.Lock()
-	delete(m.cache, handleKey{h, path})
-	m.mu.Unlock()
+// OpenFiles returns the number of cgroup.procs descriptors the Mover holds
+// open: cached ones, and evicted ones a move still writes to.
+func (m *Mover) OpenFiles() int {
+	_, n := m.fds.stats()
+	return n
 }
 
 // Exists reports whether cgroup path exists in h.
@@ -260,11 +204,6 @@ func (m *Mover) Exists(h *Hierarchy, path string) bool {
 // cannot be enabled makes the returned error match ErrControllers (a
 // *ControllerError), but the directories are still created. Nothing above
 // the WithCgroupRoot directory is ever written.
-//
-// containerd is not used here: cgroup1.New only does MkdirAll for
-// subsystems like ours, and cgroup2.NewManager enables controllers from
-// the mount's root regardless of a delegated root and removes the new
-// directory when that fails.
 func (m *Mover) Create(h *Hierarchy, path string, controllers []string) error {
 	rel, err := h.rel(path)
 	if err != nil {

@@ -1,0 +1,5 @@
+//go:build !race
+
+package cgroupfs
+
+const raceEnabled = false
