@@ -1,0 +1,151 @@
+package classify
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/cgrulesengd/cgrulesengd/cgroupfs"
+	"github.com/cgrulesengd/cgrulesengd/proc"
+	"github.com/cgrulesengd/cgrulesengd/rules"
+	"github.com/cgrulesengd/cgrulesengd/tests/syscount"
+)
+
+// benchUID is the uid of the benchmark's child (nobody on most systems);
+// the rules name it alone, and the engine is only ever asked about the
+// child's pid.
+const benchUID = 65534
+
+// BenchmarkClassifyReal is the whole classification of one real process,
+// as a worker runs it for a UID event: read /proc/PID/cgroup and
+// /proc/PID/status from the real /proc, match the rules, and write the pid
+// to cgroup.procs in the cpu (v1) and cgroup2 hierarchies. The process is
+// the benchmark's own child, a sleep running as uid 65534, moved between
+// two test cgroups (cgre-test-<random>/a and /b, removed afterwards) by
+// two rule lists used in turn. It reports allocations and the system calls
+// made per classification, counted on the benchmark's (locked) thread with
+// the raw_syscalls:sys_enter tracepoint. Root only.
+func BenchmarkClassifyReal(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root: creates cgroups and moves a process")
+	}
+	lay, err := cgroupfs.Discover("/proc")
+	if err != nil {
+		b.Fatal(err)
+	}
+	var hs []*cgroupfs.Hierarchy
+	var names []string
+	if c := lay.Resolve("cpu"); len(c) == 1 && c[0].Version == cgroupfs.V1 {
+		hs, names = append(hs, c[0]), append(names, "cpu")
+	}
+	if lay.Unified != nil {
+		hs, names = append(hs, lay.Unified), append(names, cgroupfs.Unified)
+	}
+	if len(hs) == 0 {
+		b.Skip("no cpu or cgroup2 hierarchy")
+	}
+	var rnd [6]byte
+	_, _ = rand.Read(rnd[:])
+	top := "/cgre-test-" + hex.EncodeToString(rnd[:])
+	mover := cgroupfs.NewMover(lay)
+	b.Cleanup(func() { _ = mover.Close() })
+	for _, h := range hs {
+		for _, p := range []string{top + "/a", top + "/b"} {
+			if err := mover.Create(h, p, nil); err != nil && !errors.Is(err, cgroupfs.ErrControllers) {
+				b.Fatal(err)
+			}
+		}
+		dir := filepath.Join(h.Mountpoint, top)
+		b.Cleanup(func() {
+			for _, d := range []string{dir + "/a", dir + "/b", dir} {
+				for i := 0; i < 50 && unix.Rmdir(d) == unix.EBUSY; i++ {
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+		})
+	}
+	child := exec.Command("sleep", "600")
+	child.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: &syscall.Credential{Uid: benchUID, Gid: benchUID}}
+	if err := child.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = child.Process.Kill(); _ = child.Wait() })
+	pid := child.Process.Pid
+	for _, h := range hs {
+		if err := mover.Move(h, top+"/a", pid); err != nil {
+			b.Fatal(err)
+		}
+	}
+
+	log := logrus.New()
+	log.SetOutput(io.Discard)
+	log.SetLevel(logrus.ErrorLevel) // the daemon's default
+	e := New(Config{Layout: lay, Mover: mover, Tasks: proc.NewFS("/proc"), Log: log, Root: top})
+	resolver := rules.NewStatic([]rules.User{{Name: "cgrebench", UID: benchUID, GID: benchUID}}, nil)
+	var sets [2]*ruleset
+	for i, dest := range []string{"a", "b"} {
+		text := "cgrebench " + strings.Join(names, ",") + " " + dest + "\n"
+		l, diags, err := rules.Parse("bench.conf", []byte(text), rules.Options{Resolver: resolver, Controllers: lay.Controllers()})
+		if err != nil {
+			b.Fatalf("%v %v", err, diags)
+		}
+		sets[i] = &ruleset{list: l, names: resolver}
+	}
+
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var st workState
+	classifyOnce := func(i int) {
+		e.rs.Store(sets[(i+1)%2]) // the child is in a after i even moves, in b after odd
+		if out := e.classify(&st, pid, reasonCreds, 0, false); !out.moved {
+			b.Fatalf("iteration %d: the child was not moved", i)
+		}
+	}
+	for i := 0; i < 4; i++ { // warm the descriptor cache, the buffers and the caches
+		classifyOnce(i)
+	}
+	counter, err := syscount.Thread(0, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer counter.Close()
+	before, err := counter.Count()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	n := 0
+	for b.Loop() {
+		classifyOnce(4 + n)
+		n++
+	}
+	b.StopTimer()
+	after, err := counter.Count()
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The counter's own read (one system call) is in the difference.
+	b.ReportMetric(float64(after-before-1)/float64(n), "syscalls/op")
+	b.ReportMetric(float64(len(hs)), "writes/op")
+	for _, h := range hs {
+		want := top + "/" + string("ab"[(4+n)%2])
+		if lines, err := proc.NewFS("/proc").Cgroups(pid); err == nil {
+			if got, _ := lay.TaskPath(h, lines); got != want {
+				b.Errorf("%s: child in %s after %d moves, want %s", h.Name(), got, 4+n, want)
+			}
+		}
+	}
+}

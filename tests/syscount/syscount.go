@@ -1,0 +1,159 @@
+// Package syscount counts the system calls of threads and processes with
+// the kernel's raw_syscalls:sys_enter tracepoint, through perf_event_open(2)
+// counters: no trace buffer, no ptrace, and nothing the counted program can
+// notice beyond the tracepoint's small cost on every system call.
+//
+// It exists for the benchmarks (classify's BenchmarkClassifyReal, the
+// end-to-end benchmark's system-call phase), which report system calls per
+// move. It is not used by the daemon.
+//
+// Privileges: root (perf_event_open of a tracepoint for another process,
+// and reading the tracepoint's id from a tracefs mounted in a private mount
+// namespace by unshare(1), so that the machine's mounts are not touched).
+//
+// Concurrency: a Counter is safe for concurrent use.
+package syscount
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+const idFile = "events/raw_syscalls/sys_enter/id"
+
+var (
+	idOnce sync.Once
+	id     uint64
+	idErr  error
+)
+
+// tracepointID returns the id of raw_syscalls:sys_enter, from the tracefs
+// mount if there is one, else from a tracefs mounted in a private mount
+// namespace.
+func tracepointID() (uint64, error) {
+	idOnce.Do(func() {
+		var b []byte
+		for _, dir := range []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"} {
+			if b, idErr = os.ReadFile(dir + "/" + idFile); idErr == nil {
+				break
+			}
+		}
+		if idErr != nil {
+			cmd := exec.Command("unshare", "-m", "sh", "-c",
+				"mount --make-rprivate / && mount -t tracefs nodev /sys/kernel/tracing && cat /sys/kernel/tracing/"+idFile)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if b, idErr = cmd.Output(); idErr != nil {
+				idErr = fmt.Errorf("syscount: reading the id of raw_syscalls:sys_enter from a private tracefs mount: %w: %s", idErr, stderr.String())
+				return
+			}
+		}
+		id, idErr = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+		if idErr != nil {
+			idErr = fmt.Errorf("syscount: tracepoint id %q: %w", b, idErr)
+		}
+	})
+	return id, idErr
+}
+
+// Counter counts the system calls entered by a set of threads.
+type Counter struct {
+	mu  sync.Mutex
+	fds []int
+}
+
+// Thread counts the system calls of thread tid (0: the calling thread) and,
+// with inherit, of the threads and processes it creates from now on.
+func Thread(tid int, inherit bool) (*Counter, error) {
+	c := &Counter{}
+	if err := c.add(tid, inherit); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Process counts the system calls of every thread of pid, and of the
+// threads and processes they create from now on.
+func Process(pid int) (*Counter, error) {
+	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return nil, fmt.Errorf("syscount: %w", err)
+	}
+	c := &Counter{}
+	for _, e := range ents {
+		tid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if err := c.add(tid, true); err != nil {
+			if errors.Is(err, unix.ESRCH) {
+				continue // the thread exited meanwhile
+			}
+			c.Close()
+			return nil, err
+		}
+	}
+	if len(c.fds) == 0 {
+		return nil, fmt.Errorf("syscount: pid %d: no thread to count", pid)
+	}
+	return c, nil
+}
+
+func (c *Counter) add(tid int, inherit bool) error {
+	tp, err := tracepointID()
+	if err != nil {
+		return err
+	}
+	attr := unix.PerfEventAttr{
+		Type:   unix.PERF_TYPE_TRACEPOINT,
+		Size:   uint32(unsafe.Sizeof(unix.PerfEventAttr{})),
+		Config: tp,
+	}
+	if inherit {
+		attr.Bits |= unix.PerfBitInherit
+	}
+	fd, err := unix.PerfEventOpen(&attr, tid, -1, -1, unix.PERF_FLAG_FD_CLOEXEC)
+	if err != nil {
+		return fmt.Errorf("syscount: perf_event_open(raw_syscalls:sys_enter, tid %d): %w", tid, err)
+	}
+	c.mu.Lock()
+	c.fds = append(c.fds, fd)
+	c.mu.Unlock()
+	return nil
+}
+
+// Count returns the system calls counted so far (inherited threads
+// included).
+func (c *Counter) Count() (uint64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var sum uint64
+	var b [8]byte
+	for _, fd := range c.fds {
+		if n, err := unix.Read(fd, b[:]); err != nil || n != 8 {
+			return 0, fmt.Errorf("syscount: reading a counter: %d bytes, %v", n, err)
+		}
+		sum += binary.NativeEndian.Uint64(b[:])
+	}
+	return sum, nil
+}
+
+// Close releases the counters.
+func (c *Counter) Close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, fd := range c.fds {
+		unix.Close(fd)
+	}
+	c.fds = nil
+}

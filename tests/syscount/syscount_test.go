@@ -1,0 +1,38 @@
+package syscount
+
+import (
+	"os"
+	"runtime"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// TestCountsOwnCalls: 1,000 getppid calls on a locked thread count 1,000
+// and a few more (the counter's own reads).
+func TestCountsOwnCalls(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (perf_event_open of a tracepoint)")
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	c, err := Thread(0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	before, err := c.Count()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 1000; i++ {
+		unix.Getppid()
+	}
+	after, err := c.Count()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := after - before; n < 1000 || n > 1010 {
+		t.Errorf("counted %d system calls for 1,000 getppid", n)
+	}
+}
