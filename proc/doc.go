@@ -25,10 +25,18 @@
 // caller sees comm as the process name of other users' tasks.
 //
 // Concurrency: FS is a small immutable value; all methods are safe for
-// concurrent use by any number of goroutines. Read buffers come from a
-// sync.Pool so that per-event lookups do not allocate large buffers.
+// concurrent use by any number of goroutines. Each call takes a scratch
+// (read buffer, path buffer, caches) from a sync.Pool for its duration.
 //
-// Performance: a Task lookup reads two small files (status and stat) with
-// raw open/read/close system calls into a pooled buffer; no bufio.Scanner,
-// no *os.File (whose poller registration costs extra system calls).
+// Performance: a Task lookup reads one small file (status; stat only on
+// kernels whose status lacks "Kthread:"), a Cgroups lookup one, each with
+// three raw system calls (openat, read, close) into the pooled buffer: no
+// *os.File (whose poller registration costs extra system calls), and paths
+// built NUL-terminated in the scratch (x/sys/unix would copy each path
+// string into a new allocation). The files read this way end at a short
+// read, which saves the read that would return 0. Comm and exe strings are
+// interned and parsed /proc/PID/cgroup lines are shared by tasks whose
+// files read the same, so Task, Cgroups, ThreadCreds and RealTime allocate
+// nothing in the steady state; the lines returned by Cgroups must
+// therefore not be modified.
 package proc

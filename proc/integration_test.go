@@ -123,7 +123,7 @@ func scriptWaiting(t *testing.T, dir string) Task {
 		// Comm changes early in execve, cmdline only when the new image
 		// is set up: wait until the shell sleeps in its read (the daemon
 		// reads after the kernel's EXEC event, sent when execve is done).
-		if st, err := live.stat(cmd.Process.Pid); err == nil && st.State == 'S' && task.Comm == "cgre-wait.sh" {
+		if st, err := live.stat(getScratch(), cmd.Process.Pid); err == nil && st.State == 'S' && task.Comm == "cgre-wait.sh" {
 			task, err = live.Task(cmd.Process.Pid, true)
 			if err != nil {
 				t.Fatal(err)
@@ -326,4 +326,29 @@ func statusShape(s string) string {
 		}
 	}
 	return b.String()
+}
+
+// TestIntegrationReadsDoNotAllocate: once a scratch has seen a task's comm
+// and cgroup file, reading its ids, its cgroups and a thread's ids costs no
+// allocation.
+func TestIntegrationReadsDoNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	pid := os.Getpid()
+	tids, err := live.Threads(pid)
+	if err != nil || len(tids) < 2 {
+		t.Fatalf("threads of self: %v, %v", tids, err)
+	}
+	for name, f := range map[string]func(){
+		"Task":        func() { _, _ = live.Task(pid, false) },
+		"Cgroups":     func() { _, _ = live.Cgroups(pid) },
+		"ThreadCreds": func() { _, _, _ = live.ThreadCreds(pid, tids[1]) },
+		"RealTime":    func() { _, _ = live.RealTime(pid) },
+	} {
+		f()
+		if n := testing.AllocsPerRun(200, f); n != 0 {
+			t.Errorf("%s: %v allocations per call", name, n)
+		}
+	}
 }

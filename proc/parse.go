@@ -40,12 +40,12 @@ func parseStatus(r io.Reader) (status, error) {
 	if err != nil {
 		return status{}, err
 	}
-	return parseStatusBytes(b)
+	return parseStatusBytes(b, nil)
 }
 
-// parseStatusBytes is the allocation-light core of parseStatus: only the
-// Name string is allocated.
-func parseStatusBytes(b []byte) (status, error) {
+// parseStatusBytes is the core of parseStatus. Only the Name string is
+// allocated, and not even that when sc (optional) has seen it before.
+func parseStatusBytes(b []byte, sc *scratch) (status, error) {
 	st := status{Kthread: -1}
 	seen := 0
 	for len(b) > 0 && seen != seenAll|seenKthread {
@@ -68,7 +68,7 @@ func parseStatusBytes(b []byte) (status, error) {
 			if len(val) > 0 && val[0] == '\t' {
 				val = val[1:]
 			}
-			st.Name = unescapeComm(val)
+			st.Name = unescapeComm(val, sc)
 			seen |= seenName
 		case "Tgid":
 			v, ok := atoiField(val)
@@ -113,8 +113,11 @@ func parseStatusBytes(b []byte) (status, error) {
 // unescapeComm undoes the kernel's escaping of comm in status ("\n" and
 // "\\", see proc_task_name), so that Comm compares equal to the base name of
 // an executable whose name contains a backslash.
-func unescapeComm(v []byte) string {
+func unescapeComm(v []byte, sc *scratch) string {
 	if bytes.IndexByte(v, '\\') < 0 {
+		if sc != nil {
+			return sc.intern(v)
+		}
 		return string(v)
 	}
 	out := make([]byte, 0, len(v))

@@ -199,7 +199,7 @@ func TestParserAllocations(t *testing.T) {
 		t.Errorf("parseCgroupBytes: %v allocs, want <= 3", n)
 	}
 	st := []byte(realStatus)
-	if n := testing.AllocsPerRun(100, func() { _, _ = parseStatusBytes(st) }); n > 1 {
+	if n := testing.AllocsPerRun(100, func() { _, _ = parseStatusBytes(st, nil) }); n > 1 {
 		t.Errorf("parseStatusBytes: %v allocs, want <= 1", n)
 	}
 	sst := []byte("6523 (cat) R 6519 6519 4738 0 -1 4194304 97 0 0 0 0 0 0 0 20 0 1 0 1149170 3133440 358 1 1 1 1 0 0 0 0 0 0 0 0 0 17 0 0 0 0\n")
@@ -213,7 +213,7 @@ func FuzzParseStatus(f *testing.F) {
 	f.Add([]byte("Name:\ta\\\\b\\n\nTgid:\t1\nPPid:\t0\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\n"))
 	f.Add([]byte("Uid:\t99999999999999999999\t0\t0\t0\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		st, err := parseStatusBytes(b)
+		st, err := parseStatusBytes(b, nil)
 		if err != nil {
 			if !errors.Is(err, errMalformed) {
 				t.Fatalf("unexpected error kind: %v", err)

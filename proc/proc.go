@@ -54,14 +54,13 @@ const taskCommLen = 15
 // forked with CLONE_PARENT from a kworker and so have ppid 2 while being
 // ordinary user processes.
 func (fs FS) Task(pid int, withProcess bool) (Task, error) {
-	bp := getBuf()
-	b, err := readFile(fs.pidPath(pid, "status"), bp)
+	sc := getScratch()
+	defer putScratch(sc)
+	b, err := readInto(sc.pidPath(fs.root, pid, "status"), &sc.buf, true)
 	if err != nil {
-		putBuf(bp)
 		return Task{}, goneErr(pid, "status", err)
 	}
-	st, err := parseStatusBytes(b)
-	putBuf(bp)
+	st, err := parseStatusBytes(b, sc)
 	if err != nil {
 		return Task{}, fmt.Errorf("proc: pid %d: %w", pid, err)
 	}
@@ -76,7 +75,7 @@ func (fs FS) Task(pid int, withProcess bool) (Task, error) {
 		Kernel: st.Kthread == 1,
 	}
 	if st.Kthread < 0 {
-		sst, err := fs.stat(pid)
+		sst, err := fs.stat(sc, pid)
 		if err != nil {
 			return Task{}, err
 		}
@@ -86,7 +85,7 @@ func (fs FS) Task(pid int, withProcess bool) (Task, error) {
 		if t.Kernel {
 			t.Process = t.Comm
 		} else {
-			p, err := fs.ProcName(pid, t.Comm)
+			p, err := fs.procName(sc, pid, t.Comm)
 			if err != nil {
 				return t, err
 			}
@@ -100,17 +99,17 @@ func (fs FS) Task(pid int, withProcess bool) (Task, error) {
 // SCHED_RR), from /proc/PID/stat. Such a task cannot join a v1 cpu cgroup
 // without an rt_runtime_us budget (EINVAL), and "ignore_rt" rules skip it.
 func (fs FS) RealTime(pid int) (bool, error) {
-	st, err := fs.stat(pid)
+	sc := getScratch()
+	defer putScratch(sc)
+	st, err := fs.stat(sc, pid)
 	if err != nil {
 		return false, err
 	}
 	return st.Policy == schedFIFO || st.Policy == schedRR, nil
 }
 
-func (fs FS) stat(pid int) (stat, error) {
-	bp := getBuf()
-	defer putBuf(bp)
-	b, err := readFile(fs.pidPath(pid, "stat"), bp)
+func (fs FS) stat(sc *scratch, pid int) (stat, error) {
+	b, err := readInto(sc.pidPath(fs.root, pid, "stat"), &sc.buf, true)
 	if err != nil {
 		return stat{}, goneErr(pid, "stat", err)
 	}
@@ -125,7 +124,7 @@ func (fs FS) stat(pid int) (stat, error) {
 // the root; threads are hidden from readdir by the kernel). The order is
 // the kernel's, ascending in practice.
 func (fs FS) PIDs() ([]int, error) {
-	out, err := readDirInts(fs.Root(), make([]int, 0, 512))
+	out, err := readDirInts(cstr(fs.Root()), make([]int, 0, 512))
 	if err != nil {
 		return nil, fmt.Errorf("proc: list %s: %w", fs.Root(), err)
 	}
@@ -134,7 +133,13 @@ func (fs FS) PIDs() ([]int, error) {
 
 // Threads lists the thread ids of pid (/proc/PID/task).
 func (fs FS) Threads(pid int) ([]int, error) {
-	out, err := readDirInts(fs.pidPath(pid, "task"), nil)
+	sc := getScratch()
+	defer putScratch(sc)
+	return fs.threads(sc, pid)
+}
+
+func (fs FS) threads(sc *scratch, pid int) ([]int, error) {
+	out, err := readDirInts(sc.pidPath(fs.root, pid, "task"), nil)
 	if err != nil {
 		return nil, goneErr(pid, "task", err)
 	}
@@ -147,16 +152,16 @@ func (fs FS) Threads(pid int) ([]int, error) {
 // The list is a snapshot: children forked or re-parented meanwhile may be
 // missed or stale, which is why the daemon also listens to FORK events.
 func (fs FS) Children(pid int) ([]int, error) {
-	tids, err := fs.Threads(pid)
+	sc := getScratch()
+	defer putScratch(sc)
+	tids, err := fs.threads(sc, pid)
 	if err != nil {
 		return nil, err
 	}
-	bp := getBuf()
-	defer putBuf(bp)
 	var out []int
 	found := false
 	for _, tid := range tids {
-		b, err := readFileFull(fs.root+"/"+strconv.Itoa(pid)+"/task/"+strconv.Itoa(tid)+"/children", bp)
+		b, err := readInto(sc.threadPath(fs.root, pid, tid, "children"), &sc.buf, false)
 		if err != nil {
 			if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ESRCH) {
 				continue // thread exited since the listing (or no CONFIG_PROC_CHILDREN)
@@ -185,7 +190,7 @@ func (fs FS) Children(pid int) ([]int, error) {
 	if !found && len(tids) > 0 {
 		// Either every thread exited in between, or the kernel lacks
 		// CONFIG_PROC_CHILDREN: tell them apart by the task itself.
-		if err := unix.Access(fs.pidPath(pid, ""), unix.F_OK); err != nil {
+		if err := access(sc.pidPath(fs.root, pid, "")); err != nil {
 			return nil, goneErr(pid, "children", err)
 		}
 		return nil, fmt.Errorf("proc: pid %d: task/*/children: %w", pid, unix.ENOENT)
@@ -197,18 +202,27 @@ func (fs FS) Children(pid int) ([]int, error) {
 	return slices.Compact(out), nil
 }
 
-// Cgroups parses /proc/PID/cgroup.
+// Cgroups parses /proc/PID/cgroup. The lines must not be modified: the
+// lines of tasks whose files read the same are shared (tasks of one cgroup
+// have the same file), which spares a parse and its allocations per call.
 func (fs FS) Cgroups(pid int) ([]CgroupLine, error) {
-	bp := getBuf()
-	defer putBuf(bp)
-	b, err := readFile(fs.pidPath(pid, "cgroup"), bp)
+	sc := getScratch()
+	defer putScratch(sc)
+	b, err := readInto(sc.pidPath(fs.root, pid, "cgroup"), &sc.buf, true)
 	if err != nil {
 		return nil, goneErr(pid, "cgroup", err)
+	}
+	if lines, ok := sc.cgroups[string(b)]; ok {
+		return lines, nil
 	}
 	lines, err := parseCgroupBytes(b)
 	if err != nil {
 		return nil, fmt.Errorf("proc: pid %d: %w", pid, err)
 	}
+	if sc.cgroups == nil || len(sc.cgroups) >= maxCached {
+		sc.cgroups = make(map[string][]CgroupLine)
+	}
+	sc.cgroups[string(b)] = slices.Clip(lines)
 	return lines, nil
 }
 
@@ -234,23 +248,28 @@ func (fs FS) Cgroups(pid int) ([]CgroupLine, error) {
 //
 // errors.Is(err, unix.ESRCH) when the task is gone.
 func (fs FS) ProcName(pid int, comm string) (string, error) {
-	exe, err := readlink(fs.pidPath(pid, "exe"))
+	sc := getScratch()
+	defer putScratch(sc)
+	return fs.procName(sc, pid, comm)
+}
+
+func (fs FS) procName(sc *scratch, pid int, comm string) (string, error) {
+	exeb, err := readlinkInto(sc.pidPath(fs.root, pid, "exe"), &sc.buf)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			// No exe: a kernel thread or a zombie, or the task is gone.
-			if aerr := unix.Access(fs.pidPath(pid, ""), unix.F_OK); aerr != nil {
+			if aerr := access(sc.pidPath(fs.root, pid, "")); aerr != nil {
 				return "", goneErr(pid, "exe", aerr)
 			}
 		}
 		return comm, nil
 	}
-	exe = strings.TrimSuffix(exe, " (deleted)")
+	exeb = bytes.TrimSuffix(exeb, []byte(" (deleted)"))
+	exe := sc.intern(exeb)
 	if commMatches(exe, comm) {
 		return exe, nil
 	}
-	bp := getBuf()
-	defer putBuf(bp)
-	cmdline, err := readFileFull(fs.pidPath(pid, "cmdline"), bp)
+	cmdline, err := readInto(sc.pidPath(fs.root, pid, "cmdline"), &sc.buf, false)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) {
 			return "", goneErr(pid, "cmdline", err)
@@ -270,7 +289,7 @@ func (fs FS) ProcName(pid int, comm string) (string, error) {
 		if len(arg) > 0 && arg[0] == '/' {
 			return string(arg), nil
 		}
-		cwd, err := readlink(fs.pidPath(pid, "cwd"))
+		cwd, err := readlink(sc.pidPath(fs.root, pid, "cwd"))
 		if err != nil {
 			return exe, nil
 		}
@@ -310,13 +329,13 @@ func commMatches[T ~string | ~[]byte](p T, comm string) bool {
 // main thread (/proc/PID/status) may not. errors.Is(err, unix.ESRCH) when the
 // thread is gone (or tid is not a thread of pid).
 func (fs FS) ThreadCreds(pid, tid int) (euid, egid uint32, err error) {
-	bp := getBuf()
-	defer putBuf(bp)
-	b, err := readFile(filepath.Join(fs.root, strconv.Itoa(pid), "task", strconv.Itoa(tid), "status"), bp)
+	sc := getScratch()
+	defer putScratch(sc)
+	b, err := readInto(sc.threadPath(fs.root, pid, tid, "status"), &sc.buf, true)
 	if err != nil {
 		return 0, 0, goneErr(pid, "task/"+strconv.Itoa(tid)+"/status", err)
 	}
-	st, err := parseStatusBytes(b)
+	st, err := parseStatusBytes(b, sc)
 	if err != nil {
 		return 0, 0, fmt.Errorf("proc: pid %d thread %d: %w", pid, tid, err)
 	}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -295,3 +296,49 @@ func TestRealTime(t *testing.T) {
 		t.Errorf("RealTime of a missing pid: %v, want ESRCH", err)
 	}
 }
+
+// TestCgroupsSharedByContent: tasks whose /proc/PID/cgroup files read the
+// same get the same (shared) lines; a file that changes is parsed again;
+// more distinct files than the cache holds still read right.
+func TestCgroupsSharedByContent(t *testing.T) {
+	root := t.TempDir()
+	write := func(pid int, text string) {
+		t.Helper()
+		dir := filepath.Join(root, itoa(pid))
+		must(t, os.MkdirAll(dir, 0o755))
+		must(t, os.WriteFile(filepath.Join(dir, "cgroup"), []byte(text), 0o644))
+	}
+	write(1, "1:cpu:/a\n0::/a\n")
+	write(2, "1:cpu:/a\n0::/a\n")
+	write(3, "1:cpu:/b\n0::/b\n")
+	fsys := NewFS(root)
+	a, err := fsys.Cgroups(1)
+	must(t, err)
+	b, err := fsys.Cgroups(2)
+	must(t, err)
+	c, err := fsys.Cgroups(3)
+	must(t, err)
+	want := []CgroupLine{{ID: 1, Controllers: []string{"cpu"}, Path: "/a"}, {ID: 0, Path: "/a"}}
+	if !reflect.DeepEqual(a, want) || !reflect.DeepEqual(b, want) {
+		t.Fatalf("got %+v and %+v, want %+v", a, b, want)
+	}
+	if c[0].Path != "/b" || c[1].Path != "/b" {
+		t.Errorf("pid 3: %+v", c)
+	}
+	write(1, "1:cpu:/a/x\n0::/a\n")
+	a, err = fsys.Cgroups(1)
+	must(t, err)
+	if a[0].Path != "/a/x" {
+		t.Errorf("after the file changed: %+v", a)
+	}
+	for i := 0; i < 2*maxCached; i++ {
+		write(10, "1:cpu:/c"+itoa(i)+"\n")
+		got, err := fsys.Cgroups(10)
+		must(t, err)
+		if len(got) != 1 || got[0].Path != "/c"+itoa(i) {
+			t.Fatalf("file %d: %+v", i, got)
+		}
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

@@ -7,42 +7,108 @@ import (
 	"io"
 	"strconv"
 	"sync"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
 
-// bufSize is the initial size of pooled read buffers. /proc/PID/status is
+// bufSize is the initial size of a scratch read buffer. /proc/PID/status is
 // about 1.5 KiB on current kernels, stat and cgroup are smaller; cmdline
 // and directory listings may grow the buffer, which then goes back to the
-// pool at its grown size (capped, see putBuf).
+// pool at its grown size (capped, see putScratch).
 const bufSize = 4096
 
 // maxPooledBuf bounds what goes back into the pool so that one huge
 // cmdline does not pin memory forever.
 const maxPooledBuf = 256 << 10
 
-var bufPool = sync.Pool{New: func() any { b := make([]byte, bufSize); return &b }}
+// maxCached bounds each of a scratch's caches; a full cache is emptied.
+const maxCached = 512
 
-func getBuf() *[]byte { return bufPool.Get().(*[]byte) }
-
-func putBuf(b *[]byte) {
-	if cap(*b) <= maxPooledBuf {
-		bufPool.Put(b)
-	}
+// scratch is what one read needs besides the FS: a read buffer, a buffer
+// for NUL-terminated paths (handed to the kernel as they are: x/sys/unix
+// would copy every path string into a new allocation), and caches of what
+// /proc repeats from task to task, so that reading a task allocates
+// nothing in the steady state:
+//
+//   - cgroups maps the whole text of a /proc/PID/cgroup file to its parsed
+//     lines: the tasks of one cgroup have the same text. The lines are
+//     shared and never modified.
+//   - names interns comm and exe strings.
+//
+// Scratches come from a sync.Pool: a reader takes one for the length of a
+// call, so the caches are per pooled scratch, not global, and need no lock.
+type scratch struct {
+	buf     []byte
+	path    []byte
+	cgroups map[string][]CgroupLine
+	names   map[string]string
 }
 
-// pidPath builds root/pid/name with a single allocation.
-func (fs FS) pidPath(pid int, name string) string {
-	var a [64]byte
-	b := append(a[:0], fs.root...)
+var scratchPool = sync.Pool{New: func() any {
+	return &scratch{buf: make([]byte, bufSize), path: make([]byte, 0, 128)}
+}}
+
+func getScratch() *scratch { return scratchPool.Get().(*scratch) }
+
+func putScratch(s *scratch) {
+	if cap(s.buf) > maxPooledBuf {
+		s.buf = make([]byte, bufSize)
+	}
+	scratchPool.Put(s)
+}
+
+// intern returns b as a string, the same string for the same bytes.
+func (s *scratch) intern(b []byte) string {
+	if v, ok := s.names[string(b)]; ok {
+		return v
+	}
+	if s.names == nil || len(s.names) >= maxCached {
+		s.names = make(map[string]string)
+	}
+	v := string(b)
+	s.names[v] = v
+	return v
+}
+
+// pidPath builds root/pid[/name] in s.path, NUL-terminated, and returns it
+// with the NUL.
+func (s *scratch) pidPath(root string, pid int, name string) []byte {
+	b := append(s.path[:0], root...)
 	b = append(b, '/')
 	b = strconv.AppendInt(b, int64(pid), 10)
 	if name != "" {
 		b = append(b, '/')
 		b = append(b, name...)
 	}
-	return string(b)
+	b = append(b, 0)
+	s.path = b
+	return b
 }
+
+// threadPath builds root/pid/task/tid/name like pidPath.
+func (s *scratch) threadPath(root string, pid, tid int, name string) []byte {
+	b := append(s.path[:0], root...)
+	b = append(b, '/')
+	b = strconv.AppendInt(b, int64(pid), 10)
+	b = append(b, "/task/"...)
+	b = strconv.AppendInt(b, int64(tid), 10)
+	b = append(b, '/')
+	b = append(b, name...)
+	b = append(b, 0)
+	s.path = b
+	return b
+}
+
+// cstr returns p NUL-terminated, for paths built outside a scratch.
+func cstr(p string) []byte {
+	b := make([]byte, len(p)+1)
+	copy(b, p)
+	return b
+}
+
+// pathString is a NUL-terminated path without its NUL, for error messages.
+func pathString(p []byte) string { return string(p[:len(p)-1]) }
 
 // readFile reads the whole of path into *buf, growing it if needed, and
 // returns the filled prefix. It uses raw system calls: procfs files are
@@ -57,15 +123,16 @@ func (fs FS) pidPath(pid int, name string) string {
 // (cmdline; children, an iterating seq_file that stops a read at a page of
 // records) go through readFileFull, which reads until EOF.
 func readFile(path string, buf *[]byte) ([]byte, error) {
-	return readInto(path, buf, true)
+	return readInto(cstr(path), buf, true)
 }
 
 // readFileFull is readFile for files whose reads may stop short of the end.
 func readFileFull(path string, buf *[]byte) ([]byte, error) {
-	return readInto(path, buf, false)
+	return readInto(cstr(path), buf, false)
 }
 
-func readInto(path string, buf *[]byte, shortIsEOF bool) ([]byte, error) {
+// readInto reads the file at the NUL-terminated path (see readFile).
+func readInto(path []byte, buf *[]byte, shortIsEOF bool) ([]byte, error) {
 	fd, err := openRetry(path, unix.O_RDONLY|unix.O_CLOEXEC)
 	if err != nil {
 		return nil, err
@@ -97,52 +164,82 @@ func readInto(path string, buf *[]byte, shortIsEOF bool) ([]byte, error) {
 	}
 }
 
-func openRetry(path string, flags int) (int, error) {
+// atFDCWD is AT_FDCWD (-100) as a system call argument.
+const atFDCWD = ^uintptr(99)
+
+// openRetry is openat(AT_FDCWD, path, flags) on a NUL-terminated path,
+// retried on EINTR.
+func openRetry(path []byte, flags int) (int, error) {
 	for {
-		fd, err := unix.Open(path, flags, 0)
-		if err != unix.EINTR {
-			return fd, err
+		fd, _, errno := unix.Syscall6(unix.SYS_OPENAT, atFDCWD, uintptr(unsafe.Pointer(&path[0])), uintptr(flags), 0, 0, 0)
+		switch errno {
+		case 0:
+			return int(fd), nil
+		case unix.EINTR:
+			continue
 		}
+		return -1, errno
 	}
 }
 
-// readlink returns the target of a symbolic link, allocating only the
-// result string.
-func readlink(path string) (string, error) {
-	var a [512]byte
-	b := a[:]
+// access is faccessat(AT_FDCWD, path, F_OK) on a NUL-terminated path.
+func access(path []byte) error {
+	_, _, errno := unix.Syscall(unix.SYS_FACCESSAT, atFDCWD, uintptr(unsafe.Pointer(&path[0])), unix.F_OK)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// readlinkInto reads the target of the symbolic link at the NUL-terminated
+// path into *buf (grown if the target may not fit) and returns it.
+func readlinkInto(path []byte, buf *[]byte) ([]byte, error) {
+	b := (*buf)[:cap(*buf)]
 	for {
-		n, err := unix.Readlink(path, b)
-		if err == unix.EINTR {
+		n, _, errno := unix.Syscall6(unix.SYS_READLINKAT, atFDCWD, uintptr(unsafe.Pointer(&path[0])), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)), 0, 0)
+		switch errno {
+		case 0:
+		case unix.EINTR:
 			continue
+		default:
+			return nil, errno
 		}
-		if err != nil {
-			return "", err
-		}
-		if n < len(b) {
-			return string(b[:n]), nil
+		if int(n) < len(b) {
+			return b[:n], nil
 		}
 		// Possibly truncated: retry with a larger buffer (PATH_MAX is
 		// 4096, but be generous rather than wrong).
 		if len(b) >= 1<<16 {
-			return string(b[:n]), nil
+			return b[:n], nil
 		}
 		b = make([]byte, 2*len(b))
+		*buf = b
 	}
 }
 
+// readlink returns the target of a symbolic link at a NUL-terminated path.
+func readlink(path []byte) (string, error) {
+	var a [512]byte
+	b := a[:]
+	t, err := readlinkInto(path, &b)
+	if err != nil {
+		return "", err
+	}
+	return string(t), nil
+}
+
 // readDirInts lists the numeric entries of a directory (pids in /proc, tids
-// in /proc/PID/task) with getdents64 into a pooled buffer; only the result
-// slice is allocated.
-func readDirInts(path string, out []int) ([]int, error) {
+// in /proc/PID/task; a NUL-terminated path) with getdents64 into a pooled
+// buffer; only the result slice is allocated.
+func readDirInts(path []byte, out []int) ([]int, error) {
 	fd, err := openRetry(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC)
 	if err != nil {
 		return out, err
 	}
 	defer unix.Close(fd)
-	bp := getBuf()
-	defer putBuf(bp)
-	buf := (*bp)[:cap(*bp)]
+	s := getScratch()
+	defer putScratch(s)
+	buf := s.buf[:cap(s.buf)]
 	for {
 		n, err := unix.Getdents(fd, buf)
 		if err == unix.EINTR {
