@@ -112,12 +112,10 @@ type Conn struct {
 	hdrs       []unix.Mmsghdr            // recvmmsg vector over the slots
 	rdst       []Event                   // destination of receive
 	rerr       unix.Errno                // hard error seen by receive
-	receiveFn  func(uintptr) bool        // c.receive, bound once so Read does not allocate
+	receiveFn  func(uintptr) bool        // c.receiveNow, bound once (Listen's ack wait, through the poller)
 	waitFn     func(uintptr)             // c.wait, bound once
-	pfd        [1]unix.PollFd            // poll(2) vector for wait
 	readMu     sync.Mutex                // held by Read while it may use the descriptor
 	released   bool                      // Close has seen every Read let go (under readMu)
-	drained    bool                      // the last receive emptied the socket: poll before reading
 	lost       bool                      // ENOBUFS seen and the queue not yet drained since (see markDrained)
 	pending    []Event                   // received while Listen waited for the ack
 	deliverAll bool                      // tests only: skip user-space filtering

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cgrulesengd/cgrulesengd/tests/syscount"
 )
 
 // The test binary doubles as the helper processes of the integration tests
@@ -691,5 +694,101 @@ func onlyExecs(t *testing.T, r *reader) {
 		if e.What != EventExec && e.What != EventOverflow {
 			t.Errorf("Read returned %v outside the EXEC mask", e.What)
 		}
+	}
+}
+
+// TestIntegrationReadOneSyscallPerWake: a Read that waits for an event
+// makes one system call for it (a blocking recvmmsg), plus one per
+// pollInterval it waited in vain; counted on the reader's locked thread
+// with the raw_syscalls:sys_enter tracepoint. (Waiting in poll(2) and then
+// reading took two per event.) futex calls are left out: they are the Go
+// runtime's, which wakes its monitor thread (sysmon) when a thread comes
+// back from a blocking system call to an idle process; they are logged.
+func TestIntegrationReadOneSyscallPerWake(t *testing.T) {
+	requireRoot(t)
+	checkFDs(t)
+	c := listen(t, Config{Events: EventExec})
+	const children = 20
+	pids := make(chan int32, children)
+	go func() { // on another thread: its forks are not counted
+		for range children {
+			time.Sleep(10 * time.Millisecond)
+			cmd := exec.Command("/bin/true")
+			if err := cmd.Start(); err != nil {
+				t.Error(err)
+				close(pids)
+				return
+			}
+			pids <- int32(cmd.Process.Pid)
+			_ = cmd.Wait()
+		}
+		close(pids)
+	}()
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	counter, err := syscount.ThreadFilter(0, false, fmt.Sprintf("id != %d", unix.SYS_FUTEX))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer counter.Close()
+	all, err := syscount.Thread(0, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer all.Close()
+	buf := make([]Event, 0, 64)
+	ours, execd := map[int32]bool{}, map[int32]bool{}
+	seen := 0
+	reads := 0
+	before, err := counter.Count()
+	if err != nil {
+		t.Fatal(err)
+	}
+	allBefore, _ := all.Count()
+	start := time.Now()
+	for seen < children && time.Since(start) < 10*time.Second {
+		evs, err := c.Read(buf[:0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		reads++
+		for more := true; more; {
+			select {
+			case p, ok := <-pids:
+				if ok {
+					ours[p] = true
+				} else {
+					more = false
+				}
+			default:
+				more = false
+			}
+		}
+		for _, e := range evs {
+			if e.What == EventExec {
+				execd[e.PID] = true
+			}
+		}
+		seen = 0
+		for p := range ours {
+			if execd[p] {
+				seen++
+			}
+		}
+	}
+	elapsed := time.Since(start)
+	allAfter, _ := all.Count()
+	after, err := counter.Count()
+	if err != nil {
+		t.Fatal(err)
+	}
+	calls := int(after - before - 2) // the counters' own reads
+	timeouts := int(elapsed / pollInterval)
+	t.Logf("%d Reads, %d system calls in %v (up to %d receive timeouts); with the runtime's futex calls: %d", reads, calls, elapsed.Round(time.Millisecond), timeouts, allAfter-allBefore-2)
+	if seen < children {
+		t.Fatalf("saw %d of %d EXEC events", seen, children)
+	}
+	if calls > reads+timeouts+1 {
+		t.Errorf("%d system calls for %d Reads: more than one per wake-up", calls, reads)
 	}
 }

@@ -134,13 +134,14 @@ func Listen(cfg Config) (*Conn, error) {
 }
 
 // leavePoller moves the socket out of the runtime's netpoller once the
-// subscription is acknowledged. Read waits in poll(2) itself; a descriptor
+// subscription is acknowledged. Read waits in a blocking recvmmsg(2) itself; a descriptor
 // still registered with the runtime's (edge-triggered) epoll would wake an
 // idle runtime thread for every datagram the kernel queues, which under a
 // fork storm cost more CPU than reading the events. The new *os.File wraps
-// a blocking duplicate, which the runtime does not register; reads use
-// MSG_DONTWAIT, and RawConn.Control still keeps Close from freeing the
-// descriptor number under a Read.
+// a blocking duplicate, which the runtime does not register, with a receive
+// timeout (SO_RCVTIMEO, pollInterval) so that a blocked Read notices Close;
+// RawConn.Control still keeps Close from freeing the descriptor number
+// under a Read.
 func (c *Conn) leavePoller() error {
 	var nfd int
 	var derr error
@@ -155,6 +156,13 @@ func (c *Conn) leavePoller() error {
 	if err := unix.SetNonblock(nfd, false); err != nil {
 		unix.Close(nfd)
 		return fmt.Errorf("kernel: %w", err)
+	}
+	// A blocking receive returns EAGAIN after this long, so that Read sees
+	// Close (see pollInterval).
+	tv := unix.NsecToTimeval(pollInterval.Nanoseconds())
+	if err := unix.SetsockoptTimeval(nfd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
+		unix.Close(nfd)
+		return fmt.Errorf("kernel: setting SO_RCVTIMEO: %w", err)
 	}
 	f := os.NewFile(uintptr(nfd), c.f.Name())
 	raw, err := f.SyscallConn()

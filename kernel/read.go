@@ -3,6 +3,7 @@ package kernel
 import (
 	"fmt"
 	"os"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -90,15 +91,19 @@ func newConn(f *os.File, mask What) *Conn {
 		h.Iov = &c.iovs[i]
 		h.SetIovlen(1)
 	}
-	c.receiveFn = c.receive
+	c.receiveFn = c.receiveNow
 	c.waitFn = c.wait
 	return c
 }
 
-// receive is the raw read callback: it drains up to maxBatch datagrams
-// without blocking, decoding them into c.rdst. It returns false (wait for
-// the socket to become readable) only when nothing at all was received.
-func (c *Conn) receive(fd uintptr) bool {
+// receive is the raw read callback: it reads up to maxBatch datagrams,
+// decoding them into c.rdst, and reports whether anything was received.
+// With block, its first recvmmsg waits (at most pollInterval, the socket's
+// SO_RCVTIMEO) for the first datagram; every later one in the same call
+// takes only what is queued. So an idle reader that an event wakes makes
+// one system call for it: recvmmsg, blocking for the first datagram
+// (MSG_WAITFORONE: the rest of the vector only if already queued).
+func (c *Conn) receive(fd uintptr, block bool) bool {
 	got := 0
 	for got < maxBatch {
 		// Ask for no more datagrams than the caller's slice has room for
@@ -109,13 +114,15 @@ func (c *Conn) receive(fd uintptr) bool {
 			return true
 		}
 		want := min(max(room, 1), slots, maxBatch-got)
-		n, errno := c.recvmmsg(fd, want)
+		// After a loss the queue is read without waiting, so that the
+		// read that finds it empty delivers the marker at once.
+		n, errno := c.recvmmsg(fd, want, block && got == 0 && !c.lost)
 		switch errno {
 		case 0:
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			c.drained = true
+			// Empty (or, blocking, nothing within pollInterval).
 			if c.markDrained() {
 				got++
 			}
@@ -153,17 +160,17 @@ func (c *Conn) receive(fd uintptr) bool {
 			}
 		}
 		if n < want {
-			// Fewer datagrams than asked for: the queue is empty. Saying
-			// so spares the next Read a recvmmsg that would fail with
-			// EAGAIN before it polls (a syscall per event on an idle
-			// machine).
-			c.drained = true
+			// Fewer datagrams than asked for: the queue is empty.
 			c.markDrained()
 			return true
 		}
 	}
 	return true
 }
+
+// receiveNow is receive without waiting, for RawConn.Read (the runtime's
+// poller waits).
+func (c *Conn) receiveNow(fd uintptr) bool { return c.receive(fd, false) }
 
 // markDrained appends the EventOverflow marker of a loss once the receive
 // queue has been read empty, and reports whether it did.
@@ -190,43 +197,45 @@ func (c *Conn) markDrained() bool {
 	return true
 }
 
-// pollInterval bounds how long Read sleeps in poll(2) before it looks at
-// the closed flag again: Close cannot interrupt poll, so this is how long
-// Close may take to wake a blocked Read.
-const pollInterval = 50 // ms
+// pollInterval bounds how long a blocking receive waits (SO_RCVTIMEO, set
+// by Listen) before Read looks at the closed flag again: nothing can
+// interrupt a blocking netlink receive (netlink sockets have no
+// shutdown(2)), so this is how long Close may take to wake a blocked Read.
+const pollInterval = 50 * time.Millisecond
 
-// wait drains the socket, sleeping in poll(2) on this goroutine's thread
-// while it is empty. Waiting in the runtime's netpoller instead costs a
-// park, an epoll wake-up and a hand-off between threads for every event;
-// at a few thousand events per second that measured ~80 µs of CPU per event
-// on a 2-vCPU VM, against a few µs for a blocking poll(2). Running inside
-// RawConn.Control keeps the descriptor referenced, so a concurrent Close
-// cannot let its number be reused under us.
+// wait receives, blocking on this goroutine's thread while the socket is
+// empty, until something arrives, an error occurs or Close is called.
+// Waiting in the runtime's netpoller instead costs a park, an epoll wake-up
+// and a hand-off between threads for every event; at a few thousand events
+// per second that measured ~80 µs of CPU per event on a 2-vCPU VM, against
+// a few µs for a blocking receive. (An earlier version waited in poll(2)
+// and then read with MSG_DONTWAIT: two system calls per wake-up where one
+// does.) Running inside RawConn.Control keeps the descriptor referenced, so
+// a concurrent Close cannot let its number be reused under us.
 func (c *Conn) wait(fd uintptr) {
 	for !c.closed.Load() {
-		if !c.drained && c.receive(fd) {
-			return
-		}
-		c.drained = false
-		c.pfd[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
-		if _, err := unix.Poll(c.pfd[:], pollInterval); err != nil && err != unix.EINTR {
-			c.rerr = err.(unix.Errno)
+		if c.receive(fd, true) || c.rerr != 0 {
 			return
 		}
 	}
 }
 
-// recvmmsg receives up to vlen datagrams into the first vlen slots.
-// (x/sys/unix has no wrapper; its Recvfrom would also allocate a Sockaddr
-// per datagram, and the sender's port id is all we need.)
-func (c *Conn) recvmmsg(fd uintptr, vlen int) (int, unix.Errno) {
+// recvmmsg receives up to vlen datagrams into the first vlen slots, waiting
+// for the first one if block. (x/sys/unix has no wrapper; its Recvfrom
+// would also allocate a Sockaddr per datagram, and the sender's port id is
+// all we need.)
+func (c *Conn) recvmmsg(fd uintptr, vlen int, block bool) (int, unix.Errno) {
 	for i := range vlen {
 		// In/out: the kernel overwrites it with the address's length.
 		c.hdrs[i].Hdr.Namelen = unix.SizeofSockaddrNetlink
 	}
+	flags := uintptr(unix.MSG_DONTWAIT)
+	if block {
+		flags = unix.MSG_WAITFORONE
+	}
 	n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd,
 		uintptr(unsafe.Pointer(&c.hdrs[0])), uintptr(vlen),
-		unix.MSG_DONTWAIT, 0, 0)
+		flags, 0, 0)
 	return int(n), errno
 }
 

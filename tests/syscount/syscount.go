@@ -68,14 +68,22 @@ func tracepointID() (uint64, error) {
 
 // Counter counts the system calls entered by a set of threads.
 type Counter struct {
-	mu  sync.Mutex
-	fds []int
+	mu     sync.Mutex
+	fds    []int
+	filter string
 }
 
 // Thread counts the system calls of thread tid (0: the calling thread) and,
 // with inherit, of the threads and processes it creates from now on.
 func Thread(tid int, inherit bool) (*Counter, error) {
-	c := &Counter{}
+	return ThreadFilter(tid, inherit, "")
+}
+
+// ThreadFilter is Thread counting only the system calls that pass filter,
+// a tracepoint filter on the sys_enter fields, e.g. "id != 202" (every call
+// but futex on x86-64: use the unix.SYS_* numbers). "" counts all.
+func ThreadFilter(tid int, inherit bool, filter string) (*Counter, error) {
+	c := &Counter{filter: filter}
 	if err := c.add(tid, inherit); err != nil {
 		return nil, err
 	}
@@ -125,6 +133,17 @@ func (c *Counter) add(tid int, inherit bool) error {
 	fd, err := unix.PerfEventOpen(&attr, tid, -1, -1, unix.PERF_FLAG_FD_CLOEXEC)
 	if err != nil {
 		return fmt.Errorf("syscount: perf_event_open(raw_syscalls:sys_enter, tid %d): %w", tid, err)
+	}
+	if c.filter != "" {
+		f, err := unix.BytePtrFromString(c.filter)
+		if err != nil {
+			unix.Close(fd)
+			return fmt.Errorf("syscount: filter %q: %w", c.filter, err)
+		}
+		if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), unix.PERF_EVENT_IOC_SET_FILTER, uintptr(unsafe.Pointer(f))); errno != 0 {
+			unix.Close(fd)
+			return fmt.Errorf("syscount: setting filter %q: %w", c.filter, errno)
+		}
 	}
 	c.mu.Lock()
 	c.fds = append(c.fds, fd)

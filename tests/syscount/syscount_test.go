@@ -1,6 +1,7 @@
 package syscount
 
 import (
+	"fmt"
 	"os"
 	"runtime"
 	"testing"
@@ -34,5 +35,26 @@ func TestCountsOwnCalls(t *testing.T) {
 	}
 	if n := after - before; n < 1000 || n > 1010 {
 		t.Errorf("counted %d system calls for 1,000 getppid", n)
+	}
+}
+
+// TestFilter: a filter on the system call number counts only those calls.
+func TestFilter(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (perf_event_open of a tracepoint)")
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	c, err := ThreadFilter(0, false, fmt.Sprintf("id == %d", unix.SYS_GETPPID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := 0; i < 100; i++ {
+		unix.Getppid()
+		unix.Getpid()
+	}
+	if n, err := c.Count(); err != nil || n < 100 || n > 102 {
+		t.Errorf("counted %d getppid calls (%v), want 100", n, err)
 	}
 }
