@@ -1,57 +1,85 @@
 package e2e
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/cgrulesengd/cgrulesengd/tests/syscount"
 )
 
-// BenchmarkE2E is issue #4's end-to-end measurement (make bench-e2e):
+// BenchmarkE2E is the end-to-end measurement of issues #4 and #12 (make
+// bench-e2e):
 //
 //	go test -run '^$' -bench . -benchtime 1x ./tests/e2e/
 //
-// For 3 rules and for 10,000 rules (fillerRules, all before the matching
-// "cgresjo cpu,unified dest"), each with its own users, cgroups and daemons
-// (logging at info level, -vvv -q, for its ready and stats lines):
+// Columns, each with its own users, cgroups and daemons, all in one run so
+// that the ratios compare like with like on this shared VM:
+//
+//   - "C floor": tests/tools/floor.c, a single-threaded C loop doing the
+//     least a mover can do (read the event, /proc/PID/cgroup and status,
+//     write two cgroup.procs files opened once): what the machine allows.
+//   - "3 rules" and "10,000 rules" (fillerRules, all before the matching
+//     "cgresjo cpu,unified dest"): our daemon, logging at info level
+//     (-vvv -q, for its ready and stats lines).
+//   - "libcgroup" (when /usr/sbin/cgrulesengd is installed: Debian's
+//     cgroup-tools): the daemon we replace, with the same 3 rules in
+//     /etc/cgrules.conf (their destinations absolute; the machine's
+//     /etc/cgrules.conf, /etc/cgrules.d, /etc/cgconfig.conf, /etc/cgconfig.d
+//     and /var/run/cgred.socket are put aside and restored). Its rules name
+//     only the suite's users: it is not confined by --cgroup-root and
+//     classifies the whole machine at start. It moves tasks in cgroup v1
+//     only here, so its latencies are to the cpu line (-c) and its escapes
+//     are counted in cpu alone.
+//
+// Phases of each column:
 //
 //   - idle: a daemon is started (ready time: from the start of its process
-//     to its pidfile, and the took= of its "ready" line). The latency tool
-//     forks 1,000 children one after another, 1 ms apart; each takes t0,
-//     changes its uid to cgresjo and spins on its /proc/self/cgroup until
-//     its cpu line shows the destination (the latency), then until its
+//     to its pidfile, or for libcgroup to its proc connector socket). The
+//     latency tool forks 1,000 children one after another, 1 ms apart; each
+//     takes t0, changes its uid to cgresjo and spins on its /proc/self/cgroup
+//     until its cpu line shows the destination (the latency), then until its
 //     cgroup2 line does too ("both"); not moved within 1 s is a miss. Then
 //     the same with children that sleep 20 µs between two reads instead of
 //     spinning ("poll"), and 50 children 100 ms apart ("sparse", polling).
-//     Then the daemon is stopped: CPU per kernel event, RSS.
+//   - system calls: 200 polling children 2 ms apart while every thread of
+//     the daemon (or the floor) is counted with the raw_syscalls:sys_enter
+//     tracepoint (tests/syscount): system calls per moved task, in all and
+//     without futex (the Go runtime's thread wake-ups).
+//   - the daemon is stopped: CPU per kernel event, VmRSS and RssAnon.
 //   - storm: a second daemon; the storm tool (2 processes creating children
 //     that change their uid to cgrenobody, which no rule names, and exit; in
 //     the in-scope cgroup "storm") runs while the latency tool takes up to
 //     1,000 spinning samples (at most 30 s) and the escape tool runs 5
-//     rounds (250 children and 250 grandchildren). Then the same counters.
-//
-// A third column, "floor", runs the same latency measurements against
-// tests/tools/floor.c instead of the daemon: a single-threaded C loop doing
-// the least a mover can do (read the event, /proc/PID/cgroup and status,
-// write two cgroup.procs files opened once). It shows what the machine
-// allows.
+//     rounds (250 children and 250 grandchildren). Then the same counters;
+//     memory is read when the daemon is ready and after the storm.
 //
 // Daemon CPU is utime+stime from /proc/PID/stat (clock ticks of 10 ms)
-// between its readiness and just before its SIGTERM, divided by the
-// datagrams it read from its socket (the stats line logged at SIGTERM:
-// datagrams= counts every message received, kernel_events= those handed on;
-// the kernel filters by type, so they differ only by acks).
+// between its readiness and just before its SIGTERM. Per event it is
+// divided by the kernel events the storm caused (3 per storm child: FORK,
+// UID, EXIT; the same count for every daemon, whether it read them all or
+// lost them to overflows) and, for our daemon, also by the datagrams it
+// read (its stats line at SIGTERM).
 //
-// The benchmark reports (b.ReportMetric, and a table on standard output); it
+// The benchmark reports (b.ReportMetric, and tables on standard output); it
 // never fails on a target, only when a measurement cannot be made.
 func BenchmarkE2E(b *testing.B) {
 	requireDaemon(b)
 	requireTools(b)
+	if load, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Fprintf(os.Stdout, "load average at the start: %s", load)
+	}
 	results := map[string]*benchResult{}
 	var order []string
 	run := func(name string, f func(b *testing.B) *benchResult) {
@@ -68,8 +96,14 @@ func BenchmarkE2E(b *testing.B) {
 	for _, n := range []int{3, 10000} {
 		run(fmt.Sprintf("rules=%d", n), func(b *testing.B) *benchResult { return benchRules(b, n) })
 	}
+	if _, err := os.Stat(libcgroupDaemon); err == nil {
+		run("libcgroup", benchLibcgroup)
+	} else {
+		fmt.Fprintf(os.Stdout, "libcgroup's daemon (%s) is not installed: no libcgroup column (apt-get install cgroup-tools)\n", libcgroupDaemon)
+	}
 	if len(order) > 0 {
 		printBenchTable(os.Stdout, order, results)
+		printTargets(os.Stdout, results)
 	}
 }
 
@@ -107,9 +141,17 @@ type daemonRun struct {
 	datagrams uint64
 	events    uint64 // kernel_events=
 	stats     map[string]uint64
-	rssKB     int64
-	hwmKB     int64
+	mem       memory // just before SIGTERM
 	log       string
+}
+
+// memory is what /proc/PID/status says of a process's memory, in kB.
+type memory struct {
+	rss, anon, file, hwm int64
+}
+
+func (m memory) String() string {
+	return fmt.Sprintf("%.1f / %.1f MB", float64(m.rss)/1024, float64(m.anon)/1024)
 }
 
 func (r *daemonRun) perEvent() time.Duration {
@@ -121,23 +163,91 @@ func (r *daemonRun) perEvent() time.Duration {
 
 type benchResult struct {
 	name         string
-	floor        bool // the C floor, not the daemon
+	floor        bool // the C floor, not a daemon
+	libcg        bool // libcgroup's daemon
 	idle, poll   latencies
 	sparse       latencies
 	storm        latencies
 	idleD        daemonRun
 	stormD       daemonRun
+	readyMem     memory // the storm daemon, when ready
 	esc          escapeStats
 	stormForks   string // the storm tool's totals
+	stormChilds  uint64 // children the storm made
 	stormSeconds float64
+	sys          syscallCount
+}
+
+// syscallCount is the system-call phase's result.
+type syscallCount struct {
+	moved         int    // tasks moved (samples not missed)
+	all, nonFutex uint64 // system calls of the mover during the phase
+}
+
+func (c syscallCount) perMove(nonFutex bool) float64 {
+	if c.moved == 0 {
+		return -1
+	}
+	n := c.all
+	if nonFutex {
+		n = c.nonFutex
+	}
+	return float64(n) / float64(c.moved)
+}
+
+// stormEvents is the number of kernel events the storm caused: FORK, UID
+// and EXIT for each child.
+func (r *benchResult) stormEvents() uint64 { return 3 * r.stormChilds }
+
+// cpuPerStormEvent is the daemon's CPU during the storm phase per kernel
+// event the storm caused.
+func (r *benchResult) cpuPerStormEvent() time.Duration {
+	if r.stormChilds == 0 {
+		return -1
+	}
+	return r.stormD.cpu / time.Duration(r.stormEvents())
 }
 
 // latencyPhases runs the idle measurements: spinning children 1 ms apart,
 // polling children 1 ms apart, polling children 100 ms apart.
 func (e *env) latencyPhases(r *benchResult, uid, dest string) {
-	r.idle = e.latencyRunArgs(uid, dest, []string{"-n", "1000", "-g", "1000", "-d", "60"})
-	r.poll = e.latencyRunArgs(uid, dest, []string{"-n", "1000", "-g", "1000", "-s", "20", "-d", "60"})
-	r.sparse = e.latencyRunArgs(uid, dest, []string{"-n", "50", "-g", "100000", "-s", "20", "-d", "60"})
+	r.idle = e.latencyRunArgs(uid, dest, r.latencyOpts("-n", "1000", "-g", "1000", "-d", "60"))
+	r.poll = e.latencyRunArgs(uid, dest, r.latencyOpts("-n", "1000", "-g", "1000", "-s", "20", "-d", "60"))
+	r.sparse = e.latencyRunArgs(uid, dest, r.latencyOpts("-n", "50", "-g", "100000", "-s", "20", "-d", "60"))
+}
+
+// latencyOpts are the latency tool's options for this column: libcgroup's
+// are waited for in cpu alone (-c).
+func (r *benchResult) latencyOpts(opts ...string) []string {
+	if r.libcg {
+		return append([]string{"-c"}, opts...)
+	}
+	return opts
+}
+
+// syscallPhase counts the system calls of every thread of pid (the floor or
+// a daemon) while 200 polling children, 2 ms apart, are moved.
+func (e *env) syscallPhase(r *benchResult, pid int, uid, dest string) {
+	t := e.t
+	all, err := syscount.Process(pid)
+	if err != nil {
+		t.Fatalf("counting system calls: %v", err)
+	}
+	defer all.Close()
+	nonFutex, err := syscount.ProcessFilter(pid, fmt.Sprintf("id != %d", unix.SYS_FUTEX))
+	if err != nil {
+		t.Fatalf("counting system calls: %v", err)
+	}
+	defer nonFutex.Close()
+	a0, err1 := all.Count()
+	n0, err2 := nonFutex.Count()
+	l := e.latencyRunArgs(uid, dest, r.latencyOpts("-n", "200", "-g", "2000", "-s", "20", "-d", "60"))
+	a1, err3 := all.Count()
+	n1, err4 := nonFutex.Count()
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		t.Fatalf("counting system calls: %v", err)
+	}
+	r.sys = syscallCount{moved: l.samples - l.misses, all: a1 - a0, nonFutex: n1 - n0}
 }
 
 // stormPhase starts the storm, runs during returns, and stops the storm;
@@ -156,6 +266,9 @@ func (e *env) stormPhase(r *benchResult, stormUID string, during func()) {
 	storm.stop() // SIGTERM: the storm ends early and prints its totals
 	if line, ok := storm.next(5 * time.Second); ok && strings.HasPrefix(line, "forks ") {
 		r.stormForks = line
+		if f := strings.Fields(line); len(f) >= 2 {
+			r.stormChilds, _ = strconv.ParseUint(f[1], 10, 64)
+		}
 	} else {
 		t.Fatalf("the storm tool printed no totals (%q); stderr: %s", line, storm.stderr.String())
 	}
@@ -185,6 +298,7 @@ func benchFloor(b *testing.B) *benchResult {
 	fl := e.startTool([]string{}, "", "floor", uid, e.root,
 		filepath.Join(e.path("cpu", "dest"), "cgroup.procs"), filepath.Join(e.path("unified", "dest"), "cgroup.procs"), "600")
 	e.latencyPhases(r, uid, dest)
+	e.syscallPhase(r, fl.pid, uid, dest)
 	e.stormPhase(r, uidOf(b, "cgrenobody"), func() {
 		r.storm = e.latencyRunArgs(uid, dest, []string{"-n", "1000", "-d", "30"})
 	})
@@ -202,15 +316,163 @@ func benchRules(b *testing.B, nrules int) *benchResult {
 	d := e.startDaemon(dopts{extra: benchDaemonArgs()})
 	start := d.readyCPU()
 	e.latencyPhases(r, uid, dest)
+	e.syscallPhase(r, d.pid, uid, dest)
 	r.idleD = d.finish(start)
 
 	d = e.startDaemon(dopts{extra: benchDaemonArgs()})
 	start = d.readyCPU()
+	r.readyMem = procMemory(d.pid)
 	e.stormPhase(r, uidOf(b, "cgrenobody"), func() {
 		r.storm = e.latencyRunArgs(uid, dest, []string{"-n", "1000", "-d", "30"})
 		r.esc = e.escapeRounds(uid, 5, 50, dest, 2*time.Second)
 	})
 	r.stormD = d.finish(start)
+	return r
+}
+
+// libcgroupDaemon is Debian's cgroup-tools daemon.
+const libcgroupDaemon = "/usr/sbin/cgrulesengd"
+
+// benchLibcgroup measures libcgroup's daemon with the 3 rules of the
+// "3 rules" column (their destinations absolute, cpu only).
+func benchLibcgroup(b *testing.B) *benchResult {
+	e := benchEnv(b, 3)
+	uid := uidOf(b, "cgresjo")
+	dest := e.cg("dest")
+	r := &benchResult{name: "libcgroup", libcg: true}
+	e.libcgroupConfig(fmt.Sprintf("cgreother  cpu  %s\n@cgreother  cpu  %s\ncgresjo  cpu  %s\n", e.cg("other"), e.cg("other"), dest))
+
+	d := e.startLibcgroup()
+	start := d.readyCPU()
+	e.latencyPhases(r, uid, dest)
+	e.syscallPhase(r, d.pid, uid, dest)
+	r.idleD = d.finishLibcgroup(start)
+
+	d = e.startLibcgroup()
+	start = d.readyCPU()
+	r.readyMem = procMemory(d.pid)
+	e.stormPhase(r, uidOf(b, "cgrenobody"), func() {
+		r.storm = e.latencyRunArgs(uid, dest, r.latencyOpts("-n", "1000", "-d", "30"))
+		r.esc = e.escapeRoundsIn(uid, 5, 50, dest, 2*time.Second, true)
+	})
+	r.stormD = d.finishLibcgroup(start)
+	return r
+}
+
+// libcgroupFiles are what libcgroup's daemon reads or leaves behind; the
+// benchmark puts the machine's aside and restores them.
+var libcgroupFiles = []string{"/etc/cgrules.conf", "/etc/cgrules.d", "/etc/cgconfig.conf", "/etc/cgconfig.d", "/var/run/cgred.socket"}
+
+// libcgroupConfig installs rules as /etc/cgrules.conf with an empty
+// /etc/cgconfig.conf and /etc/cgconfig.d (libcgroup 2.0.2 refuses to start
+// without them), after moving whatever the machine had there aside; the
+// cleanup removes them and moves the machine's back.
+func (e *env) libcgroupConfig(rules string) {
+	t := e.t
+	t.Helper()
+	for _, p := range libcgroupFiles {
+		backup := p + ".cgre-bench-saved"
+		if _, err := os.Lstat(backup); err == nil {
+			t.Fatalf("%s exists: an earlier benchmark did not restore %s; restore it by hand", backup, p)
+		}
+		had := false
+		if _, err := os.Lstat(p); err == nil {
+			if err := os.Rename(p, backup); err != nil {
+				t.Fatalf("putting %s aside: %v", p, err)
+			}
+			had = true
+		}
+		t.Cleanup(func() {
+			if err := os.RemoveAll(p); err != nil {
+				t.Errorf("cleanup: removing the benchmark's %s: %v", p, err)
+			}
+			if had {
+				if err := os.Rename(backup, p); err != nil {
+					t.Errorf("cleanup: restoring %s from %s: %v", p, backup, err)
+				}
+			}
+		})
+	}
+	if err := os.WriteFile("/etc/cgrules.conf", []byte(rules), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile("/etc/cgconfig.conf", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir("/etc/cgconfig.d", 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// startLibcgroup starts libcgroup's daemon in the foreground and waits
+// until it listens to the proc connector (it scans /proc first): its
+// socket shows in /proc/net/netlink (protocol 11, its pid as port id).
+func (e *env) startLibcgroup() *daemon {
+	t := e.t
+	t.Helper()
+	run := filepath.Join(e.dir, "run")
+	if err := os.MkdirAll(run, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{e: e, logfile: filepath.Join(run, "libcgroup.log"), output: &syncBuffer{}, done: make(chan struct{})}
+	d.cmd = exec.Command(libcgroupDaemon, "-n", "-f", d.logfile)
+	d.cmd.Stdout, d.cmd.Stderr = d.output, d.output
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	d.started = time.Now()
+	if err := d.cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", libcgroupDaemon, err)
+	}
+	d.pid = d.cmd.Process.Pid
+	go func() {
+		_ = d.cmd.Wait()
+		close(d.done)
+	}()
+	t.Cleanup(d.kill)
+	deadline := time.Now().Add(15 * time.Second)
+	for !listensToConnector(d.pid) {
+		select {
+		case <-d.done:
+			t.Fatalf("libcgroup's daemon exited (%v): %s\nlog:\n%s", d.cmd.ProcessState, d.output.String(), d.log())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("libcgroup's daemon (pid %d) does not listen after 15 s", d.pid)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	d.ready = time.Since(d.started)
+	return d
+}
+
+// listensToConnector reports whether pid has a NETLINK_CONNECTOR socket
+// bound to its pid.
+func listensToConnector(pid int) bool {
+	data, err := os.ReadFile("/proc/net/netlink")
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		f := strings.Fields(l)
+		if len(f) > 3 && f[1] == "11" && f[2] == strconv.Itoa(pid) {
+			return true
+		}
+	}
+	return false
+}
+
+// finishLibcgroup is finish for libcgroup's daemon, which logs no counters.
+func (d *daemon) finishLibcgroup(startCPU time.Duration) daemonRun {
+	t := d.e.t
+	t.Helper()
+	var r daemonRun
+	cpu, err := procCPU(d.pid)
+	if err != nil {
+		t.Fatalf("daemon CPU: %v", err)
+	}
+	r.cpu = cpu - startCPU
+	r.mem = procMemory(d.pid)
+	d.kill()
+	r.log, r.ready, r.took = d.log(), d.ready, "-"
 	return r
 }
 
@@ -242,9 +504,9 @@ func (d *daemon) finish(startCPU time.Duration) daemonRun {
 		t.Fatalf("daemon CPU: %v", err)
 	}
 	r.cpu = cpu - startCPU
-	r.rssKB, r.hwmKB = procRSS(d.pid)
-	if r.rssKB <= 0 || r.hwmKB <= 0 {
-		t.Fatalf("cannot read VmRSS/VmHWM of the daemon (pid %d)", d.pid)
+	r.mem = procMemory(d.pid)
+	if r.mem.rss <= 0 || r.mem.anon <= 0 {
+		t.Fatalf("cannot read VmRSS/RssAnon of the daemon (pid %d)", d.pid)
 	}
 	if code := d.stop(); code != 0 {
 		t.Fatalf("daemon exit status %d after SIGTERM; log:\n%s", code, d.log())
@@ -304,11 +566,13 @@ func procCPU(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * 10 * time.Millisecond, nil
 }
 
-// procRSS reads VmRSS and VmHWM (kB) from /proc/PID/status.
-func procRSS(pid int) (rss, hwm int64) {
+// procMemory reads VmRSS, RssAnon, RssFile and VmHWM (kB) from
+// /proc/PID/status (-1 when unreadable).
+func procMemory(pid int) memory {
+	m := memory{-1, -1, -1, -1}
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return -1, -1
+		return m
 	}
 	for _, line := range strings.Split(string(data), "\n") {
 		f := strings.Fields(line)
@@ -318,12 +582,16 @@ func procRSS(pid int) (rss, hwm int64) {
 		n, _ := strconv.ParseInt(f[1], 10, 64)
 		switch f[0] {
 		case "VmRSS:":
-			rss = n
+			m.rss = n
+		case "RssAnon:":
+			m.anon = n
+		case "RssFile:":
+			m.file = n
 		case "VmHWM:":
-			hwm = n
+			m.hwm = n
 		}
 	}
-	return rss, hwm
+	return m
 }
 
 // latencyRunArgs runs the latency tool with options opts (see latency.c;
@@ -391,32 +659,40 @@ func (r *benchResult) report(b *testing.B) {
 		b.ReportMetric(us(l.l.pct(0.99, false)), "p99-"+l.name+"-µs")
 		b.ReportMetric(float64(l.l.misses), "misses-"+l.name)
 	}
+	b.ReportMetric(r.sys.perMove(false), "syscalls/move")
 	if r.floor {
 		return
 	}
 	b.ReportMetric(float64(r.esc.stragglers+r.esc.vanished), "escapes-storm")
-	b.ReportMetric(us(r.idleD.perEvent()), "cpu-µs/event-idle")
-	b.ReportMetric(us(r.stormD.perEvent()), "cpu-µs/event-storm")
-	b.ReportMetric(float64(max(r.idleD.hwmKB, r.stormD.hwmKB))/1024, "hwm-MB")
-	b.ReportMetric(float64(r.stormD.rssKB)/1024, "rss-MB")
+	b.ReportMetric(us(r.cpuPerStormEvent()), "cpu-µs/storm-event")
+	b.ReportMetric(float64(r.stormD.mem.anon)/1024, "rssanon-MB")
+	b.ReportMetric(float64(r.stormD.mem.rss)/1024, "rss-MB")
 	b.ReportMetric(float64(r.idleD.ready)/float64(time.Millisecond), "ready-ms")
 }
 
-// printBenchTable prints the results side by side, with the targets.
-func printBenchTable(w *os.File, order []string, res map[string]*benchResult) {
-	dur := func(d time.Duration) string {
-		if d < 0 {
-			return "n/a"
-		}
-		if d >= 10*time.Millisecond {
-			return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
-		}
-		return fmt.Sprintf("%.0f µs", us(d))
+func fmtDur(d time.Duration) string {
+	if d < 0 {
+		return "n/a"
 	}
+	if d >= 10*time.Millisecond {
+		return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+	}
+	if d >= time.Millisecond {
+		return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+	}
+	return fmt.Sprintf("%.0f µs", us(d))
+}
+
+// printBenchTable prints every measurement, one column per result, as a
+// Markdown table.
+func printBenchTable(w *os.File, order []string, res map[string]*benchResult) {
 	lat := func(get func(r *benchResult) *latencies, p float64) func(r *benchResult) string {
 		return func(r *benchResult) string {
 			l := get(r)
-			return dur(l.pct(p, false)) + " / " + dur(l.pct(p, true))
+			if r.libcg {
+				return fmtDur(l.pct(p, false)) + " (cpu)"
+			}
+			return fmtDur(l.pct(p, false)) + " / " + fmtDur(l.pct(p, true))
 		}
 	}
 	misses := func(get func(r *benchResult) *latencies) func(r *benchResult) string {
@@ -425,7 +701,15 @@ func printBenchTable(w *os.File, order []string, res map[string]*benchResult) {
 	daemonOnly := func(f func(r *benchResult) string) func(r *benchResult) string {
 		return func(r *benchResult) string {
 			if r.floor {
-				return "-"
+				return "–"
+			}
+			return f(r)
+		}
+	}
+	ours := func(f func(r *benchResult) string) func(r *benchResult) string {
+		return func(r *benchResult) string {
+			if r.floor || r.libcg {
+				return "–"
 			}
 			return f(r)
 		}
@@ -435,80 +719,193 @@ func printBenchTable(w *os.File, order []string, res map[string]*benchResult) {
 	sparse := func(r *benchResult) *latencies { return &r.sparse }
 	storm := func(r *benchResult) *latencies { return &r.storm }
 	rows := []struct {
-		name, target string
-		f            func(r *benchResult) string
+		name string
+		f    func(r *benchResult) string
 	}{
-		{"p50 idle, spinning, 1 ms apart", "≤ 150 µs", lat(idle, 0.5)},
-		{"p99 idle, spinning, 1 ms apart", "≤ 1 ms", lat(idle, 0.99)},
-		{"misses idle, spinning", "0", misses(idle)},
-		{"p50 idle, polling, 1 ms apart", "", lat(poll, 0.5)},
-		{"p99 idle, polling, 1 ms apart", "", lat(poll, 0.99)},
-		{"p50 idle, polling, 100 ms apart", "", lat(sparse, 0.5)},
-		{"p99 idle, polling, 100 ms apart", "", lat(sparse, 0.99)},
-		{"p50 storm, spinning", "", lat(storm, 0.5)},
-		{"p99 storm, spinning", "", lat(storm, 0.99)},
-		{"misses storm (not moved in 1 s)", "0", misses(storm)},
-		{"escapes storm (of tasks)", "0", daemonOnly(func(r *benchResult) string {
+		{"idle, spinning, 1 ms apart: p50", lat(idle, 0.5)},
+		{"idle, spinning: p90", lat(idle, 0.9)},
+		{"idle, spinning: p99", lat(idle, 0.99)},
+		{"idle, spinning: misses", misses(idle)},
+		{"idle, polling, 1 ms apart: p50", lat(poll, 0.5)},
+		{"idle, polling: p90", lat(poll, 0.9)},
+		{"idle, polling: p99", lat(poll, 0.99)},
+		{"idle, polling, 100 ms apart: p50 / p99", func(r *benchResult) string {
+			return fmtDur(r.sparse.pct(0.5, true)) + " / " + fmtDur(r.sparse.pct(0.99, true))
+		}},
+		{"idle, polling, 100 ms apart: misses", misses(sparse)},
+		{"storm, spinning: p50", lat(storm, 0.5)},
+		{"storm, spinning: p90", lat(storm, 0.9)},
+		{"storm, spinning: p99", lat(storm, 0.99)},
+		{"storm: misses (not moved in 1 s)", misses(storm)},
+		{"storm: escapes (children, grandchildren)", daemonOnly(func(r *benchResult) string {
 			return fmt.Sprintf("%d of %d", r.esc.stragglers+r.esc.vanished, r.esc.tasks)
 		})},
-		{"daemon CPU/event idle (CPU/datagrams)", "", daemonOnly(func(r *benchResult) string {
-			return fmt.Sprintf("%.1f µs (%v/%d)", us(r.idleD.perEvent()), r.idleD.cpu, r.idleD.datagrams)
+		{"system calls per move (without futex)", func(r *benchResult) string {
+			return fmt.Sprintf("%.1f (%.1f)", r.sys.perMove(false), r.sys.perMove(true))
+		}},
+		{"daemon CPU per storm event", daemonOnly(func(r *benchResult) string {
+			return fmt.Sprintf("%.2f µs (%v / %d)", us(r.cpuPerStormEvent()), r.stormD.cpu, r.stormEvents())
 		})},
-		{"daemon CPU/event storm", "≤ 4 µs", daemonOnly(func(r *benchResult) string {
-			return fmt.Sprintf("%.1f µs (%v/%d)", us(r.stormD.perEvent()), r.stormD.cpu, r.stormD.datagrams)
+		{"daemon CPU per datagram read, storm", ours(func(r *benchResult) string {
+			return fmt.Sprintf("%.2f µs (%d read)", us(r.stormD.perEvent()), r.stormD.datagrams)
 		})},
-		{"storm: events read per s", "", daemonOnly(func(r *benchResult) string {
-			return fmt.Sprintf("%.0f", float64(r.stormD.datagrams)/r.stormSeconds)
-		})},
-		{"storm: overflows/rescans/queue_full", "", daemonOnly(func(r *benchResult) string {
+		{"storm: kernel events per s", func(r *benchResult) string {
+			return fmt.Sprintf("%.0f", float64(r.stormEvents())/r.stormSeconds)
+		}},
+		{"storm: overflows / rescans / queue full", ours(func(r *benchResult) string {
 			s := r.stormD.stats
 			return fmt.Sprintf("%d / %d / %d", s["overflows"], s["rescans"], s["queue_full"])
 		})},
-		{"VmRSS / VmHWM after idle", "", daemonOnly(func(r *benchResult) string {
-			return fmt.Sprintf("%.1f / %.1f MB", float64(r.idleD.rssKB)/1024, float64(r.idleD.hwmKB)/1024)
+		{"VmRSS / RssAnon after the idle phases", daemonOnly(func(r *benchResult) string { return r.idleD.mem.String() })},
+		{"VmRSS / RssAnon when ready (storm daemon)", daemonOnly(func(r *benchResult) string { return r.readyMem.String() })},
+		{"VmRSS / RssAnon after the storm", daemonOnly(func(r *benchResult) string { return r.stormD.mem.String() })},
+		{"RssAnon growth in the storm", daemonOnly(func(r *benchResult) string {
+			return fmt.Sprintf("%+.2f MB", float64(r.stormD.mem.anon-r.readyMem.anon)/1024)
 		})},
-		{"VmRSS / VmHWM after storm", "≤ 15 MB", daemonOnly(func(r *benchResult) string {
-			return fmt.Sprintf("%.1f / %.1f MB", float64(r.stormD.rssKB)/1024, float64(r.stormD.hwmKB)/1024)
+		{"VmHWM", daemonOnly(func(r *benchResult) string {
+			return fmt.Sprintf("%.1f MB", float64(max(r.idleD.mem.hwm, r.stormD.mem.hwm))/1024)
 		})},
-		{"ready: pidfile / took=", "≤ 0.2 s", daemonOnly(func(r *benchResult) string {
-			return fmt.Sprintf("%.1f ms / %s", float64(r.idleD.ready)/float64(time.Millisecond), r.idleD.took)
+		{"ready (start to pidfile / socket)", daemonOnly(func(r *benchResult) string {
+			return fmt.Sprintf("%.1f ms", float64(r.idleD.ready)/float64(time.Millisecond))
 		})},
 	}
-	const col = 26
-	fmt.Fprintf(w, "\ncgrulesengd end-to-end benchmark (issue #4); latencies: cpu moved / cpu and cgroup2 moved\n")
-	fmt.Fprintf(w, "%-38s", "")
+	fmt.Fprintf(w, "\nEnd-to-end benchmark; latencies: moved in cpu / moved in cpu and cgroup2\n\n|")
 	for _, n := range order {
-		fmt.Fprintf(w, " %-*s", col, res[n].name)
+		fmt.Fprintf(w, " | %s", res[n].name)
 	}
-	fmt.Fprintf(w, " %s\n", "target")
+	fmt.Fprintf(w, " |\n| ---")
+	for range order {
+		fmt.Fprintf(w, " | ---")
+	}
+	fmt.Fprintf(w, " |\n")
 	for _, row := range rows {
-		fmt.Fprintf(w, "%-38s", row.name)
+		fmt.Fprintf(w, "| %s", row.name)
 		for _, n := range order {
-			fmt.Fprintf(w, " %-*s", col, row.f(res[n]))
+			fmt.Fprintf(w, " | %s", row.f(res[n]))
 		}
-		fmt.Fprintf(w, " %s\n", row.target)
+		fmt.Fprintf(w, " |\n")
 	}
+	fmt.Fprintln(w)
 	for _, n := range order {
 		r := res[n]
 		fmt.Fprintf(w, "%s, storm: %s; ran %.1f s during the measurements\n", r.name, r.stormForks, r.stormSeconds)
-		if !r.floor {
-			fmt.Fprintf(w, "%s, storm escapes: %s\n", r.name, r.esc)
+		if r.floor {
+			continue
+		}
+		fmt.Fprintf(w, "%s, storm escapes: %s\n", r.name, r.esc)
+		if !r.libcg {
 			fmt.Fprintf(w, "%s, storm daemon: %s\n", r.name, statsString(r.stormD.stats))
-			for _, m := range []struct {
-				what string
-				l    *latencies
-				log  string
-			}{{"idle", &r.idle, r.idleD.log}, {"idle polling", &r.poll, r.idleD.log}, {"sparse", &r.sparse, r.idleD.log}, {"storm", &r.storm, r.stormD.log}} {
-				for i, pid := range m.l.missed {
-					if i == 5 {
-						fmt.Fprintf(w, "%s, %s: %d more misses\n", r.name, m.what, len(m.l.missed)-i)
-						break
-					}
-					fmt.Fprintf(w, "%s, %s miss: pid %d; the daemon's info log about it:\n%s", r.name, m.what, pid, logAbout(m.log, pid))
+		}
+		for _, m := range []struct {
+			what string
+			l    *latencies
+			log  string
+		}{{"idle", &r.idle, r.idleD.log}, {"idle polling", &r.poll, r.idleD.log}, {"sparse", &r.sparse, r.idleD.log}, {"storm", &r.storm, r.stormD.log}} {
+			for i, pid := range m.l.missed {
+				if i == 5 {
+					fmt.Fprintf(w, "%s, %s: %d more misses\n", r.name, m.what, len(m.l.missed)-i)
+					break
 				}
+				fmt.Fprintf(w, "%s, %s miss: pid %d; the daemon's info log about it:\n%s", r.name, m.what, pid, logAbout(m.log, pid))
 			}
 		}
 	}
+}
+
+// printTargets prints issue #12's targets for each rule count as ratios to
+// the floor (and to libcgroup) measured in the same run.
+func printTargets(w *os.File, res map[string]*benchResult) {
+	fl := res["floor"]
+	lc := res["libcgroup"]
+	if fl == nil {
+		return
+	}
+	ratio := func(a, b time.Duration) string {
+		if a < 0 || b <= 0 {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.2f×", float64(a)/float64(b))
+	}
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
+		}
+		return "missed"
+	}
+	fmt.Fprintf(w, "\nTargets (issue #12), ratios to the C floor of this run; latencies to cgroup2 (the last write)\n\n")
+	fmt.Fprintf(w, "| target | C floor | 3 rules | 10,000 rules |\n| --- | --- | --- | --- |\n")
+	type row struct {
+		name  string
+		floor string
+		f     func(r *benchResult) string
+	}
+	latRow := func(name string, get func(r *benchResult) *latencies, p, factor float64, atLeast time.Duration) row {
+		fv := get(fl).pct(p, true)
+		limit := time.Duration(factor * float64(fv))
+		if limit < atLeast {
+			limit = atLeast
+		}
+		return row{name, fmtDur(fv), func(r *benchResult) string {
+			v := get(r).pct(p, true)
+			return fmt.Sprintf("%s = %s (limit %s): %s", fmtDur(v), ratio(v, fv), fmtDur(limit), verdict(v >= 0 && v <= limit))
+		}}
+	}
+	idle := func(r *benchResult) *latencies { return &r.idle }
+	poll := func(r *benchResult) *latencies { return &r.poll }
+	storm := func(r *benchResult) *latencies { return &r.storm }
+	rows := []row{
+		latRow("idle p50 ≤ 1.5× floor (spinning)", idle, 0.5, 1.5, 0),
+		latRow("idle p90 ≤ 1.5× floor or 300 µs (spinning)", idle, 0.9, 1.5, 300*time.Microsecond),
+		latRow("idle p99 ≤ 1.5× floor or 1 ms (spinning)", idle, 0.99, 1.5, time.Millisecond),
+		latRow("idle p50 ≤ 1.5× floor (polling)", poll, 0.5, 1.5, 0),
+		latRow("idle p90 ≤ 1.5× floor or 300 µs (polling)", poll, 0.9, 1.5, 300*time.Microsecond),
+		latRow("idle p99 ≤ 1.5× floor or 1 ms (polling)", poll, 0.99, 1.5, time.Millisecond),
+		latRow("storm p50 ≤ 1.2× floor", storm, 0.5, 1.2, 0),
+		{"storm: 0 misses, 0 escapes", fmt.Sprintf("%d misses", fl.storm.misses), func(r *benchResult) string {
+			esc := r.esc.stragglers + r.esc.vanished
+			return fmt.Sprintf("%d misses, %d escapes: %s", r.storm.misses, esc, verdict(r.storm.misses == 0 && esc == 0))
+		}},
+		{"CPU per storm event ≤ 0.25× libcgroup", "–", func(r *benchResult) string {
+			v := r.cpuPerStormEvent()
+			if lc == nil {
+				return fmt.Sprintf("%.2f µs (no libcgroup column)", us(v))
+			}
+			l := lc.cpuPerStormEvent()
+			return fmt.Sprintf("%.2f µs = %s libcgroup's %.2f µs: %s", us(v), ratio(v, l), us(l), verdict(v >= 0 && l > 0 && float64(v) <= 0.25*float64(l)))
+		}},
+		{"RssAnon ≤ 8 MB", "–", func(r *benchResult) string {
+			a := max(r.idleD.mem.anon, r.stormD.mem.anon)
+			return fmt.Sprintf("%.1f MB: %s", float64(a)/1024, verdict(a <= 8*1024))
+		}},
+		{"RssAnon flat in the storm (≤ 1 MB growth)", "–", func(r *benchResult) string {
+			g := r.stormD.mem.anon - r.readyMem.anon
+			return fmt.Sprintf("%+.2f MB: %s", float64(g)/1024, verdict(g <= 1024))
+		}},
+		{"ready ≤ 0.2 s", "–", func(r *benchResult) string {
+			return fmt.Sprintf("%.1f ms: %s", float64(r.idleD.ready)/float64(time.Millisecond), verdict(r.idleD.ready <= 200*time.Millisecond))
+		}},
+		{"system calls per move ≤ floor + rule reads", fmt.Sprintf("%.1f (%.1f)", fl.sys.perMove(false), fl.sys.perMove(true)), func(r *benchResult) string {
+			return fmt.Sprintf("%.1f (%.1f without futex)", r.sys.perMove(false), r.sys.perMove(true))
+		}},
+	}
+	for _, rw := range rows {
+		fmt.Fprintf(w, "| %s | %s", rw.name, rw.floor)
+		for _, n := range []string{"rules=3", "rules=10000"} {
+			if r := res[n]; r != nil {
+				fmt.Fprintf(w, " | %s", rw.f(r))
+			} else {
+				fmt.Fprintf(w, " | n/a")
+			}
+		}
+		fmt.Fprintf(w, " |\n")
+	}
+	if lc != nil {
+		fmt.Fprintf(w, "\nlibcgroup, same run: idle p50/p90/p99 %s / %s / %s (cpu), storm p50 %s, %d storm misses, %d escapes of %d (cpu)\n",
+			fmtDur(lc.idle.pct(0.5, false)), fmtDur(lc.idle.pct(0.9, false)), fmtDur(lc.idle.pct(0.99, false)), fmtDur(lc.storm.pct(0.5, false)),
+			lc.storm.misses, lc.esc.stragglers+lc.esc.vanished, lc.esc.tasks)
+	}
+	load, _ := os.ReadFile("/proc/loadavg")
+	fmt.Fprintf(w, "load average at the end: %s", load)
 }
 
 // logAbout returns the log lines naming pid (the moves, at info level: only

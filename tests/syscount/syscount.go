@@ -93,11 +93,17 @@ func ThreadFilter(tid int, inherit bool, filter string) (*Counter, error) {
 // Process counts the system calls of every thread of pid, and of the
 // threads and processes they create from now on.
 func Process(pid int) (*Counter, error) {
+	return ProcessFilter(pid, "")
+}
+
+// ProcessFilter is Process counting only the calls that pass filter (see
+// ThreadFilter).
+func ProcessFilter(pid int, filter string) (*Counter, error) {
 	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
 		return nil, fmt.Errorf("syscount: %w", err)
 	}
-	c := &Counter{}
+	c := &Counter{filter: filter}
 	for _, e := range ents {
 		tid, err := strconv.Atoi(e.Name())
 		if err != nil {

@@ -1,5 +1,5 @@
 /*
- * cgre-latency [-n COUNT] [-g GAP_US] [-t TIMEOUT_MS] [-d SECONDS] [-s SLEEP_US] UID DEST
+ * cgre-latency [-n COUNT] [-g GAP_US] [-t TIMEOUT_MS] [-d SECONDS] [-s SLEEP_US] [-c] UID DEST
  *
  * Setuid-to-moved latency. Started as root (already placed in a test
  * cgroup), it forks COUNT (default 1000) children one after another. Each
@@ -14,7 +14,9 @@
  * 1000) between children so that each one meets an idle daemon. It stops
  * early after SECONDS (default 60) seconds in all. With -s, a child sleeps
  * SLEEP_US microseconds between two reads instead of spinning (to see how
- * much a spinning child, competing for the CPUs, delays the daemon).
+ * much a spinning child, competing for the CPUs, delays the daemon). With
+ * -c only the cpu line is waited for (t2 = t1): for a daemon that does not
+ * move tasks in cgroup2 (libcgroup's).
  *
  * Standard output: this process's pid on the first line, then one line
  * "CPU_NS ALL_NS PID" per child (-1 for a miss), then "done".
@@ -70,6 +72,7 @@ static int in_place(const char *buf, const char *dest, int v2)
 }
 
 static long sleep_us;
+static int cpu_only;
 
 static void __attribute__((noreturn)) child(int out, uid_t uid, const char *dest, int64_t timeout)
 {
@@ -93,6 +96,10 @@ static void __attribute__((noreturn)) child(int out, uid_t uid, const char *dest
 		if (!cpu_done && in_place(buf, dest, 0)) {
 			s.cpu = t - t0;
 			cpu_done = 1;
+			if (cpu_only) {
+				s.all = s.cpu;
+				break;
+			}
 		}
 		if (cpu_done && in_place(buf, dest, 1)) {
 			s.all = t - t0;
@@ -113,7 +120,7 @@ int main(int argc, char **argv)
 	prog = "cgre-latency";
 	long count = 1000, gap_us = 1000, timeout_ms = 1000, secs = 60;
 	int opt;
-	while ((opt = getopt(argc, argv, "n:g:t:d:s:")) != -1) {
+	while ((opt = getopt(argc, argv, "n:g:t:d:s:c")) != -1) {
 		switch (opt) {
 		case 'n':
 			count = arg_long(optarg, "count");
@@ -130,8 +137,11 @@ int main(int argc, char **argv)
 		case 's':
 			sleep_us = arg_long(optarg, "sleep");
 			break;
+		case 'c':
+			cpu_only = 1;
+			break;
 		default:
-			fprintf(stderr, "usage: cgre-latency [-n COUNT] [-g GAP_US] [-t TIMEOUT_MS] [-d SECONDS] [-s SLEEP_US] UID DEST\n");
+			fprintf(stderr, "usage: cgre-latency [-n COUNT] [-g GAP_US] [-t TIMEOUT_MS] [-d SECONDS] [-s SLEEP_US] [-c] UID DEST\n");
 			return 2;
 		}
 	}
