@@ -128,10 +128,13 @@ func (c *Counter) add(tid int, inherit bool) error {
 	if err != nil {
 		return err
 	}
+	// Opened disabled and enabled once the filter is in place: enabled
+	// from the start, it would count the filter's own ioctl.
 	attr := unix.PerfEventAttr{
 		Type:   unix.PERF_TYPE_TRACEPOINT,
 		Size:   uint32(unsafe.Sizeof(unix.PerfEventAttr{})),
 		Config: tp,
+		Bits:   unix.PerfBitDisabled,
 	}
 	if inherit {
 		attr.Bits |= unix.PerfBitInherit
@@ -150,6 +153,10 @@ func (c *Counter) add(tid int, inherit bool) error {
 			unix.Close(fd)
 			return fmt.Errorf("syscount: setting filter %q: %w", c.filter, errno)
 		}
+	}
+	if err := unix.IoctlSetInt(fd, unix.PERF_EVENT_IOC_ENABLE, 0); err != nil {
+		unix.Close(fd)
+		return fmt.Errorf("syscount: enabling the counter: %w", err)
 	}
 	c.mu.Lock()
 	c.fds = append(c.fds, fd)
