@@ -160,6 +160,15 @@ func (m *Mover) Move(h *Hierarchy, path string, pid int) error {
 	return fmt.Errorf("cgroupfs: move pid %d to %s:%s: %w", pid, h.Name(), path, err)
 }
 
+// Cached reports whether a move into (h, path) would write through a cached
+// descriptor (one system call, no open).
+func (m *Mover) Cached(h *Hierarchy, path string) bool {
+	m.fds.mu.Lock()
+	_, ok := m.fds.files[fileKey{h, path}]
+	m.fds.mu.Unlock()
+	return ok
+}
+
 // Forget closes the cached descriptor of (h, path), if any (after ENOENT,
 // say). Moves into it reopen it.
 func (m *Mover) Forget(h *Hierarchy, path string) {

@@ -58,12 +58,35 @@ func (s *scope) anyInScope(lines []proc.CgroupLine) bool {
 	return false
 }
 
-// dest joins the daemon's root and a rule's expanded destination.
-func (s *scope) dest(p string) string {
+// dest joins the daemon's root and a rule's expanded destination,
+// remembering the result in buf so that the same destination costs no
+// allocation the next time.
+func (s *scope) dest(p string, buf *decideBuf) string {
 	if p == "" {
 		return s.root
 	}
-	return path.Join(s.root, p)
+	if d, ok := buf.dests[p]; ok {
+		return d
+	}
+	d := path.Join(s.root, p)
+	if buf.dests == nil || len(buf.dests) >= maxDests {
+		buf.dests = make(map[string]string)
+	}
+	buf.dests[p] = d
+	return d
+}
+
+// maxDests bounds decideBuf.dests (templates can name a destination per
+// user); a full map is emptied.
+const maxDests = 1024
+
+// decideBuf is decide's scratch, kept by each goroutine that classifies and
+// reused from call to call, so that a decision does not allocate.
+type decideBuf struct {
+	res   []rules.Resolved
+	pairs []pair
+	moves []Move
+	dests map[string]string // expanded destination -> joined with the root (scope.dest)
 }
 
 // pair is one (hierarchy, destination) the rule asks for.
@@ -81,9 +104,10 @@ type pair struct {
 // (for ignore_rt). exact says the daemon itself moved the task moments ago
 // (a half-done credential change, say setgid before setuid): its current
 // cgroup is then not the user's choice, so only the exact destination counts
-// as in place. buf is reused to avoid allocations.
-func decide(l *rules.List, s *scope, t *rules.Task, rt, exact bool, lines []proc.CgroupLine, buf []rules.Resolved) (Decision, []rules.Resolved, error) {
-	var d Decision
+// as in place. buf is reused to avoid allocations: d.Moves lives in it until
+// the next call.
+func decide(l *rules.List, s *scope, t *rules.Task, rt, exact bool, lines []proc.CgroupLine, buf *decideBuf) (Decision, error) {
+	d := Decision{Moves: buf.moves[:0]}
 	after := -1
 	for {
 		var r *rules.Rule
@@ -93,17 +117,18 @@ func decide(l *rules.List, s *scope, t *rules.Task, rt, exact bool, lines []proc
 			r = l.MatchAfter(t, after)
 		}
 		if r == nil {
-			return Decision{}, buf, nil
+			return Decision{}, nil
 		}
 		var err error
-		buf, err = l.Expand(r, t, buf[:0])
+		buf.res, err = l.Expand(r, t, buf.res[:0])
 		if err != nil {
-			return Decision{Rule: r}, buf, err
+			return Decision{Rule: r}, err
 		}
-		pairs := s.pairs(buf, lines)
+		buf.pairs = s.pairs(buf.res, lines, buf.pairs[:0], buf)
+		pairs := buf.pairs
 		if r.Ignore || (r.IgnoreRT && rt) {
 			if ignoreHolds(pairs) {
-				return Decision{Rule: r, Ignored: true}, buf, nil
+				return Decision{Rule: r, Ignored: true}, nil
 			}
 			after = r.Index
 			continue
@@ -129,7 +154,8 @@ func decide(l *rules.List, s *scope, t *rules.Task, rt, exact bool, lines []proc
 			})
 		}
 		schedulerLast(d.Moves)
-		return d, buf, nil
+		buf.moves = d.Moves
+		return d, nil
 	}
 }
 
@@ -174,9 +200,9 @@ func ignoreHolds(pairs []pair) bool {
 }
 
 // pairs resolves every expanded target to hierarchies, each hierarchy once
-// (the first target naming it wins, as the first rule wins).
-func (s *scope) pairs(res []rules.Resolved, lines []proc.CgroupLine) []pair {
-	var out []pair
+// (the first target naming it wins, as the first rule wins), appending to
+// out.
+func (s *scope) pairs(res []rules.Resolved, lines []proc.CgroupLine, out []pair, buf *decideBuf) []pair {
 	for i := range res {
 		for _, h := range s.layout.Resolve(res[i].Controller) {
 			dup := false
@@ -191,7 +217,7 @@ func (s *scope) pairs(res []rules.Resolved, lines []proc.CgroupLine) []pair {
 			}
 			cur, ok := s.layout.TaskPath(h, lines)
 			ok = ok && s.inScope(cur)
-			out = append(out, pair{h: h, ctrl: res[i].Controller, cur: cur, ok: ok, dest: s.dest(res[i].Path), res: &res[i]})
+			out = append(out, pair{h: h, ctrl: res[i].Controller, cur: cur, ok: ok, dest: s.dest(res[i].Path, buf), res: &res[i]})
 		}
 	}
 	return out

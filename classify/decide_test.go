@@ -148,7 +148,7 @@ bob          cpu           ""
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &scope{layout: lay, root: tc.root}
-			d, _, err := decide(list, s, &tc.task, tc.rt, false, tc.lines, nil)
+			d, err := decide(list, s, &tc.task, tc.rt, false, tc.lines, &decideBuf{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -178,7 +178,7 @@ func TestDecideTemplates(t *testing.T) {
 	list := mustParse(t, lay, "@staff cpu groups/%g/%u/%P\n")
 	s := &scope{layout: lay, root: "/r"}
 	task := rules.Task{PID: 77, UID: 1001, GID: 50}
-	d, _, err := decide(list, s, &task, false, false, cg("/r", "/r", "/r"), nil)
+	d, err := decide(list, s, &task, false, false, cg("/r", "/r", "/r"), &decideBuf{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,9 @@ type Mover interface {
 	Move(h *cgroupfs.Hierarchy, path string, pid int) error
 	Create(h *cgroupfs.Hierarchy, path string, controllers []string) error
 	Forget(h *cgroupfs.Hierarchy, path string)
+	// Cached reports whether a move into (h, path) needs no open(2): the
+	// reader moves a task itself only then.
+	Cached(h *cgroupfs.Hierarchy, path string) bool
 }
 
 // Tasks is what the engine reads about tasks; proc.FS in production.
@@ -53,6 +56,11 @@ type Config struct {
 	MaxHot    int           // bound on the hot table; default 65536
 	Retries   int           // EINVAL retries; default 5
 	MaxMarks  int           // bound on the sticky marks (see marks.go); default 65536
+
+	// HandOff makes the reader hand every classification to a worker. By
+	// default the reader classifies and moves a task itself when that is
+	// cheap and nothing else waits (see HandleBatch).
+	HandOff bool
 }
 
 // reason says why a task is being classified (for logs and counters).
@@ -77,29 +85,6 @@ type job struct {
 	attempt uint8
 }
 
-// hot table states
-const (
-	stQueued uint8 = iota + 1
-	stRunning
-	stDone
-)
-
-type hotEntry struct {
-	state  uint8
-	again  bool   // a new event arrived while running: classify once more
-	exited bool   // EXIT seen while queued/running: drop on completion
-	doneAt uint64 // CLOCK_MONOTONIC ns when the classification finished
-	tid    int32  // thread (not the main one) that reported the latest UID/GID change
-	moved  bool   // the daemon moved this task while it was hot
-}
-
-// A multi-threaded setuid (glibc, Go, Java) changes the threads one at a
-// time and the kernel reports each; until the last one, /proc/PID/status
-// (the main thread) may still show the old ids. The thread that reported
-// the change has the new ones, so its status is read instead. (Taking the
-// ids from the event itself is wrong when the reader lags behind: by the
-// time it runs, the pid may belong to another process.)
-
 type ruleset struct {
 	list  *rules.List
 	names rules.Resolver
@@ -114,17 +99,18 @@ type Engine struct {
 
 	rs atomic.Pointer[ruleset]
 
-	jobs   chan job
-	stop   chan struct{}
-	wg     sync.WaitGroup
-	rescan chan struct{} // capacity 1: requests coalesce
+	jobs    chan job
+	stop    chan struct{}
+	wg      sync.WaitGroup
+	rescan  chan struct{} // capacity 1: requests coalesce
+	hot     *hotTable     // hot.go
+	retries *retryQueue   // retry.go
+	busy    atomic.Int32  // workers classifying right now
 
-	mu  sync.Mutex
-	hot map[int32]hotEntry
-
-	// Owned by the goroutine calling Handle/HandleBatch.
+	// Owned by the goroutine calling Handle/HandleBatch (the reader).
 	inBatch bool
 	pending []job
+	inline  workState // the reader's, for the moves it makes itself
 
 	missing  *reportLimiter[destKey] // destinations reported missing
 	moveErrs *reportLimiter[moveKey] // failed moves reported, per process and destination
@@ -161,13 +147,15 @@ func New(cfg Config) *Engine {
 	}
 	root := path.Clean("/" + cfg.Root)
 	return &Engine{
-		cfg:      cfg,
-		scope:    scope{layout: cfg.Layout, root: root},
-		log:      cfg.Log,
-		jobs:     make(chan job, cfg.QueueSize),
-		stop:     make(chan struct{}),
-		rescan:   make(chan struct{}, 1),
-		hot:      make(map[int32]hotEntry),
+		cfg:     cfg,
+		scope:   scope{layout: cfg.Layout, root: root},
+		log:     cfg.Log,
+		jobs:    make(chan job, cfg.QueueSize),
+		stop:    make(chan struct{}),
+		rescan:  make(chan struct{}, 1),
+		hot:     newHotTable(cfg.MaxHot),
+		retries: newRetryQueue(),
+
 		marks:    newMarks(cfg.MaxMarks),
 		missing:  newReportLimiter[destKey](reportInterval, maxReports),
 		moveErrs: newReportLimiter[moveKey](reportInterval, maxReports),
@@ -202,15 +190,20 @@ func (e *Engine) SetRules(l *rules.List, names rules.Resolver) {
 	e.moveErrs.reset()
 }
 
-// Start launches the workers, the rescan loop and the hot-table sweeper.
+// Start launches the workers, the rescan loop, the retry queue and the
+// hot-table sweeper.
 func (e *Engine) Start() {
 	for i := 0; i < e.cfg.Workers; i++ {
 		e.wg.Add(1)
 		go e.worker()
 	}
-	e.wg.Add(2)
+	e.wg.Add(3)
 	go e.rescanLoop()
 	go e.sweeper()
+	go func() {
+		defer e.wg.Done()
+		e.retries.run(e.stop, e.push)
+	}()
 }
 
 // Stop ends the goroutines started by Start and waits for them. Handle must
@@ -220,7 +213,8 @@ func (e *Engine) Stop() {
 	e.wg.Wait()
 }
 
-// Handle takes one event from the netlink reader. It never blocks.
+// Handle takes one event from the netlink reader and hands any
+// classification it calls for to a worker. It never blocks.
 func (e *Engine) Handle(ev *kernel.Event) {
 	e.stats.events.Add(1)
 	e.handle(ev)
@@ -276,42 +270,16 @@ func (e *Engine) enqueueTID(pid int32, why reason, tid int32, batch bool) {
 	if pid <= 0 {
 		return
 	}
-	e.mu.Lock()
-	h, ok := e.hot[pid]
-	if ok && h.exited {
-		// The pid was reused after its process exited (the kernel reported
-		// that EXIT before this event): nothing of the old entry applies
-		// to the new process.
-		h = hotEntry{state: h.state}
-		if h.state == stRunning {
-			h.again = true
-		}
-	}
-	if tid != pid && tid > 0 {
-		h.tid = tid
-	}
-	if ok {
-		switch h.state {
-		case stQueued:
-			e.hot[pid] = h
-			e.mu.Unlock()
-			e.stats.coalesced.Add(1)
-			return
-		case stRunning:
-			h.again = true
-			e.hot[pid] = h
-			e.mu.Unlock()
-			return
-		}
-	}
-	if !ok && len(e.hot) >= e.cfg.MaxHot {
-		e.mu.Unlock()
+	switch e.hot.noted(pid, tid) {
+	case noteCoalesced:
+		e.stats.coalesced.Add(1)
+		return
+	case noteAgain:
+		return
+	case noteFull:
 		e.queueFull()
 		return
 	}
-	h.state, h.again, h.exited = stQueued, false, false
-	e.hot[pid] = h
-	e.mu.Unlock()
 	j := job{pid: pid, why: why}
 	if batch {
 		e.pending = append(e.pending, j)
@@ -321,10 +289,20 @@ func (e *Engine) enqueueTID(pid int32, why reason, tid int32, batch bool) {
 }
 
 // HandleBatch is Handle for every event of one read. Classifications are
-// queued at the end of the batch, and not at all for a process whose EXIT
-// is in the same batch: under a fork storm most credential changes belong
-// to tasks that are already gone, and waking a worker for each cost more
-// than the events themselves. Same contract as Handle.
+// decided at the end of the batch, and dropped for a process whose EXIT is
+// in the same batch: under a fork storm most credential changes belong to
+// tasks that are already gone, and waking a worker for each cost more than
+// the events themselves.
+//
+// What remains is handed to the workers, except in the common idle case:
+// one classification, no job queued and no worker busy. The reader then
+// classifies the task itself (inline), which spares the wake-up of a
+// worker's thread (a futex and a cross-CPU wake, ~30 µs on a VM), as long
+// as it is cheap: the destinations' descriptors are open and no cgroup
+// must be created (otherwise the job goes to a worker after all), and an
+// EINVAL goes to the retry queue. Reading /proc/PID/cgroup and status and
+// writing cgroup.procs take some tens of µs, during which the kernel keeps
+// queueing events. Config.HandOff turns this off. Same contract as Handle.
 func (e *Engine) HandleBatch(evs []kernel.Event) {
 	e.stats.events.Add(uint64(len(evs)))
 	e.inBatch = true
@@ -332,26 +310,44 @@ func (e *Engine) HandleBatch(evs []kernel.Event) {
 		e.handle(&evs[i])
 	}
 	e.inBatch = false
-	pushed := false
+	n := 0
 	for _, j := range e.pending {
-		e.mu.Lock()
-		if h, ok := e.hot[j.pid]; ok && h.exited && h.state == stQueued {
-			delete(e.hot, j.pid)
-			e.mu.Unlock()
+		if e.hot.dropExitedQueued(j.pid) {
 			e.stats.gone.Add(1)
 			continue
 		}
-		e.mu.Unlock()
-		e.push(j)
-		pushed = true
+		e.pending[n] = j
+		n++
 	}
+	pending := e.pending[:n]
 	e.pending = e.pending[:0]
-	if pushed {
+	if n == 1 && !e.cfg.HandOff && len(e.jobs) == 0 && e.busy.Load() == 0 {
+		if e.runInline(pending[0]) {
+			return
+		}
+	}
+	for _, j := range pending {
+		e.push(j)
+	}
+	if n > 0 {
 		// Let the worker run now on this thread rather than wait for
 		// another one to be woken (tens of µs on a virtual machine): the
 		// reader loses nothing, the kernel keeps queueing its events.
 		runtime.Gosched()
 	}
+}
+
+// runInline runs j on the reader (see HandleBatch). It returns false, with
+// nothing done and j still queued in the hot table, when the move would not
+// be cheap: the caller then pushes j to a worker.
+func (e *Engine) runInline(j job) bool {
+	e.inline.inline = true
+	ok := e.run(&e.inline, j)
+	e.inline.inline = false
+	if ok {
+		e.stats.inline.Add(1)
+	}
+	return ok
 }
 
 // push queues a job whose hot entry is already stQueued.
@@ -361,9 +357,7 @@ func (e *Engine) push(j job) {
 	default:
 		// A full queue loses this event just like a kernel overflow would:
 		// forget the entry (nothing will run for it) and rescan.
-		e.mu.Lock()
-		delete(e.hot, j.pid)
-		e.mu.Unlock()
+		e.hot.forget(j.pid)
 		e.queueFull()
 	}
 }
@@ -380,20 +374,7 @@ func (e *Engine) fork(ev *kernel.Event) {
 	if e.stickyFork(ev) {
 		return
 	}
-	e.mu.Lock()
-	h, ok := e.hot[ev.ParentTGID]
-	e.mu.Unlock()
-	if !ok {
-		return
-	}
-	follow := false
-	switch h.state {
-	case stQueued, stRunning:
-		follow = true
-	case stDone:
-		follow = h.doneAt != 0 && ev.Timestamp < h.doneAt+uint64(e.cfg.ForkSlack)
-	}
-	if follow {
+	if e.hot.follows(ev.ParentTGID, ev.Timestamp, uint64(e.cfg.ForkSlack)) {
 		e.stats.forksFollowed.Add(1)
 		e.enqueueTID(ev.TGID, reasonFork, ev.TGID, e.inBatch)
 	}
@@ -403,16 +384,7 @@ func (e *Engine) fork(ev *kernel.Event) {
 // queued by the kernel before its EXIT, so they have been handled already.
 func (e *Engine) exit(pid int32) {
 	e.stickyExit(pid)
-	e.mu.Lock()
-	if h, ok := e.hot[pid]; ok {
-		if h.state == stDone {
-			delete(e.hot, pid)
-		} else {
-			h.exited = true
-			e.hot[pid] = h
-		}
-	}
-	e.mu.Unlock()
+	e.hot.exited(pid)
 }
 
 func (e *Engine) worker() {
@@ -423,80 +395,52 @@ func (e *Engine) worker() {
 		case <-e.stop:
 			return
 		case j := <-e.jobs:
+			e.busy.Add(1)
 			e.run(&st, j)
+			e.busy.Add(-1)
 		}
 	}
 }
 
 // workState is per-goroutine scratch space.
 type workState struct {
-	res  []rules.Resolved
+	dec  decideBuf
+	task rules.Task
 	done []Move
+	// inline: the reader runs this classification (runInline); a move that
+	// would open a descriptor or create a cgroup is handed to a worker.
+	inline bool
 }
 
-func (e *Engine) run(st *workState, j job) {
-	e.mu.Lock()
-	h := e.hot[j.pid]
-	if h.exited {
+// run claims j's pid, classifies it and finishes it in the hot table,
+// queueing what follows (a retry, or another run for an event that came
+// meanwhile). It returns false only for an inline run that found the move
+// not cheap: the pid is then queued again, and the caller must push j.
+func (e *Engine) run(st *workState, j job) bool {
+	tid, exact, ok := e.hot.claimed(j.pid)
+	if !ok {
 		// The process exited after the events that queued this job (the
 		// kernel reports EXIT last): there is nothing left to move. Under a
 		// fork storm this is most jobs.
-		delete(e.hot, j.pid)
-		e.mu.Unlock()
 		e.stats.gone.Add(1)
-		return
+		return true
 	}
-	h.state = stRunning
-	// The thread is consumed by this run: later events name their own (and
-	// set again).
-	tid, exact := h.tid, h.moved
-	h.tid = 0
-	e.hot[j.pid] = h
-	e.mu.Unlock()
-
 	out := e.classify(st, int(j.pid), j.why, tid, exact)
-
-	e.mu.Lock()
-	h = e.hot[j.pid]
-	h.moved = h.moved || out.moved
-	requeue := false
-	switch {
-	case out.retry && int(j.attempt) < e.cfg.Retries:
-		// Still being created: stay hot (queued) so its forks are followed.
-		h.state = stQueued
-		h.again = false
-		if h.tid == 0 {
-			h.tid = tid
-		}
-	case h.again && !h.exited:
-		h.state = stQueued
-		h.again = false
-		requeue = true
-	default:
-		h.state = stDone
-		h.doneAt = kernel.Now()
+	if out.handOff {
+		// Nothing was moved; the worker reads the task again.
+		e.hot.finished(j.pid, tid, false, true, 0)
+		return false
 	}
-	if h.state == stDone && h.exited {
-		delete(e.hot, j.pid)
-	} else {
-		e.hot[j.pid] = h
-	}
-	e.mu.Unlock()
-
-	switch {
-	case out.retry && int(j.attempt) < e.cfg.Retries:
+	retry := out.retry && int(j.attempt) < e.cfg.Retries
+	switch e.hot.finished(j.pid, tid, out.moved, retry, kernel.Now()) {
+	case finishRetry:
 		e.stats.retries.Add(1)
 		next := job{pid: j.pid, why: reasonRetry, attempt: j.attempt + 1}
-		time.AfterFunc(time.Duration(next.attempt)*10*time.Millisecond, func() {
-			select {
-			case <-e.stop:
-			default:
-				e.push(next)
-			}
-		})
-	case requeue:
+		e.retries.add(next, time.Now().Add(retryDelay(next.attempt)))
+	case finishAgain:
 		e.push(job{pid: j.pid, why: j.why})
 	}
+	return true
 }
 
 // followChildren classifies the current children of a task the start-up or
@@ -517,8 +461,9 @@ func (e *Engine) followChildren(pid int) {
 }
 
 type outcome struct {
-	moved bool // at least one move was made
-	retry bool // EINVAL: the task is still being set up
+	moved   bool // at least one move was made
+	retry   bool // EINVAL: the task is still being set up
+	handOff bool // inline run: the move is not cheap, nothing was done (see HandleBatch)
 }
 
 // classify reads a task's state, decides, and moves it. It is called from
@@ -549,16 +494,18 @@ func (e *Engine) classify(st *workState, pid int, why reason, tid int32, exact b
 			t.EUID, t.EGID = euid, egid
 		}
 	}
-	task := rules.Task{PID: pid, UID: t.EUID, GID: t.EGID, Process: t.Process}
+	// In st, not on the stack: the matcher's interfaces make it escape.
+	st.task = rules.Task{PID: pid, UID: t.EUID, GID: t.EGID, Process: t.Process}
+	task := &st.task
 	var d Decision
 	// Whether the task is realtime matters only to an ignore_rt rule (and
 	// to a failed move, below): read /proc/PID/stat only then.
 	rt, rtKnown := false, false
-	d, st.res, err = decide(rs.list, &e.scope, &task, false, exact, lines, st.res)
+	d, err = decide(rs.list, &e.scope, task, false, exact, lines, &st.dec)
 	if err == nil && d.Rule != nil && d.Rule.IgnoreRT {
 		rt, rtKnown = e.realTime(pid), true
 		if rt {
-			d, st.res, err = decide(rs.list, &e.scope, &task, true, exact, lines, st.res)
+			d, err = decide(rs.list, &e.scope, task, true, exact, lines, &st.dec)
 		}
 	}
 	if err != nil {
@@ -577,6 +524,13 @@ func (e *Engine) classify(st *workState, pid int, why reason, tid int32, exact b
 			e.log.WithFields(logrus.Fields{"pid": pid, "rule": ruleRef(d.Rule), "ignored": d.Ignored, "why": why.String()}).Debug("task already in place")
 		}
 		return outcome{}
+	}
+	if st.inline {
+		for i := range d.Moves {
+			if !e.cfg.Mover.Cached(d.Moves[i].H, d.Moves[i].Path) {
+				return outcome{handOff: true}
+			}
+		}
 	}
 	var out outcome
 	// Moves first, log lines after: the log must not delay the next move.
@@ -820,50 +774,24 @@ func (e *Engine) scan(st *workState) (tasks, moved int) {
 		}
 		p := int32(pid)
 		// Mark the task hot while it is classified so that forks racing
-		// with its move are followed; skip it if a worker owns it. A
-		// queued job reads the task when it runs, after this moment; a
-		// running one may have read it before the events this scan stands
-		// in for were lost, so it must run once more.
-		e.mu.Lock()
-		h, busy := e.hot[p]
-		if busy && h.state != stDone {
-			if h.state == stRunning && !h.again {
-				h.again = true
-				e.hot[p] = h
-			}
-			e.mu.Unlock()
+		// with its move are followed; skip it if a worker owns it (see
+		// hotTable.scanClaimed).
+		exact, ok := e.hot.scanClaimed(p)
+		if !ok {
 			continue
 		}
-		h.state = stRunning
-		h.tid = 0
-		e.hot[p] = h
-		e.mu.Unlock()
-
 		tasks++
-		out := e.classify(st, pid, reasonScan, 0, h.moved)
-
-		e.mu.Lock()
-		h = e.hot[p]
-		if h.again && !h.exited {
-			h.state, h.again = stQueued, false
-			e.hot[p] = h
-			e.mu.Unlock()
+		out := e.classify(st, pid, reasonScan, 0, exact)
+		switch e.hot.scanFinished(p, out.moved, out.retry, kernel.Now()) {
+		case finishAgain:
 			e.push(job{pid: p, why: reasonCreds})
-		} else {
-			if out.moved || out.retry || h.again {
-				e.hot[p] = hotEntry{state: stDone, doneAt: kernel.Now(), moved: h.moved || out.moved}
-			} else {
-				// Nothing happened: keep the table small.
-				delete(e.hot, p)
-			}
-			e.mu.Unlock()
+		case finishRetry:
+			e.stats.retries.Add(1)
+			e.retries.add(job{pid: p, why: reasonRetry, attempt: 1}, time.Now().Add(retryDelay(1)))
 		}
 		if out.moved {
 			moved++
 			e.followChildren(pid)
-		}
-		if out.retry {
-			e.enqueue(p, reasonRetry)
 		}
 	}
 	e.stats.scanned.Add(uint64(tasks))
@@ -875,35 +803,13 @@ func (e *Engine) sweeper() {
 	defer e.wg.Done()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	peak := 0
 	for {
 		select {
 		case <-e.stop:
 			return
 		case <-t.C:
-			now := kernel.Now()
-			win := uint64(e.cfg.HotWindow)
-			e.mu.Lock()
-			for pid, h := range e.hot {
-				if h.state == stDone && now-h.doneAt > win {
-					delete(e.hot, pid)
-				}
-			}
-			if n := len(e.hot); n > peak {
-				peak = n
-			}
-			// Go maps never shrink: after a burst has passed, rebuild the
-			// table and hand the memory back to the system.
-			shrunk := false
-			if peak >= 1024 && len(e.hot) <= peak/8 {
-				fresh := make(map[int32]hotEntry, len(e.hot))
-				for pid, h := range e.hot {
-					fresh[pid] = h
-				}
-				e.hot, peak, shrunk = fresh, len(fresh), true
-			}
-			e.mu.Unlock()
-			if shrunk {
+			if e.hot.expired(kernel.Now(), uint64(e.cfg.HotWindow)) {
+				// The table was rebuilt after a burst: hand the memory back.
 				debug.FreeOSMemory()
 			}
 		}
@@ -912,9 +818,7 @@ func (e *Engine) sweeper() {
 
 // HotLen is the size of the hot table (for tests and stats).
 func (e *Engine) HotLen() int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return len(e.hot)
+	return e.hot.len()
 }
 
 // rateLimiter lets one report through per interval and counts the rest.
@@ -939,8 +843,8 @@ func (r *rateLimiter) allow(now time.Time) (suppressed int, ok bool) {
 // String renders stats as key=value pairs for logs.
 func (s Stats) String() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "events=%d creds=%d execs=%d forks_followed=%d children_followed=%d coalesced=%d overflows=%d queue_full=%d rescans=%d scanned=%d moves=%d created=%d retries=%d gone=%d errors=%d",
-		s.Events, s.Creds, s.Execs, s.ForksFollowed, s.ChildrenFollowed, s.Coalesced, s.Overflows, s.QueueFull, s.Rescans, s.Scanned, s.Moves, s.Created, s.Retries, s.Gone, s.Errors)
+	fmt.Fprintf(&b, "events=%d creds=%d execs=%d forks_followed=%d children_followed=%d coalesced=%d overflows=%d queue_full=%d rescans=%d scanned=%d moves=%d created=%d retries=%d gone=%d errors=%d inline=%d",
+		s.Events, s.Creds, s.Execs, s.ForksFollowed, s.ChildrenFollowed, s.Coalesced, s.Overflows, s.QueueFull, s.Rescans, s.Scanned, s.Moves, s.Created, s.Retries, s.Gone, s.Errors, s.Inline)
 	fmt.Fprintf(&b, " sticky_marks=%d sticky_added=%d sticky_refused=%d sticky_skipped=%d sticky_full=%d",
 		s.StickyMarks, s.StickyAdded, s.StickyRefused, s.StickySkipped, s.StickyFull)
 	return b.String()

@@ -137,13 +137,15 @@ func (f *fakeTasks) Cgroups(pid int) ([]proc.CgroupLine, error) {
 }
 
 type fakeMover struct {
-	tasks   *fakeTasks
-	mu      sync.Mutex
-	einval  map[int]int // pid -> EINVALs still to return
-	fail    error       // every move fails with this, when set
-	exists  map[string]bool
-	created []string
-	moves   int
+	tasks    *fakeTasks
+	mu       sync.Mutex
+	einval   map[int]int // pid -> EINVALs still to return
+	fail     error       // every move fails with this, when set
+	exists   map[string]bool
+	created  []string
+	moves    int
+	moved    map[string]bool // destinations moved into
+	uncached bool            // Cached always false
 }
 
 func (m *fakeMover) Move(h *cgroupfs.Hierarchy, path string, pid int) error {
@@ -166,6 +168,10 @@ func (m *fakeMover) Move(h *cgroupfs.Hierarchy, path string, pid int) error {
 	}
 	m.tasks.cgroups[pid][h] = path
 	m.moves++
+	if m.moved == nil {
+		m.moved = map[string]bool{}
+	}
+	m.moved[path] = true
 	return nil
 }
 
@@ -178,6 +184,14 @@ func (m *fakeMover) Create(h *cgroupfs.Hierarchy, path string, _ []string) error
 }
 
 func (m *fakeMover) Forget(*cgroupfs.Hierarchy, string) {}
+
+// Cached: a destination is "cached" once a move into it succeeded, unless
+// the test says otherwise (uncached).
+func (m *fakeMover) Cached(_ *cgroupfs.Hierarchy, path string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.moved[path] && !m.uncached
+}
 
 func quietLogger(w io.Writer) *logrus.Logger {
 	l := logrus.New()
@@ -276,9 +290,8 @@ func TestEngineFollowsForkRaces(t *testing.T) {
 		return f.tasks.where(101, f.cpu) == "/users/alice" && f.tasks.where(103, f.cpu) == "/users/alice"
 	})
 	waitFor(t, "parent done", func() bool {
-		f.e.mu.Lock()
-		defer f.e.mu.Unlock()
-		return f.e.hot[100].state == stDone
+		h, _ := f.e.hot.get(100)
+		return h.state == stDone
 	})
 	// A fork stamped well after the parent's move inherited the new cgroup:
 	// it must not cost a classification.
@@ -706,5 +719,143 @@ func TestEngineRealTimeReadLazily(t *testing.T) {
 	}
 	if s := f.e.Stats(); s.Retries != 0 {
 		t.Errorf("Retries = %d: a realtime task's EINVAL was retried", s.Retries)
+	}
+}
+
+// TestEngineReaderMovesItself: the reader classifies and moves a task
+// itself when that is cheap (descriptors cached) and nothing else waits;
+// otherwise (first move into a destination, a worker busy, HandOff) a
+// worker does. Either way the task ends where it belongs.
+func TestEngineReaderMovesItself(t *testing.T) {
+	f := newFixture(t, "alice cpu users/alice\n", Config{})
+	for pid := 100; pid < 104; pid++ {
+		f.tasks.add(pid, 1000, "/")
+	}
+	f.e.Start()
+	defer f.e.Stop()
+	// First move into the destination: not cached, a worker makes it.
+	f.e.HandleBatch([]kernel.Event{*uidEvent(100)})
+	waitFor(t, "first move", func() bool { return f.tasks.where(100, f.cpu) == "/users/alice" })
+	waitFor(t, "worker idle", func() bool { return f.e.busy.Load() == 0 })
+	if s := f.e.Stats(); s.Inline != 0 {
+		t.Fatalf("the reader made the first move into an uncached destination (Inline = %d)", s.Inline)
+	}
+	// Cached now: the reader moves the next task before HandleBatch returns.
+	f.e.HandleBatch([]kernel.Event{*uidEvent(101)})
+	if got := f.tasks.where(101, f.cpu); got != "/users/alice" {
+		t.Fatalf("pid 101 in %s when HandleBatch returned, want moved by the reader", got)
+	}
+	if s := f.e.Stats(); s.Inline != 1 {
+		t.Errorf("Inline = %d, want 1", s.Inline)
+	}
+	// A worker busy: hand off.
+	read, release := make(chan struct{}), make(chan struct{})
+	f.tasks.mu.Lock()
+	f.tasks.onTask = func(int) { close(read); <-release }
+	f.tasks.mu.Unlock()
+	f.e.Handle(uidEvent(102)) // straight to a worker, which blocks in Task
+	<-read
+	f.e.HandleBatch([]kernel.Event{*uidEvent(103)})
+	close(release)
+	waitFor(t, "both moved", func() bool {
+		return f.tasks.where(102, f.cpu) == "/users/alice" && f.tasks.where(103, f.cpu) == "/users/alice"
+	})
+	if s := f.e.Stats(); s.Inline != 1 {
+		t.Errorf("Inline = %d with a worker busy, want still 1", s.Inline)
+	}
+}
+
+// TestEngineHandOff: with Config.HandOff every classification goes to a
+// worker.
+func TestEngineHandOff(t *testing.T) {
+	f := newFixture(t, "alice cpu users/alice\n", Config{HandOff: true})
+	f.tasks.add(100, 1000, "/")
+	f.tasks.add(101, 1000, "/")
+	f.e.Start()
+	defer f.e.Stop()
+	f.e.HandleBatch([]kernel.Event{*uidEvent(100)})
+	waitFor(t, "first move", func() bool { return f.tasks.where(100, f.cpu) == "/users/alice" })
+	waitFor(t, "worker idle", func() bool { return f.e.busy.Load() == 0 })
+	f.e.HandleBatch([]kernel.Event{*uidEvent(101)})
+	waitFor(t, "second move", func() bool { return f.tasks.where(101, f.cpu) == "/users/alice" })
+	if s := f.e.Stats(); s.Inline != 0 {
+		t.Errorf("Inline = %d with HandOff", s.Inline)
+	}
+}
+
+// TestEngineInlineEINVAL: an EINVAL met by the reader's own move goes to
+// the retry queue like a worker's.
+func TestEngineInlineEINVAL(t *testing.T) {
+	f := newFixture(t, "alice cpu users/alice\n", Config{})
+	f.tasks.add(100, 1000, "/")
+	f.tasks.add(101, 1000, "/")
+	f.e.Start()
+	defer f.e.Stop()
+	f.e.HandleBatch([]kernel.Event{*uidEvent(100)}) // makes the destination cached
+	waitFor(t, "first move", func() bool { return f.tasks.where(100, f.cpu) == "/users/alice" })
+	waitFor(t, "worker idle", func() bool { return f.e.busy.Load() == 0 })
+	f.mover.mu.Lock()
+	f.mover.einval[101] = 2
+	f.mover.mu.Unlock()
+	f.e.HandleBatch([]kernel.Event{*uidEvent(101)})
+	if s := f.e.Stats(); s.Inline != 1 || s.Retries != 1 {
+		t.Fatalf("after the reader's move: Inline = %d, Retries = %d; want 1 and 1", s.Inline, s.Retries)
+	}
+	waitFor(t, "moved by a retry", func() bool { return f.tasks.where(101, f.cpu) == "/users/alice" })
+	if s := f.e.Stats(); s.Retries != 2 {
+		t.Errorf("Retries = %d, want 2", s.Retries)
+	}
+}
+
+// TestEngineRetriesDoNotHoldWorkers: with one worker, a task that keeps
+// failing with EINVAL does not hold up the next one: its retries wait in
+// the retry queue, not on the worker.
+func TestEngineRetriesDoNotHoldWorkers(t *testing.T) {
+	f := newFixture(t, "alice cpu users/alice\n", Config{Workers: 1, HandOff: true})
+	f.tasks.add(100, 1000, "/")
+	f.tasks.add(101, 1000, "/")
+	f.mover.mu.Lock()
+	f.mover.einval[100] = 4
+	f.mover.mu.Unlock()
+	f.e.Start()
+	defer f.e.Stop()
+	f.e.Handle(uidEvent(100))
+	f.e.Handle(uidEvent(101))
+	waitFor(t, "the second task moved", func() bool { return f.tasks.where(101, f.cpu) == "/users/alice" })
+	// 4 retries take 10+20+30+40 ms: the second task was moved before.
+	if s := f.e.Stats(); s.Retries >= 4 {
+		t.Errorf("the second task was moved only after all %d retries of the first", s.Retries)
+	}
+	if got := f.tasks.where(100, f.cpu); got != "/" {
+		t.Errorf("the first task is already in %s", got)
+	}
+	waitFor(t, "the first task moved by its last retry", func() bool { return f.tasks.where(100, f.cpu) == "/users/alice" })
+	if s := f.e.Stats(); s.Retries != 4 {
+		t.Errorf("Retries = %d, want 4", s.Retries)
+	}
+}
+
+// TestEngineRetriesBounded: a task that never stops failing with EINVAL is
+// retried Config.Retries times, then left (and forgotten when it exits).
+func TestEngineRetriesBounded(t *testing.T) {
+	f := newFixture(t, "alice cpu users/alice\n", Config{Retries: 3})
+	f.tasks.add(100, 1000, "/")
+	f.mover.mu.Lock()
+	f.mover.einval[100] = 1000
+	f.mover.mu.Unlock()
+	f.e.Start()
+	defer f.e.Stop()
+	f.e.Handle(uidEvent(100))
+	waitFor(t, "retries done", func() bool {
+		h, _ := f.e.hot.get(100)
+		return f.e.Stats().Retries == 3 && h.state == stDone
+	})
+	time.Sleep(100 * time.Millisecond)
+	if s := f.e.Stats(); s.Retries != 3 || f.e.retries.len() != 0 {
+		t.Errorf("Retries = %d, %d still waiting; want 3 and none", s.Retries, f.e.retries.len())
+	}
+	f.e.Handle(&kernel.Event{What: kernel.EventExit, PID: 100, TGID: 100})
+	if n := f.e.HotLen(); n != 0 {
+		t.Errorf("hot table keeps %d entries after the exit", n)
 	}
 }

@@ -9,6 +9,7 @@ type counters struct {
 	coalesced, overflows, queueFull       atomic.Uint64
 	rescans, scanned                      atomic.Uint64
 	moves, created, retries, gone, errors atomic.Uint64
+	inline                                atomic.Uint64
 
 	stickyAdded, stickyRefused, stickySkipped, stickyFull atomic.Uint64
 }
@@ -30,6 +31,7 @@ type Stats struct {
 	Retries          uint64 // moves retried because the task was still being created
 	Gone             uint64 // tasks that exited before they could be read or moved
 	Errors           uint64 // everything else that failed (logged; a recurring one at most once a minute)
+	Inline           uint64 // classifications the reader ran itself instead of a worker
 
 	// Sticky marks (cgexec, cgclassify --sticky; see marks.go).
 	StickyMarks   uint64 // marks held now
@@ -48,7 +50,7 @@ func (e *Engine) Stats() Stats {
 		Coalesced: c.coalesced.Load(), Overflows: c.overflows.Load(), QueueFull: c.queueFull.Load(),
 		Rescans: c.rescans.Load(), Scanned: c.scanned.Load(),
 		Moves: c.moves.Load(), Created: c.created.Load(), Retries: c.retries.Load(),
-		Gone: c.gone.Load(), Errors: c.errors.Load(),
+		Gone: c.gone.Load(), Errors: c.errors.Load(), Inline: c.inline.Load(),
 		StickyMarks: uint64(e.marks.len()), StickyAdded: c.stickyAdded.Load(), StickyRefused: c.stickyRefused.Load(),
 		StickySkipped: c.stickySkipped.Load(), StickyFull: c.stickyFull.Load(),
 	}

@@ -21,17 +21,17 @@ type Ident struct {
 // is no such task. A zombie is reported (Zombie), not treated as gone: the
 // caller decides.
 func (fs FS) Ident(pid int) (Ident, error) {
-	bp := getBuf()
-	defer putBuf(bp)
-	b, err := readFile(fs.pidPath(pid, "status"), bp)
+	sc := getScratch()
+	defer putScratch(sc)
+	b, err := readInto(sc.pidPath(fs.root, pid, "status"), &sc.buf, true)
 	if err != nil {
 		return Ident{}, goneErr(pid, "status", err)
 	}
-	st, err := parseStatusBytes(b)
+	st, err := parseStatusBytes(b, sc)
 	if err != nil {
 		return Ident{}, fmt.Errorf("proc: pid %d: %w", pid, err)
 	}
-	b, err = readFile(fs.pidPath(pid, "stat"), bp)
+	b, err = readInto(sc.pidPath(fs.root, pid, "stat"), &sc.buf, true)
 	if err != nil {
 		return Ident{}, goneErr(pid, "stat", err)
 	}
@@ -51,7 +51,9 @@ func (fs FS) Ident(pid int) (Ident, error) {
 // 22, clock ticks after boot). A process that has exited, zombies
 // included, is gone: errors.Is(err, unix.ESRCH).
 func (fs FS) StartTime(pid int) (uint64, error) {
-	st, err := fs.stat(pid)
+	sc := getScratch()
+	defer putScratch(sc)
+	st, err := fs.stat(sc, pid)
 	if err != nil {
 		return 0, err
 	}

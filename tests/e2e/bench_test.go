@@ -3,6 +3,7 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -96,10 +97,10 @@ func BenchmarkE2E(b *testing.B) {
 	for _, n := range []int{3, 10000} {
 		run(fmt.Sprintf("rules=%d", n), func(b *testing.B) *benchResult { return benchRules(b, n) })
 	}
-	if _, err := os.Stat(libcgroupDaemon); err == nil {
+	if libcgroupBinary() != "" {
 		run("libcgroup", benchLibcgroup)
 	} else {
-		fmt.Fprintf(os.Stdout, "libcgroup's daemon (%s) is not installed: no libcgroup column (apt-get install cgroup-tools)\n", libcgroupDaemon)
+		fmt.Fprintf(os.Stdout, "libcgroup's daemon is not installed: no libcgroup column (apt-get install cgroup-tools)\n")
 	}
 	if len(order) > 0 {
 		printBenchTable(os.Stdout, order, results)
@@ -330,9 +331,6 @@ func benchRules(b *testing.B, nrules int) *benchResult {
 	return r
 }
 
-// libcgroupDaemon is Debian's cgroup-tools daemon.
-const libcgroupDaemon = "/usr/sbin/cgrulesengd"
-
 // benchLibcgroup measures libcgroup's daemon with the 3 rules of the
 // "3 rules" column (their destinations absolute, cpu only).
 func benchLibcgroup(b *testing.B) *benchResult {
@@ -359,40 +357,23 @@ func benchLibcgroup(b *testing.B) *benchResult {
 	return r
 }
 
-// libcgroupFiles are what libcgroup's daemon reads or leaves behind; the
-// benchmark puts the machine's aside and restores them.
-var libcgroupFiles = []string{"/etc/cgrules.conf", "/etc/cgrules.d", "/etc/cgconfig.conf", "/etc/cgconfig.d", "/var/run/cgred.socket"}
+// libcgroupBenchFiles are what libcgroup's daemon reads or leaves behind;
+// the benchmark puts the machine's aside and restores them.
+var libcgroupBenchFiles = []string{"/etc/cgrules.conf", "/etc/cgrules.d", "/etc/cgconfig.conf", "/etc/cgconfig.d", "/var/run/cgred.socket"}
 
 // libcgroupConfig installs rules as /etc/cgrules.conf with an empty
 // /etc/cgconfig.conf and /etc/cgconfig.d (libcgroup 2.0.2 refuses to start
 // without them), after moving whatever the machine had there aside; the
-// cleanup removes them and moves the machine's back.
+// cleanup removes them and moves the machine's back. A sticky socket that a
+// process serves means a rules daemon runs: the benchmark leaves it alone.
 func (e *env) libcgroupConfig(rules string) {
 	t := e.t
 	t.Helper()
-	for _, p := range libcgroupFiles {
-		backup := p + ".cgre-bench-saved"
-		if _, err := os.Lstat(backup); err == nil {
-			t.Fatalf("%s exists: an earlier benchmark did not restore %s; restore it by hand", backup, p)
-		}
-		had := false
-		if _, err := os.Lstat(p); err == nil {
-			if err := os.Rename(p, backup); err != nil {
-				t.Fatalf("putting %s aside: %v", p, err)
-			}
-			had = true
-		}
-		t.Cleanup(func() {
-			if err := os.RemoveAll(p); err != nil {
-				t.Errorf("cleanup: removing the benchmark's %s: %v", p, err)
-			}
-			if had {
-				if err := os.Rename(backup, p); err != nil {
-					t.Errorf("cleanup: restoring %s from %s: %v", p, backup, err)
-				}
-			}
-		})
+	if c, err := net.DialTimeout("unix", "/var/run/cgred.socket", time.Second); err == nil {
+		c.Close()
+		t.Skip("a process serves /var/run/cgred.socket (a rules daemon?): no libcgroup column")
 	}
+	setAside(t, libcgroupBenchFiles)
 	if err := os.WriteFile("/etc/cgrules.conf", []byte(rules), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -402,6 +383,20 @@ func (e *env) libcgroupConfig(rules string) {
 	if err := os.Mkdir("/etc/cgconfig.d", 0o755); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// libcgroupBinary is libcgroup's daemon: Debian's cgroup-tools installs it
+// as /usr/sbin/cgrulesengd, and this project's package diverts it to
+// /usr/sbin/cgrulesengd.libcgroup. "" when neither is libcgroup's (its
+// --help names "the cgroups rules engine").
+func libcgroupBinary() string {
+	for _, p := range []string{"/usr/sbin/cgrulesengd.libcgroup", "/usr/sbin/cgrulesengd"} {
+		out, _ := exec.Command(p, "--help").CombinedOutput()
+		if strings.Contains(string(out), "a daemon for the cgroups rules engine") {
+			return p
+		}
+	}
+	return ""
 }
 
 // startLibcgroup starts libcgroup's daemon in the foreground and waits
@@ -415,12 +410,13 @@ func (e *env) startLibcgroup() *daemon {
 		t.Fatal(err)
 	}
 	d := &daemon{e: e, logfile: filepath.Join(run, "libcgroup.log"), output: &syncBuffer{}, done: make(chan struct{})}
-	d.cmd = exec.Command(libcgroupDaemon, "-n", "-f", d.logfile)
+	bin := libcgroupBinary()
+	d.cmd = exec.Command(bin, "-n", "-f", d.logfile)
 	d.cmd.Stdout, d.cmd.Stderr = d.output, d.output
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	d.started = time.Now()
 	if err := d.cmd.Start(); err != nil {
-		t.Fatalf("starting %s: %v", libcgroupDaemon, err)
+		t.Fatalf("starting %s: %v", bin, err)
 	}
 	d.pid = d.cmd.Process.Pid
 	go func() {

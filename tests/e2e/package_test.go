@@ -110,7 +110,15 @@ var serviceFiles = []string{"/etc/cgrules.conf", "/etc/cgrules.d", "/etc/init.d/
 
 func setAsideServiceFiles(t testing.TB) {
 	t.Helper()
-	for _, f := range serviceFiles {
+	setAside(t, serviceFiles)
+}
+
+// setAside renames each of files that exists to FILE.cgre-e2e-backup and,
+// in cleanup, removes whatever the test left at FILE and renames the backup
+// back.
+func setAside(t testing.TB, files []string) {
+	t.Helper()
+	for _, f := range files {
 		if _, err := os.Lstat(f); err != nil {
 			continue
 		}
