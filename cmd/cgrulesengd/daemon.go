@@ -142,7 +142,7 @@ func (d *daemon) run() (err error) {
 	}
 	d.engine.Start()
 	readerDone := make(chan error, 1)
-	go d.read(conn, readerDone)
+	go func() { readerDone <- d.engine.Run(conn) }()
 
 	tScan := time.Now()
 	tasks, moved := d.engine.Scan()
@@ -230,53 +230,6 @@ func (d *daemon) run() (err error) {
 		case err := <-readerDone:
 			d.engine.Stop()
 			return fmt.Errorf("kernel event reader stopped: %w", err)
-		}
-	}
-}
-
-// Reader batching. Each wake-up of the reader costs a context switch, which
-// on a virtual machine is tens of microseconds; when events arrive one at a
-// time faster than batchRate per second (a fork storm), the reader waits
-// batchDelay between reads so that each wake-up handles a batch. Below that
-// rate every event is handled as soon as it arrives.
-const (
-	batchRate   = 5000 // events per second
-	batchDelay  = 2 * time.Millisecond
-	batchWindow = 50 * time.Millisecond
-)
-
-// read is the netlink reader: it never blocks on anything but the socket.
-func (d *daemon) read(conn *kernel.Conn, done chan<- error) {
-	buf := make([]kernel.Event, 0, 256)
-	failures := 0
-	winStart, winEvents := time.Now(), 0
-	batching := false
-	for {
-		evs, err := conn.Read(buf[:0])
-		if err != nil {
-			if errors.Is(err, kernel.ErrClosed) {
-				done <- nil
-				return
-			}
-			failures++
-			if failures > 100 {
-				done <- err
-				return
-			}
-			d.log.Errorf("reading kernel events: %v", err)
-			d.engine.RequestRescan()
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		failures = 0
-		d.engine.HandleBatch(evs)
-		winEvents += len(evs)
-		if now := time.Now(); now.Sub(winStart) >= batchWindow {
-			batching = float64(winEvents)/now.Sub(winStart).Seconds() > batchRate
-			winStart, winEvents = now, 0
-		}
-		if batching && len(evs) < cap(buf)/2 {
-			time.Sleep(batchDelay)
 		}
 	}
 }

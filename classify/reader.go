@@ -1,0 +1,94 @@
+package classify
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cgrulesengd/cgrulesengd/kernel"
+)
+
+// Source is where the reader takes kernel events from: a *kernel.Conn in
+// the daemon, a fake in tests.
+type Source interface {
+	// Read blocks until events are available and appends them to dst
+	// (see kernel.Conn.Read); after Close it returns kernel.ErrClosed.
+	Read(dst []kernel.Event) ([]kernel.Event, error)
+}
+
+// maxReadFailures is how many failed reads in a row end Run.
+const maxReadFailures = 100
+
+// readBatch is the number of events one Read may return.
+const readBatch = 256
+
+// Run is the netlink reader: it reads src and hands each read's events to
+// HandleBatch, until src is closed (nil) or fails maxReadFailures times in
+// a row (the last error). A failed read may have lost events: it requests a
+// rescan, and the next read comes 10 ms later. Run is the one goroutine
+// that calls HandleBatch; it waits on nothing but src, and on the batching
+// policy's short pauses under a storm (see batcher).
+func (e *Engine) Run(src Source) error {
+	buf := make([]kernel.Event, 0, readBatch)
+	failures := 0
+	var b batcher
+	for {
+		evs, err := src.Read(buf[:0])
+		if err != nil {
+			if errors.Is(err, kernel.ErrClosed) {
+				return nil
+			}
+			failures++
+			if failures >= maxReadFailures {
+				return fmt.Errorf("%d reads failed in a row, the last: %w", failures, err)
+			}
+			e.log.Errorf("reading kernel events: %v", err)
+			e.RequestRescan()
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		failures = 0
+		e.HandleBatch(evs)
+		if d := b.pause(len(evs), cap(buf), time.Now()); d > 0 {
+			time.Sleep(d)
+		}
+	}
+}
+
+// Reader batching. Each wake-up of the reader costs a context switch, which
+// on a virtual machine is tens of microseconds; when events arrive one at a
+// time faster than batchRate per second (a fork storm), the reader pauses
+// batchDelay between reads so that each wake-up handles a batch. Below that
+// rate every event is handled as soon as it arrives.
+const (
+	batchRate   = 5000 // events per second
+	batchDelay  = 2 * time.Millisecond
+	batchWindow = 50 * time.Millisecond
+)
+
+// batcher is the batching policy's state: the event rate over the current
+// window, and whether the last full window was above batchRate.
+type batcher struct {
+	winStart  time.Time
+	winEvents int
+	batching  bool
+}
+
+// pause records a read of n events (into a buffer of capacity max) at now
+// and returns how long to wait before the next read: batchDelay while
+// batching, unless the read came back at least half full (the queue holds
+// a batch already), else 0.
+func (b *batcher) pause(n, max int, now time.Time) time.Duration {
+	if b.winStart.IsZero() {
+		b.winStart = now
+	}
+	b.winEvents += n
+	if el := now.Sub(b.winStart); el >= batchWindow {
+		b.batching = float64(b.winEvents)/el.Seconds() > batchRate
+		b.winStart, b.winEvents = now, 0
+	}
+	if b.batching && n < max/2 {
+		return batchDelay
+	}
+	return 0
+}
