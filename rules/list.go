@@ -144,6 +144,18 @@ func (l *List) Rules() []*Rule { return slices.Clone(l.rules) }
 // whether EXEC events matter and the procname must be resolved.
 func (l *List) NeedsProcess() bool { return l.needsProc }
 
+// MayMatch reports whether some rule could match a task with these ids,
+// whatever its process name: when it is false, Match returns nil for every
+// Task with UID uid and GID gid, and the caller need not resolve the
+// procname (nor read anything else about the task). It costs two map
+// look-ups.
+func (l *List) MayMatch(uid, gid uint32) bool {
+	if len(l.anyIdx) > 0 || len(l.anyByProc) > 0 {
+		return true
+	}
+	return len(l.run(l.byUID, uid)) > 0 || len(l.run(l.byGID, gid)) > 0
+}
+
 // Match returns the first rule (lowest Index) whose who and process tests
 // match t, or nil.
 func (l *List) Match(t *Task) *Rule { return l.match(t, -1) }

@@ -267,3 +267,40 @@ func TestRulesIsACopy(t *testing.T) {
 		t.Error("Rules returned the list's own slice")
 	}
 }
+
+// TestMayMatch: false only when no rule can match a task with those ids
+// whatever its process (then Match is nil for every process name); any
+// rule for anyone makes it true.
+func TestMayMatch(t *testing.T) {
+	l := mustParse(t, "alice:sleep cpu a\n@staff cpu b\n", testOptions())
+	procs := []string{"", "sleep", "/bin/sleep", "/usr/bin/vim"}
+	for _, c := range []struct {
+		name     string
+		uid, gid uint32
+		want     bool
+	}{
+		{"user with a process rule", 1000, 5000, true},
+		{"group by egid", 5000, 2001, true},
+		{"group by membership", 1002, 100, true},
+		{"nobody", 5000, 5000, false},
+	} {
+		if got := l.MayMatch(c.uid, c.gid); got != c.want {
+			t.Errorf("%s: MayMatch = %v, want %v", c.name, got, c.want)
+		}
+		if !c.want {
+			for _, p := range procs {
+				if r := l.Match(&Task{UID: c.uid, GID: c.gid, Process: p}); r != nil {
+					t.Errorf("%s: MayMatch false but %q matches %q", c.name, p, r.Text)
+				}
+			}
+		}
+	}
+	for _, src := range []string{"*:make cpu c\n", "* cpu c\n", "*:ssh* cpu c\n"} {
+		if !mustParse(t, src, testOptions()).MayMatch(5000, 5000) {
+			t.Errorf("%q: MayMatch false for a rule for anyone", src)
+		}
+	}
+	if mustParse(t, "", testOptions()).MayMatch(0, 0) {
+		t.Error("an empty list may match")
+	}
+}
