@@ -34,6 +34,7 @@ type Mover interface {
 // Tasks is what the engine reads about tasks; proc.FS in production.
 type Tasks interface {
 	Task(pid int, withProcess bool) (proc.Task, error)
+	ProcName(pid int, comm string) (string, error)
 	PIDs() ([]int, error)
 	Children(pid int) ([]int, error)
 	Cgroups(pid int) ([]proc.CgroupLine, error)
@@ -473,15 +474,10 @@ func (e *Engine) classify(st *workState, pid int, why reason, tid int32, exact b
 	if rs == nil || e.stickySkip(int32(pid)) {
 		return outcome{}
 	}
-	lines, err := e.cfg.Tasks.Cgroups(pid)
-	if err != nil {
-		e.taskGone(pid, why, err)
-		return outcome{}
-	}
-	if !e.scope.anyInScope(lines) {
-		return outcome{}
-	}
-	t, err := e.cfg.Tasks.Task(pid, rs.list.NeedsProcess())
+	// The ids first (status): most tasks an event names match no rule at
+	// all, and for them nothing more is read (their cgroups, the procname
+	// some rules need).
+	t, err := e.cfg.Tasks.Task(pid, false)
 	if err != nil {
 		e.taskGone(pid, why, err)
 		return outcome{}
@@ -492,6 +488,24 @@ func (e *Engine) classify(st *workState, pid int, why reason, tid int32, exact b
 	if tid != 0 && int(tid) != pid {
 		if euid, egid, err := e.cfg.Tasks.ThreadCreds(pid, int(tid)); err == nil {
 			t.EUID, t.EGID = euid, egid
+		}
+	}
+	mayMatch := rs.list.MayMatch(t.EUID, t.EGID)
+	if !mayMatch && !e.log.IsLevelEnabled(logrus.DebugLevel) {
+		return outcome{}
+	}
+	lines, err := e.cfg.Tasks.Cgroups(pid)
+	if err != nil {
+		e.taskGone(pid, why, err)
+		return outcome{}
+	}
+	if !e.scope.anyInScope(lines) {
+		return outcome{}
+	}
+	if mayMatch && rs.list.NeedsProcess() {
+		if t.Process, err = e.cfg.Tasks.ProcName(pid, t.Comm); err != nil {
+			e.taskGone(pid, why, err)
+			return outcome{}
 		}
 	}
 	// In st, not on the stack: the matcher's interfaces make it escape.

@@ -29,6 +29,7 @@ type fakeTasks struct {
 	threads  map[int]uint32 // tid -> euid (and egid) of threads that are not the main one
 	rt       map[int]bool   // realtime tasks
 	rtReads  int            // RealTime calls
+	cgReads  map[int]int    // Cgroups calls per pid
 }
 
 func (f *fakeTasks) RealTime(pid int) (bool, error) {
@@ -95,6 +96,19 @@ func (f *fakeTasks) Task(pid int, _ bool) (proc.Task, error) {
 	return t, nil
 }
 
+func (f *fakeTasks) ProcName(pid int, comm string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t, ok := f.tasks[pid]
+	if !ok {
+		return "", fmt.Errorf("pid %d: %w", pid, unix.ESRCH)
+	}
+	if t.Process != "" {
+		return t.Process, nil
+	}
+	return comm, nil
+}
+
 func (f *fakeTasks) PIDs() ([]int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -121,6 +135,10 @@ func (f *fakeTasks) Cgroups(pid int) ([]proc.CgroupLine, error) {
 		f.mu.Lock()
 	}
 	defer f.mu.Unlock()
+	if f.cgReads == nil {
+		f.cgReads = map[int]int{}
+	}
+	f.cgReads[pid]++
 	m, ok := f.cgroups[pid]
 	if !ok {
 		return nil, fmt.Errorf("pid %d: %w", pid, unix.ESRCH)
@@ -857,5 +875,32 @@ func TestEngineRetriesBounded(t *testing.T) {
 	f.e.Handle(&kernel.Event{What: kernel.EventExit, PID: 100, TGID: 100})
 	if n := f.e.HotLen(); n != 0 {
 		t.Errorf("hot table keeps %d entries after the exit", n)
+	}
+}
+
+// TestEngineNoRuleReadsNothingMore: a task whose ids no rule can match
+// (whatever its process) costs one read, its status: not its cgroups, not
+// its procname (at the default level; at debug level the cgroups are read
+// for the "no rule matches" line).
+func TestEngineNoRuleReadsNothingMore(t *testing.T) {
+	f := newFixture(t, "alice:make cpu users/alice\n", Config{})
+	f.e.log.SetLevel(logrus.InfoLevel)
+	f.tasks.add(100, 1001, "/") // bob
+	f.tasks.add(101, 1000, "/") // alice, running make
+	f.tasks.mu.Lock()
+	t101 := f.tasks.tasks[101]
+	t101.Process = "/usr/bin/make"
+	f.tasks.tasks[101] = t101
+	f.tasks.mu.Unlock()
+	f.e.Start()
+	defer f.e.Stop()
+	f.e.Handle(&kernel.Event{What: kernel.EventUID, PID: 100, TGID: 100, EUID: 1001})
+	f.e.Handle(uidEvent(101))
+	waitFor(t, "alice's make moved", func() bool { return f.tasks.where(101, f.cpu) == "/users/alice" })
+	waitFor(t, "bob's task looked at", func() bool { h, ok := f.e.hot.get(100); return ok && h.state == stDone })
+	f.tasks.mu.Lock()
+	defer f.tasks.mu.Unlock()
+	if n := f.tasks.cgReads[100]; n != 0 {
+		t.Errorf("the cgroups of pid 100, which no rule can match, were read %d times", n)
 	}
 }
