@@ -150,6 +150,7 @@ func (d *daemon) run() (err error) {
 	// Loading a large rules file leaves megabytes of garbage; a daemon that
 	// then idles should not keep them resident.
 	debug.FreeOSMemory()
+	live, gcPct := tuneGC()
 
 	watcher, err := newRulesWatch(o.config, o.configDir)
 	if err != nil {
@@ -168,6 +169,7 @@ func (d *daemon) run() (err error) {
 		"filtered_events": conn.Filtered(), "scanned": tasks, "moved": moved,
 		"took": time.Since(start).Round(time.Microsecond),
 		"load": loadTook.Round(time.Microsecond), "scan": scanTook.Round(time.Microsecond),
+		"heap": live, "gogc": gcPct,
 	}).Info("ready")
 	d.notify.ready()
 	d.sd.ready(d.engine, list.Len())
@@ -295,7 +297,8 @@ func (d *daemon) reload() {
 	d.engine.SetRules(list, names)
 	d.rules = list
 	debug.FreeOSMemory()
-	d.log.WithField("rules", list.Len()).Info("rules reloaded")
+	live, gcPct := tuneGC()
+	d.log.WithFields(logrus.Fields{"rules": list.Len(), "heap": live, "gogc": gcPct}).Info("rules reloaded")
 	d.sd.reloaded(list.Len(), nil)
 }
 
