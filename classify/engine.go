@@ -84,6 +84,11 @@ type job struct {
 	pid     int32
 	why     reason
 	attempt uint8
+	// prio: the job likely leads to a move (the event's new ids are named
+	// by a rule, a process rule's EXEC, a followed child, a retry). It is
+	// only a hint, from the event's ids, which a lagging reader cannot
+	// trust: it orders the work, the classification reads the task.
+	prio bool
 }
 
 type ruleset struct {
@@ -100,7 +105,8 @@ type Engine struct {
 
 	rs atomic.Pointer[ruleset]
 
-	jobs    chan job
+	jobs    chan job      // classifications for the workers
+	fast    chan job      // the same, prio: workers take these first
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	rescan  chan struct{} // capacity 1: requests coalesce
@@ -152,6 +158,7 @@ func New(cfg Config) *Engine {
 		scope:   scope{layout: cfg.Layout, root: root},
 		log:     cfg.Log,
 		jobs:    make(chan job, cfg.QueueSize),
+		fast:    make(chan job, cfg.QueueSize),
 		stop:    make(chan struct{}),
 		rescan:  make(chan struct{}, 1),
 		hot:     newHotTable(cfg.MaxHot),
@@ -228,14 +235,22 @@ func (e *Engine) handle(ev *kernel.Event) {
 		if e.stickySkip(ev.TGID) {
 			return
 		}
-		e.enqueueTID(ev.TGID, reasonCreds, ev.PID, e.inBatch)
+		prio := false
+		if rs := e.rs.Load(); rs != nil {
+			if ev.What == kernel.EventUID {
+				prio = rs.list.NamesUser(ev.EUID)
+			} else {
+				prio = rs.list.NamesGroup(ev.EGID)
+			}
+		}
+		e.enqueueTID(ev.TGID, reasonCreds, ev.PID, prio, e.inBatch)
 	case kernel.EventExec:
 		if rs := e.rs.Load(); rs != nil && rs.list.NeedsProcess() {
 			if e.stickySkip(ev.TGID) {
 				return
 			}
 			e.stats.execs.Add(1)
-			e.enqueueTID(ev.TGID, reasonExec, ev.TGID, e.inBatch)
+			e.enqueueTID(ev.TGID, reasonExec, ev.TGID, true, e.inBatch)
 		}
 	case kernel.EventFork:
 		if ev.PID != ev.TGID {
@@ -260,14 +275,14 @@ func (e *Engine) handle(ev *kernel.Event) {
 // enqueue marks pid hot and queues its classification, coalescing with a
 // queued one (a multi-threaded setuid reports once per thread).
 func (e *Engine) enqueue(pid int32, why reason) {
-	e.enqueueTID(pid, why, pid, false)
+	e.enqueueTID(pid, why, pid, true, false)
 }
 
 // enqueueTID is enqueue for an event reported by thread tid of pid. batch
 // is true only on the reader goroutine inside HandleBatch: the job then
 // waits in e.pending for the end of the batch. (Workers and the scan also
 // enqueue, concurrently; they must never touch e.pending.)
-func (e *Engine) enqueueTID(pid int32, why reason, tid int32, batch bool) {
+func (e *Engine) enqueueTID(pid int32, why reason, tid int32, prio, batch bool) {
 	if pid <= 0 {
 		return
 	}
@@ -281,7 +296,7 @@ func (e *Engine) enqueueTID(pid int32, why reason, tid int32, batch bool) {
 		e.queueFull()
 		return
 	}
-	j := job{pid: pid, why: why}
+	j := job{pid: pid, why: why, prio: prio}
 	if batch {
 		e.pending = append(e.pending, j)
 		return
@@ -311,26 +326,45 @@ func (e *Engine) HandleBatch(evs []kernel.Event) {
 		e.handle(&evs[i])
 	}
 	e.inBatch = false
-	n := 0
+	n, nprio, first := 0, 0, -1
 	for _, j := range e.pending {
 		if e.hot.dropExitedQueued(j.pid) {
 			e.stats.gone.Add(1)
 			continue
+		}
+		if j.prio {
+			nprio++
+			if first < 0 {
+				first = n
+			}
 		}
 		e.pending[n] = j
 		n++
 	}
 	pending := e.pending[:n]
 	e.pending = e.pending[:0]
-	if n == 1 && !e.cfg.HandOff && len(e.jobs) == 0 && e.busy.Load() == 0 {
-		if e.runInline(pending[0]) {
-			return
+	if !e.cfg.HandOff && len(e.fast) == 0 {
+		// The reader runs the batch's one likely job itself (or its one job
+		// when nothing at all is queued or running), ahead of the rest.
+		pick := -1
+		switch {
+		case nprio == 1:
+			pick = first
+		case n == 1 && len(e.jobs) == 0 && e.busy.Load() == 0:
+			pick = 0
+		}
+		if pick >= 0 && e.runInline(pending[pick]) {
+			pending[pick].pid = 0 // done
 		}
 	}
+	pushed := false
 	for _, j := range pending {
-		e.push(j)
+		if j.pid != 0 {
+			e.push(j)
+			pushed = true
+		}
 	}
-	if n > 0 {
+	if pushed {
 		// Let the worker run now on this thread rather than wait for
 		// another one to be woken (tens of µs on a virtual machine): the
 		// reader loses nothing, the kernel keeps queueing its events.
@@ -353,8 +387,12 @@ func (e *Engine) runInline(j job) bool {
 
 // push queues a job whose hot entry is already stQueued.
 func (e *Engine) push(j job) {
+	q := e.jobs
+	if j.prio {
+		q = e.fast
+	}
 	select {
-	case e.jobs <- j:
+	case q <- j:
 	default:
 		// A full queue loses this event just like a kernel overflow would:
 		// forget the entry (nothing will run for it) and rescan.
@@ -377,7 +415,7 @@ func (e *Engine) fork(ev *kernel.Event) {
 	}
 	if e.hot.follows(ev.ParentTGID, ev.Timestamp, uint64(e.cfg.ForkSlack)) {
 		e.stats.forksFollowed.Add(1)
-		e.enqueueTID(ev.TGID, reasonFork, ev.TGID, e.inBatch)
+		e.enqueueTID(ev.TGID, reasonFork, ev.TGID, true, e.inBatch)
 	}
 }
 
@@ -392,14 +430,20 @@ func (e *Engine) worker() {
 	defer e.wg.Done()
 	var st workState
 	for {
+		var j job
 		select {
-		case <-e.stop:
-			return
-		case j := <-e.jobs:
-			e.busy.Add(1)
-			e.run(&st, j)
-			e.busy.Add(-1)
+		case j = <-e.fast:
+		default:
+			select {
+			case <-e.stop:
+				return
+			case j = <-e.fast:
+			case j = <-e.jobs:
+			}
 		}
+		e.busy.Add(1)
+		e.run(&st, j)
+		e.busy.Add(-1)
 	}
 }
 
@@ -436,10 +480,10 @@ func (e *Engine) run(st *workState, j job) bool {
 	switch e.hot.finished(j.pid, tid, out.moved, retry, kernel.Now()) {
 	case finishRetry:
 		e.stats.retries.Add(1)
-		next := job{pid: j.pid, why: reasonRetry, attempt: j.attempt + 1}
+		next := job{pid: j.pid, why: reasonRetry, attempt: j.attempt + 1, prio: true}
 		e.retries.add(next, time.Now().Add(retryDelay(next.attempt)))
 	case finishAgain:
-		e.push(job{pid: j.pid, why: j.why})
+		e.push(job{pid: j.pid, why: j.why, prio: j.prio})
 	}
 	return true
 }
@@ -801,7 +845,7 @@ func (e *Engine) scan(st *workState) (tasks, moved int) {
 			e.push(job{pid: p, why: reasonCreds})
 		case finishRetry:
 			e.stats.retries.Add(1)
-			e.retries.add(job{pid: p, why: reasonRetry, attempt: 1}, time.Now().Add(retryDelay(1)))
+			e.retries.add(job{pid: p, why: reasonRetry, attempt: 1, prio: true}, time.Now().Add(retryDelay(1)))
 		}
 		if out.moved {
 			moved++

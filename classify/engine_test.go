@@ -19,17 +19,18 @@ import (
 
 // fakeTasks is an in-memory /proc whose tasks' cgroups follow fakeMover.
 type fakeTasks struct {
-	mu       sync.Mutex
-	tasks    map[int]proc.Task
-	cgroups  map[int]map[*cgroupfs.Hierarchy]string
-	children map[int][]int
-	lay      *cgroupfs.Layout
-	onRead   func(pid int)  // called (once, then cleared) before a task is read
-	onTask   func(pid int)  // called (once, then cleared) after Task read a task
-	threads  map[int]uint32 // tid -> euid (and egid) of threads that are not the main one
-	rt       map[int]bool   // realtime tasks
-	rtReads  int            // RealTime calls
-	cgReads  map[int]int    // Cgroups calls per pid
+	mu        sync.Mutex
+	tasks     map[int]proc.Task
+	cgroups   map[int]map[*cgroupfs.Hierarchy]string
+	children  map[int][]int
+	lay       *cgroupfs.Layout
+	onRead    func(pid int)  // called (once, then cleared) before a task is read
+	onTask    func(pid int)  // called (once, then cleared) after Task read a task
+	onTaskAll func(pid int)  // called (under mu) for every Task call
+	threads   map[int]uint32 // tid -> euid (and egid) of threads that are not the main one
+	rt        map[int]bool   // realtime tasks
+	rtReads   int            // RealTime calls
+	cgReads   map[int]int    // Cgroups calls per pid
 }
 
 func (f *fakeTasks) RealTime(pid int) (bool, error) {
@@ -83,6 +84,9 @@ func (f *fakeTasks) where(pid int, h *cgroupfs.Hierarchy) string {
 
 func (f *fakeTasks) Task(pid int, _ bool) (proc.Task, error) {
 	f.mu.Lock()
+	if f.onTaskAll != nil {
+		f.onTaskAll(pid)
+	}
 	t, ok := f.tasks[pid]
 	hook := f.onTask
 	f.onTask = nil
@@ -338,7 +342,7 @@ func TestEngineCoalescesThreads(t *testing.T) {
 		f.tasks.threads[tid] = 1000
 		f.e.Handle(&kernel.Event{What: kernel.EventUID, PID: int32(tid), TGID: 100, EUID: 1000})
 	}
-	if n := len(f.e.jobs); n != 1 {
+	if n := len(f.e.jobs) + len(f.e.fast); n != 1 {
 		t.Fatalf("%d jobs queued for one process's threads, want 1", n)
 	}
 	// The first event alone must carry the new ids: run it before the others
@@ -654,7 +658,7 @@ func TestEngineBatchDropsExited(t *testing.T) {
 		*uidEvent(101),
 		{What: kernel.EventExit, PID: 100, TGID: 100},
 	})
-	if n := len(f.e.jobs); n != 1 {
+	if n := len(f.e.jobs) + len(f.e.fast); n != 1 {
 		t.Fatalf("%d jobs queued, want 1 (for the live task)", n)
 	}
 	if s := f.e.Stats(); s.Gone != 1 {
@@ -741,12 +745,15 @@ func TestEngineRealTimeReadLazily(t *testing.T) {
 }
 
 // TestEngineReaderMovesItself: the reader classifies and moves a task
-// itself when that is cheap (descriptors cached) and nothing else waits;
-// otherwise (first move into a destination, a worker busy, HandOff) a
-// worker does. Either way the task ends where it belongs.
+// itself when that is cheap (descriptors cached): the one likely job of a
+// read (its event's ids are named by a rule) unless another likely job is
+// already queued, or the one job of a read when nothing is queued or
+// running. Otherwise (first move into a destination, likely work queued, an
+// unlikely job while a worker is busy) a worker does. Either way the task
+// ends where it belongs.
 func TestEngineReaderMovesItself(t *testing.T) {
-	f := newFixture(t, "alice cpu users/alice\n", Config{})
-	for pid := 100; pid < 104; pid++ {
+	f := newFixture(t, "alice cpu users/alice\n@staff cpu users/alice\n", Config{})
+	for pid := 100; pid < 106; pid++ {
 		f.tasks.add(pid, 1000, "/")
 	}
 	f.e.Start()
@@ -766,7 +773,9 @@ func TestEngineReaderMovesItself(t *testing.T) {
 	if s := f.e.Stats(); s.Inline != 1 {
 		t.Errorf("Inline = %d, want 1", s.Inline)
 	}
-	// A worker busy: hand off.
+	// A worker busy with another task: a likely job still runs on the
+	// reader, an unlikely one (uid 5000, named by no rule, which could only
+	// match by its egid) goes to the workers.
 	read, release := make(chan struct{}), make(chan struct{})
 	f.tasks.mu.Lock()
 	f.tasks.onTask = func(int) { close(read); <-release }
@@ -774,12 +783,52 @@ func TestEngineReaderMovesItself(t *testing.T) {
 	f.e.Handle(uidEvent(102)) // straight to a worker, which blocks in Task
 	<-read
 	f.e.HandleBatch([]kernel.Event{*uidEvent(103)})
+	if got := f.tasks.where(103, f.cpu); got != "/users/alice" {
+		t.Errorf("pid 103 in %s when HandleBatch returned, want moved by the reader beside the busy worker", got)
+	}
+	f.e.HandleBatch([]kernel.Event{{What: kernel.EventUID, PID: 104, TGID: 104, EUID: 5000}})
+	if s := f.e.Stats(); s.Inline != 2 {
+		t.Errorf("Inline = %d, want 2 (the unlikely job handed off)", s.Inline)
+	}
 	close(release)
-	waitFor(t, "both moved", func() bool {
-		return f.tasks.where(102, f.cpu) == "/users/alice" && f.tasks.where(103, f.cpu) == "/users/alice"
+	waitFor(t, "all moved", func() bool {
+		return f.tasks.where(102, f.cpu) == "/users/alice" && f.tasks.where(104, f.cpu) == "/users/alice"
 	})
-	if s := f.e.Stats(); s.Inline != 1 {
-		t.Errorf("Inline = %d with a worker busy, want still 1", s.Inline)
+	// Two likely jobs in one read: both to the workers.
+	f.tasks.add(106, 1000, "/")
+	f.e.HandleBatch([]kernel.Event{*uidEvent(105), *uidEvent(106)})
+	waitFor(t, "both moved", func() bool {
+		return f.tasks.where(105, f.cpu) == "/users/alice" && f.tasks.where(106, f.cpu) == "/users/alice"
+	})
+	if s := f.e.Stats(); s.Inline != 2 {
+		t.Errorf("Inline = %d after a read with two likely jobs, want still 2", s.Inline)
+	}
+}
+
+// TestEnginePrioFirst: a worker takes likely jobs before the others queued
+// ahead of them.
+func TestEnginePrioFirst(t *testing.T) {
+	f := newFixture(t, "alice cpu users/alice\n", Config{Workers: 1, HandOff: true})
+	for pid := 100; pid < 120; pid++ {
+		f.tasks.add(pid, 5000, "/") // nobody's: matched by no rule
+	}
+	f.tasks.add(200, 1000, "/")
+	for pid := 100; pid < 120; pid++ {
+		f.e.Handle(&kernel.Event{What: kernel.EventUID, PID: int32(pid), TGID: int32(pid), EUID: 5000})
+	}
+	f.e.Handle(uidEvent(200))
+	var order []int
+	f.tasks.mu.Lock()
+	f.tasks.onTaskAll = func(pid int) { order = append(order, pid) }
+	f.tasks.mu.Unlock()
+	f.e.Start()
+	defer f.e.Stop()
+	waitFor(t, "alice's task moved", func() bool { return f.tasks.where(200, f.cpu) == "/users/alice" })
+	waitFor(t, "all read", func() bool { f.tasks.mu.Lock(); defer f.tasks.mu.Unlock(); return len(order) == 21 })
+	f.tasks.mu.Lock()
+	defer f.tasks.mu.Unlock()
+	if order[0] != 200 {
+		t.Errorf("read order %v: the likely job was not taken first", order)
 	}
 }
 

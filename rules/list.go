@@ -156,6 +156,19 @@ func (l *List) MayMatch(uid, gid uint32) bool {
 	return len(l.run(l.byUID, uid)) > 0 || len(l.run(l.byGID, gid)) > 0
 }
 
+// NamesUser reports whether some rule names uid (a user rule, a @group rule
+// listing the user as a member) or anyone. A task whose euid it is false for
+// can still match a @group rule by its egid: this is a hint, not a verdict.
+func (l *List) NamesUser(uid uint32) bool {
+	return len(l.anyIdx) > 0 || len(l.anyByProc) > 0 || len(l.run(l.byUID, uid)) > 0
+}
+
+// NamesGroup reports whether some rule names gid (a @group rule) or anyone;
+// like NamesUser, a hint (a user rule can match whatever the gid).
+func (l *List) NamesGroup(gid uint32) bool {
+	return len(l.anyIdx) > 0 || len(l.anyByProc) > 0 || len(l.run(l.byGID, gid)) > 0
+}
+
 // Match returns the first rule (lowest Index) whose who and process tests
 // match t, or nil.
 func (l *List) Match(t *Task) *Rule { return l.match(t, -1) }

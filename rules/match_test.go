@@ -304,3 +304,22 @@ func TestMayMatch(t *testing.T) {
 		t.Error("an empty list may match")
 	}
 }
+
+func TestNamesUserGroup(t *testing.T) {
+	l := mustParse(t, "alice cpu a\n@staff cpu b\n", testOptions())
+	for _, c := range []struct {
+		uid  uint32
+		want bool
+	}{{1000, true}, {1002, true}, {5000, false}} { // alice, a member of staff, nobody
+		if got := l.NamesUser(c.uid); got != c.want {
+			t.Errorf("NamesUser(%d) = %v, want %v", c.uid, got, c.want)
+		}
+	}
+	if !l.NamesGroup(2001) || l.NamesGroup(5000) {
+		t.Errorf("NamesGroup(staff) = %v, NamesGroup(5000) = %v", l.NamesGroup(2001), l.NamesGroup(5000))
+	}
+	any := mustParse(t, "* cpu c\n", testOptions())
+	if !any.NamesUser(5000) || !any.NamesGroup(5000) {
+		t.Error("a rule for anyone names nobody")
+	}
+}
