@@ -12,6 +12,15 @@
 //     kernel's acknowledgement, per-listener event filtering where the kernel
 //     offers it, overflow reporting, and shutdown.
 //
+// # Reading
+//
+// Read waits on its caller's thread in a blocking recvmmsg(2) (the socket
+// is not registered with the runtime's poller: that cost a thread wake-up
+// per event), so an idle reader makes one system call per wake-up, and takes
+// up to 64 datagrams per call, decoded without allocation into the caller's
+// slice. The socket's receive timeout (50 ms) lets a blocked Read notice
+// Close: netlink sockets cannot be shut down.
+//
 // # Privileges
 //
 // Before Linux 6.6, joining the proc connector's multicast group needs
@@ -68,6 +77,6 @@
 //
 // Read must be called from one goroutine at a time (the daemon's reader).
 // Stats and Close may be called from any goroutine at any time; Close
-// unblocks a Read blocked in the kernel, which then returns ErrClosed. Close
-// is idempotent. Decode is safe for concurrent use.
+// unblocks a Read blocked in the kernel (within 50 ms), which then returns
+// ErrClosed. Close is idempotent. Decode is safe for concurrent use.
 package kernel
