@@ -105,8 +105,8 @@ type Engine struct {
 
 	rs atomic.Pointer[ruleset]
 
-	jobs    chan job      // classifications for the workers
-	fast    chan job      // the same, prio: workers take these first
+	jobs    chan job // classifications for the workers
+	fast    chan job // the same, prio: workers take these first
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	rescan  chan struct{} // capacity 1: requests coalesce
