@@ -107,9 +107,6 @@ func cstr(p string) []byte {
 	return b
 }
 
-// pathString is a NUL-terminated path without its NUL, for error messages.
-func pathString(p []byte) string { return string(p[:len(p)-1]) }
-
 // readFile reads the whole of path into *buf, growing it if needed, and
 // returns the filled prefix. It uses raw system calls: procfs files are
 // generated on read, and there is no point in registering them with the
