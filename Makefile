@@ -52,9 +52,14 @@ bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./rules/... ./kernel/... ./proc/... ./cgroupfs/... ./classify/...
 	$(MAKE) bench-e2e
 
-# Issue #4's end-to-end benchmark (root; see tests/e2e/bench_test.go): it
-# reports setuid-to-moved latency, misses, escapes, daemon CPU per event, RSS
-# and ready time for 3 and 10,000 rules, and prints a table.
+# The end-to-end benchmark of issues #4 and #12 (root; see
+# tests/e2e/bench_test.go): the C floor, the daemon with 3 and 10,000 rules
+# and, when cgroup-tools is installed, libcgroup's daemon, in one run:
+# setuid-to-moved latency, misses, escapes, system calls per move, CPU per
+# storm event, VmRSS and RssAnon, ready time; a table of every measurement
+# and one of the targets as ratios to the floor. (The Go benchmarks of
+# `make bench` include BenchmarkClassifyReal: allocations and system calls
+# of one whole classification.)
 bench-e2e: build
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 30m ./tests/e2e/
 
