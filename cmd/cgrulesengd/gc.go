@@ -24,10 +24,24 @@ const (
 	minGCPercent = 10      // very large rule sets: collect at +10%, not continuously
 )
 
-// gcPercent is the GOGC value that puts the heap goal at live+heapHeadroom:
-// the goal is max(live × (1+p/100), heapMinimum × p/100).
+// gcPercent is the GOGC value p that puts the heap goal, which the runtime
+// computes as max(live × (1+p/100), heapMinimum × p/100), at
+// live+heapHeadroom: p = H/live makes the first term that, p =
+// (live+H)/heapMinimum the second; the smaller of the two is the one whose
+// term wins the max. (Taking H/max(live, heapMinimum) instead, as a first
+// version did, left small rule sets a goal of heapMinimum × p/100, 86 KB
+// above a 400 KB live heap: a collection every few dozen moves.)
 func gcPercent(live uint64) int {
-	return int(max(100*heapHeadroom/max(live, heapMinimum), minGCPercent))
+	p := 100 * (live + heapHeadroom) / heapMinimum
+	if live > 0 {
+		p = min(p, 100*heapHeadroom/live)
+	}
+	return int(max(p, minGCPercent))
+}
+
+// heapGoal is the runtime's heap goal for a live heap and a GOGC value.
+func heapGoal(live uint64, pct int) uint64 {
+	return max(live*uint64(100+pct)/100, heapMinimum*uint64(pct)/100)
 }
 
 // tuneGC sets the collector's goal from the live heap, measured after a
