@@ -51,7 +51,7 @@ type Config struct {
 	Root   string // --cgroup-root; "" = "/"
 
 	Workers   int           // goroutines making moves; default 2
-	QueueSize int           // pending classifications; default 8192
+	QueueSize int           // pending classifications, per queue (likely, other); default 8192
 	HotWindow time.Duration // how long a moved task's late FORK events are honoured; default 5 s
 	ForkSlack time.Duration // fork timestamps this much after a move still count as before it; default 20 ms
 	MaxHot    int           // bound on the hot table; default 65536
