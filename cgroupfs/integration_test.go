@@ -357,9 +357,9 @@ func TestIntegrationCpuset(t *testing.T) {
 	checkIn(t, l, h, pid, dest)
 }
 
-func TestIntegrationMoveErrors(t *testing.T) {
-	requireRoot(t)
-	l := discoverLive(t)
+// cpuAndUnified are the v1 cpu hierarchy and the cgroup2 one, those of
+// them that are mounted.
+func cpuAndUnified(l *Layout) []*Hierarchy {
 	var hs []*Hierarchy
 	if c := l.Resolve("cpu"); len(c) == 1 && c[0].Version == V1 {
 		hs = append(hs, c[0])
@@ -367,7 +367,13 @@ func TestIntegrationMoveErrors(t *testing.T) {
 	if l.Unified != nil {
 		hs = append(hs, l.Unified)
 	}
-	for _, h := range hs {
+	return hs
+}
+
+func TestIntegrationMoveErrors(t *testing.T) {
+	requireRoot(t)
+	l := discoverLive(t)
+	for _, h := range cpuAndUnified(l) {
 		t.Run(h.Name(), func(t *testing.T) {
 			m := NewMover(l)
 			top := testCgroup(t, m, h, randomName())
@@ -402,14 +408,7 @@ func TestIntegrationMoveErrors(t *testing.T) {
 func TestIntegrationMoveRemovedCgroup(t *testing.T) {
 	requireRoot(t)
 	l := discoverLive(t)
-	var hs []*Hierarchy
-	if c := l.Resolve("cpu"); len(c) == 1 && c[0].Version == V1 {
-		hs = append(hs, c[0])
-	}
-	if l.Unified != nil {
-		hs = append(hs, l.Unified)
-	}
-	for _, h := range hs {
+	for _, h := range cpuAndUnified(l) {
 		t.Run(h.Name(), func(t *testing.T) {
 			m := NewMover(l)
 			top := testCgroup(t, m, h, randomName())
