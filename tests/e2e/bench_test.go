@@ -517,8 +517,8 @@ func listensToConnector(pid int) bool {
 	return false
 }
 
-// finishLibcgroup is finish for libcgroup's daemon, which logs no counters.
-func (d *daemon) finishLibcgroup(startCPU time.Duration) daemonRun {
+// measure reads the daemon's CPU since startCPU and its memory.
+func (d *daemon) measure(startCPU time.Duration) daemonRun {
 	t := d.e.t
 	t.Helper()
 	var r daemonRun
@@ -528,6 +528,16 @@ func (d *daemon) finishLibcgroup(startCPU time.Duration) daemonRun {
 	}
 	r.cpu = cpu - startCPU
 	r.mem = procMemory(d.pid)
+	if r.mem.rss <= 0 || r.mem.anon <= 0 {
+		t.Fatalf("cannot read VmRSS/RssAnon of the daemon (pid %d)", d.pid)
+	}
+	return r
+}
+
+// finishLibcgroup is finish for libcgroup's daemon, which logs no counters.
+func (d *daemon) finishLibcgroup(startCPU time.Duration) daemonRun {
+	d.e.t.Helper()
+	r := d.measure(startCPU)
 	d.kill()
 	r.log, r.ready, r.took = d.log(), d.ready, "-"
 	return r
@@ -555,16 +565,7 @@ func (d *daemon) readyCPU() time.Duration {
 func (d *daemon) finish(startCPU time.Duration) daemonRun {
 	t := d.e.t
 	t.Helper()
-	var r daemonRun
-	cpu, err := procCPU(d.pid)
-	if err != nil {
-		t.Fatalf("daemon CPU: %v", err)
-	}
-	r.cpu = cpu - startCPU
-	r.mem = procMemory(d.pid)
-	if r.mem.rss <= 0 || r.mem.anon <= 0 {
-		t.Fatalf("cannot read VmRSS/RssAnon of the daemon (pid %d)", d.pid)
-	}
+	r := d.measure(startCPU)
 	if code := d.stop(); code != 0 {
 		t.Fatalf("daemon exit status %d after SIGTERM; log:\n%s", code, d.log())
 	}
