@@ -197,6 +197,13 @@ func (m *fakeMover) Move(h *cgroupfs.Hierarchy, path string, pid int) error {
 	return nil
 }
 
+// setEINVAL makes the next n moves of pid fail with EINVAL.
+func (m *fakeMover) setEINVAL(pid, n int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.einval[pid] = n
+}
+
 func (m *fakeMover) Create(h *cgroupfs.Hierarchy, path string, _ []string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -861,9 +868,7 @@ func TestEngineInlineEINVAL(t *testing.T) {
 	f.e.HandleBatch([]kernel.Event{*uidEvent(100)}) // makes the destination cached
 	waitFor(t, "first move", func() bool { return f.tasks.where(100, f.cpu) == "/users/alice" })
 	waitFor(t, "worker idle", func() bool { return f.e.busy.Load() == 0 })
-	f.mover.mu.Lock()
-	f.mover.einval[101] = 2
-	f.mover.mu.Unlock()
+	f.mover.setEINVAL(101, 2)
 	f.e.HandleBatch([]kernel.Event{*uidEvent(101)})
 	if s := f.e.Stats(); s.Inline != 1 || s.Retries != 1 {
 		t.Fatalf("after the reader's move: Inline = %d, Retries = %d; want 1 and 1", s.Inline, s.Retries)
@@ -881,9 +886,7 @@ func TestEngineRetriesDoNotHoldWorkers(t *testing.T) {
 	f := newFixture(t, "alice cpu users/alice\n", Config{Workers: 1, HandOff: true})
 	f.tasks.add(100, 1000, "/")
 	f.tasks.add(101, 1000, "/")
-	f.mover.mu.Lock()
-	f.mover.einval[100] = 4
-	f.mover.mu.Unlock()
+	f.mover.setEINVAL(100, 4)
 	f.e.Start()
 	defer f.e.Stop()
 	f.e.Handle(uidEvent(100))
@@ -907,9 +910,7 @@ func TestEngineRetriesDoNotHoldWorkers(t *testing.T) {
 func TestEngineRetriesBounded(t *testing.T) {
 	f := newFixture(t, "alice cpu users/alice\n", Config{Retries: 3})
 	f.tasks.add(100, 1000, "/")
-	f.mover.mu.Lock()
-	f.mover.einval[100] = 1000
-	f.mover.mu.Unlock()
+	f.mover.setEINVAL(100, 1000)
 	f.e.Start()
 	defer f.e.Stop()
 	f.e.Handle(uidEvent(100))
