@@ -280,15 +280,23 @@ func (t *hotTable) expired(now, window uint64) (rebuilt bool) {
 			delete(t.m, pid)
 		}
 	}
-	if t.peak >= 1024 && len(t.m) <= t.peak/8 {
-		fresh := make(map[int32]hotEntry, len(t.m))
-		for pid, h := range t.m {
-			fresh[pid] = h
-		}
-		t.m, t.peak = fresh, len(fresh)
-		return true
+	t.m, t.peak, rebuilt = shrink(t.m, t.peak)
+	return rebuilt
+}
+
+// shrink returns a copy of m, and its size as the new peak, when m has
+// fallen to an eighth of a peak of at least 1,024 entries (Go maps never
+// shrink: the copy lets the memory of the old one be returned); otherwise
+// m and peak unchanged.
+func shrink[K comparable, V any](m map[K]V, peak int) (map[K]V, int, bool) {
+	if peak < 1024 || len(m) > peak/8 {
+		return m, peak, false
 	}
-	return false
+	fresh := make(map[K]V, len(m))
+	for k, v := range m {
+		fresh[k] = v
+	}
+	return fresh, len(fresh), true
 }
 
 // store writes an entry and tracks the peak size. t.mu is held.

@@ -266,12 +266,6 @@ func (t *marks) prune(startOf func(pid int32) (uint64, error), gone func(error) 
 	}
 	// Go maps never shrink: after a burst of inherited marks has exited,
 	// rebuild the map so that its memory can be returned.
-	if t.peak >= 1024 && len(t.m) <= t.peak/8 {
-		fresh := make(map[int32]mark, len(t.m))
-		for pid, m := range t.m {
-			fresh[pid] = m
-		}
-		t.m, t.peak = fresh, len(fresh)
-	}
+	t.m, t.peak, _ = shrink(t.m, t.peak)
 	return dropped
 }
