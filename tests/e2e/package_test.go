@@ -115,11 +115,17 @@ func setAsideServiceFiles(t testing.TB) {
 
 // setAside renames each of files that exists to FILE.cgre-e2e-backup and,
 // in cleanup, removes whatever the test left at FILE and renames the backup
-// back.
+// back; a file that did not exist is removed in cleanup if the test made
+// one, so that the machine is left as it was.
 func setAside(t testing.TB, files []string) {
 	t.Helper()
 	for _, f := range files {
 		if _, err := os.Lstat(f); err != nil {
+			t.Cleanup(func() {
+				if err := os.RemoveAll(f); err != nil {
+					t.Errorf("cleanup: %v", err)
+				}
+			})
 			continue
 		}
 		backup := f + ".cgre-e2e-backup"
