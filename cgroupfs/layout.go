@@ -284,11 +284,11 @@ func Within(p, dir string) bool {
 // or that is not a clean absolute path.
 var ErrOutsideMount = errors.New("cgroup path not reachable through the mount")
 
-// rel returns cgroup path p relative to h's mount (absolute, "/" for the
+// Rel returns cgroup path p relative to h's mount (absolute, "/" for the
 // mount's root). p must be absolute
 // and clean: "/../x" paths, which name cgroups outside our cgroup
 // namespace, are rejected.
-func (h *Hierarchy) rel(p string) (string, error) {
+func (h *Hierarchy) Rel(p string) (string, error) {
 	if p == "" || p[0] != '/' || filepath.Clean(p) != p {
 		return "", fmt.Errorf("cgroupfs: %s: path %q: %w", h.Name(), p, ErrOutsideMount)
 	}
@@ -304,7 +304,7 @@ func (h *Hierarchy) rel(p string) (string, error) {
 
 // dir returns the directory of cgroup path p in h.
 func (h *Hierarchy) dir(p string) (string, error) {
-	rel, err := h.rel(p)
+	rel, err := h.Rel(p)
 	if err != nil {
 		return "", err
 	}

@@ -214,7 +214,7 @@ func (m *Mover) Exists(h *Hierarchy, path string) bool {
 // *ControllerError), but the directories are still created. Nothing above
 // the WithCgroupRoot directory is ever written.
 func (m *Mover) Create(h *Hierarchy, path string, controllers []string) error {
-	rel, err := h.rel(path)
+	rel, err := h.Rel(path)
 	if err != nil {
 		return err
 	}
