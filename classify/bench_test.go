@@ -104,7 +104,7 @@ func newRealFixture(tb testing.TB) *realFixture {
 		if err != nil {
 			tb.Fatalf("%v %v", err, diags)
 		}
-		sets[i] = &ruleset{list: l, names: resolver}
+		sets[i] = newRuleset(l, resolver)
 	}
 
 	return &realFixture{e: e, sets: sets, pid: pid, hs: hs, lay: lay, top: top}
@@ -114,7 +114,7 @@ func newRealFixture(tb testing.TB) *realFixture {
 // even number of them, in b after an odd one.
 func (f *realFixture) classifyOnce(tb testing.TB, st *workState, i int) {
 	f.e.rs.Store(f.sets[(i+1)%2])
-	if out := f.e.classify(st, f.pid, reasonCreds, 0, false); !out.moved {
+	if out := f.e.classify(st, f.pid, reasonCreds, 0, false, 0); !out.moved {
 		tb.Fatalf("iteration %d: the child was not moved", i)
 	}
 }

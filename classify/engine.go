@@ -72,18 +72,34 @@ const (
 	reasonExec
 	reasonFork
 	reasonChild
-	reasonScan
-	reasonRetry
+	reasonScan   // the start-up scan
+	reasonRepair // a rescan after lost events
 )
 
 func (r reason) String() string {
-	return [...]string{"credentials", "exec", "fork", "child", "scan", "retry"}[r]
+	return [...]string{"credentials", "exec", "fork", "child", "scan", "rescan"}[r]
+}
+
+// moveReason is the counter a move made for why counts in.
+func (r reason) moveReason() int {
+	switch r {
+	case reasonExec:
+		return MovedExec
+	case reasonFork, reasonChild:
+		return MovedForkRace
+	case reasonScan:
+		return MovedStartupScan
+	case reasonRepair:
+		return MovedRepairScan
+	}
+	return MovedCredentials
 }
 
 type job struct {
 	pid     int32
 	why     reason
 	attempt uint8
+	ts      uint64 // CLOCK_MONOTONIC ns of the event, for the latency histogram; 0: none
 	// prio: the job likely leads to a move (the event's new ids are named
 	// by a rule, a process rule's EXEC, a followed child, a retry). It is
 	// only a hint, from the event's ids, which a lagging reader cannot
@@ -94,6 +110,11 @@ type job struct {
 type ruleset struct {
 	list  *rules.List
 	names rules.Resolver
+	hits  []atomic.Uint64 // per rule (Rule.Index): classifications it decided
+}
+
+func newRuleset(l *rules.List, names rules.Resolver) *ruleset {
+	return &ruleset{list: l, names: names, hits: make([]atomic.Uint64, l.Len())}
 }
 
 // Engine classifies tasks. Create it with New, give it rules with SetRules,
@@ -124,6 +145,8 @@ type Engine struct {
 
 	overflowLog rateLimiter
 	stats       counters
+	latency     latencyHist // dests.go, latency.go: for the metrics
+	dests       destSet
 
 	marks     *marks // sticky processes (marks.go, sticky.go)
 	stickyLog rateLimiter
@@ -192,7 +215,7 @@ type moveKey struct {
 // SetRules puts a new rule list in force. names resolves ids for log lines
 // and templates; it should be the resolver the list was loaded with.
 func (e *Engine) SetRules(l *rules.List, names rules.Resolver) {
-	e.rs.Store(&ruleset{list: l, names: names})
+	e.rs.Store(newRuleset(l, names))
 	// New rules, new reports: what is still wrong is said again.
 	e.missing.reset()
 	e.moveErrs.reset()
@@ -225,7 +248,29 @@ func (e *Engine) Stop() {
 // classification it calls for to a worker. It never blocks.
 func (e *Engine) Handle(ev *kernel.Event) {
 	e.stats.events.Add(1)
+	if k := kindOf(ev.What); k >= 0 {
+		e.stats.byKind[k].Add(1)
+	}
 	e.handle(ev)
+}
+
+// kindOf is the Stats.EventsByKind index of an event type, -1 for others.
+func kindOf(w kernel.What) int {
+	switch w {
+	case kernel.EventFork:
+		return KindFork
+	case kernel.EventExec:
+		return KindExec
+	case kernel.EventUID:
+		return KindUID
+	case kernel.EventGID:
+		return KindGID
+	case kernel.EventExit:
+		return KindExit
+	case kernel.EventOverflow:
+		return KindOverflow
+	}
+	return -1
 }
 
 func (e *Engine) handle(ev *kernel.Event) {
@@ -243,14 +288,14 @@ func (e *Engine) handle(ev *kernel.Event) {
 				prio = rs.list.NamesGroup(ev.EGID)
 			}
 		}
-		e.enqueueTID(ev.TGID, reasonCreds, ev.PID, prio, e.inBatch)
+		e.enqueueTID(ev.TGID, reasonCreds, ev.PID, ev.Timestamp, prio, e.inBatch)
 	case kernel.EventExec:
 		if rs := e.rs.Load(); rs != nil && rs.list.NeedsProcess() {
 			if e.stickySkip(ev.TGID) {
 				return
 			}
 			e.stats.execs.Add(1)
-			e.enqueueTID(ev.TGID, reasonExec, ev.TGID, true, e.inBatch)
+			e.enqueueTID(ev.TGID, reasonExec, ev.TGID, ev.Timestamp, true, e.inBatch)
 		}
 	case kernel.EventFork:
 		if ev.PID != ev.TGID {
@@ -275,14 +320,14 @@ func (e *Engine) handle(ev *kernel.Event) {
 // enqueue marks pid hot and queues its classification, coalescing with a
 // queued one (a multi-threaded setuid reports once per thread).
 func (e *Engine) enqueue(pid int32, why reason) {
-	e.enqueueTID(pid, why, pid, true, false)
+	e.enqueueTID(pid, why, pid, 0, true, false)
 }
 
 // enqueueTID is enqueue for an event reported by thread tid of pid. batch
 // is true only on the reader goroutine inside HandleBatch: the job then
 // waits in e.pending for the end of the batch. (Workers and the scan also
 // enqueue, concurrently; they must never touch e.pending.)
-func (e *Engine) enqueueTID(pid int32, why reason, tid int32, prio, batch bool) {
+func (e *Engine) enqueueTID(pid int32, why reason, tid int32, ts uint64, prio, batch bool) {
 	if pid <= 0 {
 		return
 	}
@@ -296,7 +341,7 @@ func (e *Engine) enqueueTID(pid int32, why reason, tid int32, prio, batch bool) 
 		e.queueFull()
 		return
 	}
-	j := job{pid: pid, why: why, prio: prio}
+	j := job{pid: pid, why: why, prio: prio, ts: ts}
 	if batch {
 		e.pending = append(e.pending, j)
 		return
@@ -321,11 +366,20 @@ func (e *Engine) enqueueTID(pid int32, why reason, tid int32, prio, batch bool) 
 // queueing events. Config.HandOff turns this off. Same contract as Handle.
 func (e *Engine) HandleBatch(evs []kernel.Event) {
 	e.stats.events.Add(uint64(len(evs)))
+	var kinds [NumKinds]uint64 // counted here, published once per batch
 	e.inBatch = true
 	for i := range evs {
+		if k := kindOf(evs[i].What); k >= 0 {
+			kinds[k]++
+		}
 		e.handle(&evs[i])
 	}
 	e.inBatch = false
+	for k, n := range kinds {
+		if n > 0 {
+			e.stats.byKind[k].Add(n)
+		}
+	}
 	n, nprio, first := 0, 0, -1
 	for _, j := range e.pending {
 		if e.hot.dropExitedQueued(j.pid) {
@@ -415,7 +469,7 @@ func (e *Engine) fork(ev *kernel.Event) {
 	}
 	if e.hot.follows(ev.ParentTGID, ev.Timestamp, uint64(e.cfg.ForkSlack)) {
 		e.stats.forksFollowed.Add(1)
-		e.enqueueTID(ev.TGID, reasonFork, ev.TGID, true, e.inBatch)
+		e.enqueueTID(ev.TGID, reasonFork, ev.TGID, 0, true, e.inBatch)
 	}
 }
 
@@ -470,17 +524,20 @@ func (e *Engine) run(st *workState, j job) bool {
 		e.stats.gone.Add(1)
 		return true
 	}
-	out := e.classify(st, int(j.pid), j.why, tid, exact)
+	out := e.classify(st, int(j.pid), j.why, tid, exact, j.ts)
 	if out.handOff {
 		// Nothing was moved; the worker reads the task again.
 		e.hot.finished(j.pid, tid, false, true, 0)
 		return false
 	}
 	retry := out.retry && int(j.attempt) < e.cfg.Retries
+	if out.retry && !retry {
+		e.stats.failed[FailedRetries].Add(1)
+	}
 	switch e.hot.finished(j.pid, tid, out.moved, retry, kernel.Now()) {
 	case finishRetry:
 		e.stats.retries.Add(1)
-		next := job{pid: j.pid, why: reasonRetry, attempt: j.attempt + 1, prio: true}
+		next := job{pid: j.pid, why: j.why, attempt: j.attempt + 1, prio: true, ts: j.ts}
 		e.retries.add(next, time.Now().Add(retryDelay(next.attempt)))
 	case finishAgain:
 		e.push(job{pid: j.pid, why: j.why, prio: j.prio})
@@ -513,7 +570,10 @@ type outcome struct {
 
 // classify reads a task's state, decides, and moves it. It is called from
 // workers and from the scan; it logs its own errors.
-func (e *Engine) classify(st *workState, pid int, why reason, tid int32, exact bool) outcome {
+//
+// ts is the CLOCK_MONOTONIC time of the event that asked for it (0: none):
+// a move it makes is observed in the latency histogram.
+func (e *Engine) classify(st *workState, pid int, why reason, tid int32, exact bool, ts uint64) outcome {
 	rs := e.rs.Load()
 	if rs == nil || e.stickySkip(int32(pid)) {
 		return outcome{}
@@ -527,6 +587,7 @@ func (e *Engine) classify(st *workState, pid int, why reason, tid int32, exact b
 		return outcome{}
 	}
 	if t.Kernel {
+		e.stats.left[LeftOutOfScope].Add(1)
 		return outcome{}
 	}
 	if tid != 0 && int(tid) != pid {
@@ -536,6 +597,7 @@ func (e *Engine) classify(st *workState, pid int, why reason, tid int32, exact b
 	}
 	mayMatch := rs.list.MayMatch(t.EUID, t.EGID)
 	if !mayMatch && !e.log.IsLevelEnabled(logrus.DebugLevel) {
+		e.stats.left[LeftNoRule].Add(1)
 		return outcome{}
 	}
 	lines, err := e.cfg.Tasks.Cgroups(pid)
@@ -544,6 +606,7 @@ func (e *Engine) classify(st *workState, pid int, why reason, tid int32, exact b
 		return outcome{}
 	}
 	if !e.scope.anyInScope(lines) {
+		e.stats.left[LeftOutOfScope].Add(1)
 		return outcome{}
 	}
 	if mayMatch && rs.list.NeedsProcess() {
@@ -572,12 +635,19 @@ func (e *Engine) classify(st *workState, pid int, why reason, tid int32, exact b
 		return outcome{}
 	}
 	if d.Rule == nil {
+		e.stats.left[LeftNoRule].Add(1)
 		if e.log.IsLevelEnabled(logrus.DebugLevel) {
 			e.log.WithFields(logrus.Fields{"pid": pid, "uid": t.EUID, "gid": t.EGID, "process": t.Process, "why": why.String()}).Debug("no rule matches")
 		}
 		return outcome{}
 	}
 	if d.Ignored || len(d.Moves) == 0 {
+		rs.hits[d.Rule.Index].Add(1)
+		if d.Ignored {
+			e.stats.left[LeftIgnore].Add(1)
+		} else {
+			e.stats.left[LeftInPlace].Add(1)
+		}
 		if e.log.IsLevelEnabled(logrus.DebugLevel) {
 			e.log.WithFields(logrus.Fields{"pid": pid, "rule": ruleRef(d.Rule), "ignored": d.Ignored, "why": why.String()}).Debug("task already in place")
 		}
@@ -590,6 +660,7 @@ func (e *Engine) classify(st *workState, pid int, why reason, tid int32, exact b
 			}
 		}
 	}
+	rs.hits[d.Rule.Index].Add(1)
 	var out outcome
 	// Moves first, log lines after: the log must not delay the next move.
 	done := st.done[:0]
@@ -606,6 +677,7 @@ func (e *Engine) classify(st *workState, pid int, why reason, tid int32, exact b
 		}
 		st.done = done[:0]
 	}()
+moves:
 	for _, m := range d.Moves {
 		err := e.move(rs, pid, &m, d.Rule)
 		switch {
@@ -615,9 +687,11 @@ func (e *Engine) classify(st *workState, pid int, why reason, tid int32, exact b
 			done = append(done, m)
 			// It exists: if it goes away again, say so at once.
 			e.missing.forget(destKey{m.H, m.Path})
+			e.dests.add(m.H, m.Path)
 		case errors.Is(err, unix.ESRCH):
 			e.stats.gone.Add(1)
-			return out
+			e.stats.failed[FailedTaskGone].Add(1)
+			break moves
 		case errors.Is(err, unix.EINVAL):
 			if !rtKnown {
 				rt, rtKnown = e.realTime(pid), true
@@ -629,6 +703,7 @@ func (e *Engine) classify(st *workState, pid int, why reason, tid int32, exact b
 			// A realtime task cannot join a v1 cpu cgroup without an
 			// rt_runtime_us budget; retrying would never succeed.
 			e.stats.errors.Add(1)
+			e.stats.failed[FailedOther].Add(1)
 			if n, ok := e.moveErrs.allow(moveKey{pid, destKey{m.H, m.Path}}, time.Now()); ok {
 				e.log.WithFields(moveFields(pid, d.Rule, &m, n)).
 					Errorf("cannot move realtime task (does the destination have cpu.rt_runtime_us?): %v", err)
@@ -636,14 +711,44 @@ func (e *Engine) classify(st *workState, pid int, why reason, tid int32, exact b
 		default:
 			e.stats.errors.Add(1)
 			if e.reportMissing(&m, err) {
+				e.stats.failed[FailedCgroupMissing].Add(1)
 				break
 			}
+			e.stats.failed[FailedOther].Add(1)
 			// Each thread of a multi-threaded setuid reports the change
 			// and may classify the process again: log its failure once.
 			if n, ok := e.moveErrs.allow(moveKey{pid, destKey{m.H, m.Path}}, time.Now()); ok {
 				e.log.WithFields(moveFields(pid, d.Rule, &m, n)).Errorf("cannot move task: %v", err)
 			}
 		}
+	}
+	if out.moved {
+		e.stats.moved[why.moveReason()].Add(1)
+		if ts != 0 && (why == reasonCreds || why == reasonExec) {
+			// From the kernel's stamp on the event to the end of the
+			// task's last write (a retried move counts its wait).
+			e.latency.observe(time.Duration(kernel.Now() - ts))
+		}
+	}
+	return out
+}
+
+// RuleHit is how many classifications a rule decided since it was loaded.
+type RuleHit struct {
+	Rule *rules.Rule
+	Hits uint64
+}
+
+// RuleHits returns the hits of every rule in force, in file order.
+func (e *Engine) RuleHits() []RuleHit {
+	rs := e.rs.Load()
+	if rs == nil {
+		return nil
+	}
+	rules := rs.list.Rules()
+	out := make([]RuleHit, len(rules))
+	for i, r := range rules {
+		out[i] = RuleHit{Rule: r, Hits: rs.hits[r.Index].Load()}
 	}
 	return out
 }
@@ -745,7 +850,7 @@ func (e *Engine) taskGone(pid int, why reason, err error) {
 		e.stats.gone.Add(1)
 		return
 	}
-	if errors.Is(err, unix.EACCES) && why == reasonScan {
+	if errors.Is(err, unix.EACCES) && (why == reasonScan || why == reasonRepair) {
 		return
 	}
 	e.stats.errors.Add(1)
@@ -803,7 +908,7 @@ func (e *Engine) rescanLoop() {
 			return
 		case <-e.rescan:
 			start := time.Now()
-			n, moved := e.scan(&st)
+			n, moved := e.scan(&st, reasonRepair)
 			e.stats.rescans.Add(1)
 			e.log.WithFields(logrus.Fields{"tasks": n, "moved": moved, "took": time.Since(start).Round(time.Microsecond)}).Info("rescan done")
 		}
@@ -813,10 +918,11 @@ func (e *Engine) rescanLoop() {
 // Scan classifies every task on the machine, synchronously (start-up).
 func (e *Engine) Scan() (tasks, moved int) {
 	var st workState
-	return e.scan(&st)
+	return e.scan(&st, reasonScan)
 }
 
-func (e *Engine) scan(st *workState) (tasks, moved int) {
+// scan classifies every task; why is reasonScan or reasonRepair.
+func (e *Engine) scan(st *workState, why reason) (tasks, moved int) {
 	e.pruneMarks()
 	pids, err := e.cfg.Tasks.PIDs()
 	if err != nil {
@@ -839,13 +945,13 @@ func (e *Engine) scan(st *workState) (tasks, moved int) {
 			continue
 		}
 		tasks++
-		out := e.classify(st, pid, reasonScan, 0, exact)
+		out := e.classify(st, pid, why, 0, exact, 0)
 		switch e.hot.scanFinished(p, out.moved, out.retry, kernel.Now()) {
 		case finishAgain:
 			e.push(job{pid: p, why: reasonCreds})
 		case finishRetry:
 			e.stats.retries.Add(1)
-			e.retries.add(job{pid: p, why: reasonRetry, attempt: 1, prio: true}, time.Now().Add(retryDelay(1)))
+			e.retries.add(job{pid: p, why: why, attempt: 1, prio: true}, time.Now().Add(retryDelay(1)))
 		}
 		if out.moved {
 			moved++

@@ -12,7 +12,64 @@ type counters struct {
 	inline                                atomic.Uint64
 
 	stickyAdded, stickyRefused, stickySkipped, stickyFull atomic.Uint64
+
+	byKind [NumKinds]atomic.Uint64
+	moved  [NumMoveReasons]atomic.Uint64
+	failed [NumFailCauses]atomic.Uint64
+	left   [NumLeftReasons]atomic.Uint64
 }
+
+// Event kinds, for Stats.EventsByKind.
+const (
+	KindFork = iota
+	KindExec
+	KindUID
+	KindGID
+	KindExit
+	KindOverflow // the kernel's loss markers
+	NumKinds
+)
+
+// EventKindNames name the event kinds (metric labels).
+var EventKindNames = [NumKinds]string{"fork", "exec", "uid", "gid", "exit", "overflow"}
+
+// Why a task was moved, for Stats.Moved.
+const (
+	MovedCredentials = iota // a UID or GID event
+	MovedExec               // an EXEC event (rules that name programs)
+	MovedForkRace           // forked before its parent's move, followed
+	MovedStartupScan        // the scan of every task at start
+	MovedRepairScan         // a rescan after lost events
+	NumMoveReasons
+)
+
+// MoveReasonNames name the reasons a task was moved.
+var MoveReasonNames = [NumMoveReasons]string{"credentials", "exec", "fork_race", "startup_scan", "repair_scan"}
+
+// Why a cgroup.procs write failed, for Stats.Failed.
+const (
+	FailedTaskGone      = iota // the task exited first (ESRCH)
+	FailedCgroupMissing        // the destination does not exist (and could not be created)
+	FailedRetries              // EINVAL every time: the task never finished being created
+	FailedOther                // anything else (logged)
+	NumFailCauses
+)
+
+// FailCauseNames name the causes of failed moves.
+var FailCauseNames = [NumFailCauses]string{"task_gone", "cgroup_missing", "einval_retries", "other"}
+
+// Why a classified task was left where it is, for Stats.LeftAlone.
+const (
+	LeftNoRule     = iota // no rule matches its ids and process
+	LeftIgnore            // an ignore or ignore_rt rule holds
+	LeftInPlace           // it is where its rule puts it already
+	LeftOutOfScope        // outside --cgroup-root or the cgroup namespace, or a kernel thread
+	LeftSticky            // marked sticky (cgexec, cgclassify --sticky): also its events
+	NumLeftReasons
+)
+
+// LeftReasonNames name the reasons a task was left alone.
+var LeftReasonNames = [NumLeftReasons]string{"no_rule", "ignore", "in_place", "out_of_scope", "sticky"}
 
 // Stats is a snapshot of the engine's counters since start.
 type Stats struct {
@@ -39,12 +96,19 @@ type Stats struct {
 	StickyRefused uint64 // socket requests refused (not allowed, malformed, too slow)
 	StickySkipped uint64 // events and classifications (scans, queued jobs) not acted on: the task is sticky
 	StickyFull    uint64 // marks not made because the table was full (Config.MaxMarks)
+
+	EventsByKind [NumKinds]uint64       // kernel events received, by kind (others are not asked for)
+	Moved        [NumMoveReasons]uint64 // tasks moved (one or more writes), by reason
+	Failed       [NumFailCauses]uint64  // cgroup.procs writes that failed, by cause
+	LeftAlone    [NumLeftReasons]uint64 // classifications that moved nothing, by reason
+
+	DestinationsDropped uint64 // destinations not recorded for the metrics (the set is bounded)
 }
 
 // Stats returns a snapshot of the counters.
 func (e *Engine) Stats() Stats {
 	c := &e.stats
-	return Stats{
+	s := Stats{
 		Events: c.events.Load(), Creds: c.creds.Load(), Execs: c.execs.Load(),
 		ForksFollowed: c.forksFollowed.Load(), ChildrenFollowed: c.childrenFollowed.Load(),
 		Coalesced: c.coalesced.Load(), Overflows: c.overflows.Load(), QueueFull: c.queueFull.Load(),
@@ -53,5 +117,21 @@ func (e *Engine) Stats() Stats {
 		Gone: c.gone.Load(), Errors: c.errors.Load(), Inline: c.inline.Load(),
 		StickyMarks: uint64(e.marks.len()), StickyAdded: c.stickyAdded.Load(), StickyRefused: c.stickyRefused.Load(),
 		StickySkipped: c.stickySkipped.Load(), StickyFull: c.stickyFull.Load(),
+		DestinationsDropped: e.dests.dropped.Load(),
 	}
+	load := func(dst []uint64, src []atomic.Uint64) {
+		for i := range src {
+			dst[i] = src[i].Load()
+		}
+	}
+	load(s.EventsByKind[:], c.byKind[:])
+	load(s.Moved[:], c.moved[:])
+	load(s.Failed[:], c.failed[:])
+	load(s.LeftAlone[:], c.left[:])
+	s.LeftAlone[LeftSticky] += s.StickySkipped
+	return s
 }
+
+// Latency is the distribution of event-to-moved times so far (see
+// LatencyBounds).
+func (e *Engine) Latency() Latency { return e.latency.snapshot() }
