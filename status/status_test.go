@@ -1,0 +1,192 @@
+package status
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func testReport() *Report {
+	t0 := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	return &Report{
+		Version: "v1.2", PID: 4242, Started: t0, Now: t0.Add(90*time.Minute + 5*time.Second),
+		Mode: "hybrid", CgroupRoot: "/",
+		Rules:      3,
+		LastReload: &Reload{Time: t0.Add(30 * time.Minute), OK: false, Error: "/etc/cgrules.conf:7: unknown option \"ignor\"", Rules: 3},
+		ReloadsOK:  2, ReloadsBad: 1,
+		Counters: []Counter{
+			{"events", "uid", 10}, {"events", "fork", 20},
+			{"moved", "credentials", 5},
+		},
+		RuleHits: []RuleHit{
+			{"/etc/cgrules.conf:1", "alice cpu a", 0},
+			{"/etc/cgrules.conf:2", "@staff cpu,memory staff", 7},
+			{"/etc/cgrules.conf:3", "bob:make cpu builds", 9},
+		},
+	}
+}
+
+func TestFormat(t *testing.T) {
+	var b bytes.Buffer
+	Format(&b, testReport())
+	want := `cgrulesengd v1.2, pid 4242, up 1h30m5s (since 2026-12-02T10:00:00Z)
+cgroups: hybrid, cgroup root /
+rules: 3 in force; last reload 1h0m5s ago: FAILED (the rules before stay in force): /etc/cgrules.conf:7: unknown option "ignor"
+reloads: 2 ok, 1 failed
+events:    uid 10, fork 20
+moved:     credentials 5
+top rules by hits since they were loaded:
+         9  /etc/cgrules.conf:3  bob:make cpu builds
+         7  /etc/cgrules.conf:2  @staff cpu,memory staff
+rules with no hit since they were loaded (1):
+  /etc/cgrules.conf:1  alice cpu a
+`
+	if got := b.String(); got != want {
+		t.Errorf("Format:\n%s\nwant:\n%s", got, want)
+	}
+	r := testReport()
+	for i := 0; i < 12; i++ {
+		r.Counters = append(r.Counters, Counter{"counters", fmt.Sprintf("counter_number_%d", i), uint64(i)})
+	}
+	b.Reset()
+	Format(&b, r)
+	if !strings.Contains(b.String(), "counters:  counter_number_0 0, counter_number_1 1,") ||
+		!strings.Contains(b.String(), "\n           counter_number_") {
+		t.Errorf("a long group is not wrapped under its items:\n%s", b.String())
+	}
+	for _, l := range strings.Split(b.String(), "\n") {
+		if len(l) > 100 && strings.Contains(l, "counter_number") {
+			t.Errorf("line of %d columns: %q", len(l), l)
+		}
+	}
+	r = testReport()
+	r.LastReload = nil
+	b.Reset()
+	Format(&b, r)
+	if !strings.Contains(b.String(), "rules: 3 in force; not reloaded since start\n") {
+		t.Errorf("no reload line for a daemon never reloaded:\n%s", b.String())
+	}
+}
+
+// serve starts a server whose peers are let in when allow says so.
+func serve(t *testing.T, allow bool, report func() *Report) (*Server, func() []uint32) {
+	t.Helper()
+	var mu sync.Mutex
+	var refused []uint32
+	s, err := listen(filepath.Join(t.TempDir(), "status.sock"), report, func(uid uint32, pid int32) {
+		mu.Lock()
+		defer mu.Unlock()
+		refused = append(refused, uid)
+	}, func(uint32) bool { return allow })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, func() []uint32 {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]uint32(nil), refused...)
+	}
+}
+
+func TestQuery(t *testing.T) {
+	s, _ := serve(t, true, testReport)
+	fi, err := os.Lstat(s.Path())
+	if err != nil || fi.Mode().Perm() != Mode {
+		t.Fatalf("socket file: %v, %v; want mode %o", fi, err, Mode)
+	}
+	r, err := Query(s.Path(), time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got, want bytes.Buffer
+	Format(&got, r)
+	Format(&want, testReport())
+	if got.String() != want.String() {
+		t.Errorf("report after the round trip:\n%s\nwant:\n%s", got.String(), want.String())
+	}
+}
+
+func TestRefusedPeer(t *testing.T) {
+	s, refused := serve(t, false, testReport)
+	_, err := Query(s.Path(), time.Second)
+	if err == nil || !strings.Contains(err.Error(), "answers root only") {
+		t.Fatalf("Query by a refused peer: %v", err)
+	}
+	waitFor(t, func() bool { r := refused(); return len(r) == 1 && r[0] == uint32(os.Getuid()) })
+}
+
+func TestNoDaemon(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := Query(filepath.Join(dir, "none.sock"), time.Second); !errors.Is(err, ErrNoDaemon) {
+		t.Errorf("Query of a missing socket: %v, want ErrNoDaemon", err)
+	}
+	stale := filepath.Join(dir, "stale.sock")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: stale, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false)
+	ln.Close()
+	if _, err := Query(stale, time.Second); !errors.Is(err, ErrNoDaemon) {
+		t.Errorf("Query of a stale socket: %v, want ErrNoDaemon", err)
+	}
+}
+
+// TestIdleClients: clients that connect and never read a report too large
+// for the socket buffer hold the server's slots only until the write
+// deadline; a query among them still gets its report.
+func TestIdleClients(t *testing.T) {
+	clientTimeout = 200 * time.Millisecond
+	t.Cleanup(func() { clientTimeout = 2 * time.Second })
+	big := testReport()
+	for i := 0; i < 5000; i++ {
+		big.RuleHits = append(big.RuleHits, RuleHit{Rule: "/etc/cgrules.d/many.conf:1", Text: strings.Repeat("x", 200)})
+	}
+	s, _ := serve(t, true, func() *Report { return big })
+	for i := 0; i < 2*maxClients; i++ {
+		c, err := net.Dial("unix", s.Path())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close() // never read
+	}
+	time.Sleep(50 * time.Millisecond) // every slot taken by an idle client
+	start := time.Now()
+	r, err := Query(s.Path(), 5*time.Second)
+	if err != nil {
+		t.Fatalf("Query among idle clients: %v", err)
+	}
+	took := time.Since(start)
+	if len(r.RuleHits) != len(big.RuleHits) {
+		t.Errorf("got %d rule hits, want %d", len(r.RuleHits), len(big.RuleHits))
+	}
+	// The idle clients really held every slot: at least one round of them
+	// timed out first. (Without the deadline Query would time out.)
+	if took < clientTimeout {
+		t.Errorf("answered after %v, before the idle clients' deadline (%v): they did not hold the slots", took, clientTimeout)
+	}
+	t.Logf("answered after %v", took)
+	if err := s.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if _, err := os.Lstat(s.Path()); !os.IsNotExist(err) {
+		t.Errorf("socket file left after Close: %v", err)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(3 * time.Second); !cond(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+	}
+}
