@@ -82,10 +82,14 @@ user nobody, then look where it went:
   ${sudo}sh -c 'for m in ${join% }; do echo \$\$ > \$m$demo/start/cgroup.procs; done; exec $bin/setuid -u nobody -exec /bin/sleep 600'
                                               # every line ends in $demo/sleepers
   ${sudo}kill <PID>                           # when done
+  ${sudo}$bin/cgrulesengd --status --status-socket $state/status.sock
+                                              # what the daemon did: moves, rules by hits
 Edit $state/cgrules.conf to see it reload. Ctrl-C stops the daemon.
 
 INFO
-# The sticky socket goes to the demo's own directory: the demo must not take
-# /var/run/cgred.socket from a rules daemon that may run here (cgexec and
-# cgclassify --sticky reach only the daemon on that path).
-"$bin/cgrulesengd" -d --config "$state/cgrules.conf" --config-dir "$state/cgrules.d" --cgroup-root "$demo" --socket "$state/cgred.socket" || true
+# The sticky and status sockets go to the demo's own directory: the demo
+# must not take /var/run/cgred.socket or /run/cgrulesengd.sock from a rules
+# daemon that may run here (cgexec and cgclassify --sticky reach only the
+# daemon on that path, and a plain --status asks the one on the other).
+"$bin/cgrulesengd" -d --config "$state/cgrules.conf" --config-dir "$state/cgrules.d" --cgroup-root "$demo" \
+	--socket "$state/cgred.socket" --status-socket "$state/status.sock" || true

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -39,6 +40,8 @@ type daemon struct {
 	layout *cgroupfs.Layout
 	engine *classify.Engine
 	rules  *rules.List
+	obs    *observer                   // observe.go: --status and --metrics
+	conn   atomic.Pointer[kernel.Conn] // for the observers, once subscribed
 }
 
 // setSlice asks for the short scheduler slice of --sched-slice, before the
@@ -134,12 +137,17 @@ func (d *daemon) run() (err error) {
 			}
 		}()
 	}
+	if d.obs, err = d.listenObservers(start); err != nil {
+		return err
+	}
+	defer d.obs.close()
 
 	// Subscribe before scanning so that nothing started in between is missed.
 	conn, err := kernel.Listen(kernel.Config{ReceiveBuffer: o.netlinkBuf, Events: wantedEvents})
 	if err != nil {
 		return fmt.Errorf("subscribing to the kernel's process events: %w", err)
 	}
+	d.conn.Store(conn)
 	d.engine.Start()
 	readerDone := make(chan error, 1)
 	go func() { readerDone <- d.engine.Run(conn) }()
@@ -291,6 +299,7 @@ func (d *daemon) reload() {
 			n = d.rules.Len()
 		}
 		d.sd.reloaded(n, err)
+		d.obs.reloaded(n, err)
 		d.log.Errorf("reload failed, the %d rules loaded before stay in force: %v", n, firstLine(err))
 		return
 	}
@@ -300,6 +309,7 @@ func (d *daemon) reload() {
 	live, gcPct := tuneGC()
 	d.log.WithFields(logrus.Fields{"rules": list.Len(), "heap": live, "gogc": gcPct}).Info("rules reloaded")
 	d.sd.reloaded(list.Len(), nil)
+	d.obs.reloaded(list.Len(), nil)
 }
 
 func firstLine(err error) string {

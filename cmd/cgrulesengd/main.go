@@ -35,6 +35,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	case o.version:
 		fmt.Fprintf(stdout, "cgrulesengd %s\n", version)
 		return 0
+	case o.status:
+		return runStatus(stdout, stderr, o.statusSocket)
 	case o.check || o.explain:
 		ropt := rules.Options{Resolver: rules.NSS(), CheckTrust: os.Geteuid() == 0}
 		if layout, err := cgroupfs.Discover(o.procRoot); err == nil && len(layout.Hierarchies) > 0 {

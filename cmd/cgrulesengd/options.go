@@ -10,7 +10,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cgrulesengd/cgrulesengd/metrics"
 	"github.com/cgrulesengd/cgrulesengd/sched"
+	"github.com/cgrulesengd/cgrulesengd/status"
 	"github.com/cgrulesengd/cgrulesengd/sticky"
 )
 
@@ -28,6 +30,11 @@ type options struct {
 	socketUser  string
 	socketGroup string
 	socket      string // sticky socket path; "" = none
+
+	statusSocket string // the root-only status socket; "" = none
+	metricsAddr  string // --metrics; "" = off
+	maxDests     int    // per-destination series at most
+	status       bool   // --status: ask the running daemon
 
 	config     string
 	configDir  string
@@ -55,6 +62,9 @@ func defaultOptions() options {
 		slice:      100 * time.Microsecond,
 		procRoot:   "/proc",
 		socket:     sticky.DefaultPath,
+
+		statusSocket: status.DefaultPath,
+		maxDests:     1000,
 	}
 }
 
@@ -86,6 +96,15 @@ CGroup Rules Engine Daemon: moves each task into the cgroups that
                                they run as soon as an event wakes them even when the
                                task that changed its uid keeps the CPU busy; no extra
                                CPU share (default 100us; 0 = kernel default; Linux 6.12+)
+      --status                 print what the running daemon is doing (counters, rules
+                               by hits, the last reload); exit 3 when none runs
+      --status-socket=PATH     the root-only socket --status asks (default
+                               /run/cgrulesengd.sock; "" = none)
+      --metrics=ADDR           serve Prometheus metrics at http://ADDR/metrics: IP:PORT
+                               (e.g. 127.0.0.1:9580, [::1]:9580) or unix:PATH (root
+                               only); off by default
+      --metrics-max-destinations=N
+                               per-destination series at most (default 1000)
       --check                  load the rules, print every problem as file:line: message
       --explain                print which rule and cgroups apply to --user [--group] [--process]
       --user=NAME|UID          (with --explain)
@@ -119,16 +138,35 @@ func parseArgs(args []string) (options, error) {
 	str := func(p *string) func(string) error { return func(v string) error { *p = v; return nil } }
 	flag := func(p *bool) func(string) error { return func(string) error { *p = true; return nil } }
 	long := map[string]longOpt{
-		"nodaemon":       {set: flag(&o.nodaemon)},
-		"debug":          {set: flag(&o.debug)},
-		"verbose":        {set: func(string) error { o.verbosity++; return nil }},
-		"quiet":          {set: func(string) error { o.verbosity--; return nil }},
-		"nolog":          {set: flag(&o.nolog)},
-		"logfile":        {arg: 1, set: str(&o.logfile)},
-		"syslog":         {arg: 2, set: func(v string) error { o.syslog = true; return setFacility(&o, v) }},
-		"socket-user":    {arg: 1, set: str(&o.socketUser)},
-		"socket-group":   {arg: 1, set: str(&o.socketGroup)},
-		"socket":         {arg: 1, set: str(&o.socket)},
+		"nodaemon":      {set: flag(&o.nodaemon)},
+		"debug":         {set: flag(&o.debug)},
+		"verbose":       {set: func(string) error { o.verbosity++; return nil }},
+		"quiet":         {set: func(string) error { o.verbosity--; return nil }},
+		"nolog":         {set: flag(&o.nolog)},
+		"logfile":       {arg: 1, set: str(&o.logfile)},
+		"syslog":        {arg: 2, set: func(v string) error { o.syslog = true; return setFacility(&o, v) }},
+		"socket-user":   {arg: 1, set: str(&o.socketUser)},
+		"socket-group":  {arg: 1, set: str(&o.socketGroup)},
+		"socket":        {arg: 1, set: str(&o.socket)},
+		"status":        {set: flag(&o.status)},
+		"status-socket": {arg: 1, set: str(&o.statusSocket)},
+		"metrics": {arg: 1, set: func(v string) error {
+			if v != "" {
+				if _, err := metrics.ParseAddress(v); err != nil {
+					return err
+				}
+			}
+			o.metricsAddr = v
+			return nil
+		}},
+		"metrics-max-destinations": {arg: 1, set: func(v string) error {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 || n > 1000000 {
+				return fmt.Errorf("want a number of series from 0 to 1000000, got %q", v)
+			}
+			o.maxDests = n
+			return nil
+		}},
 		"config":         {arg: 1, set: func(v string) error { o.config = cmp.Or(v, o.config); return nil }}, // "" (an unset service variable): the default
 		"config-dir":     {arg: 1, set: str(&o.configDir)},
 		"cgroup-root":    {arg: 1, set: str(&o.cgroupRoot)},
@@ -232,6 +270,9 @@ func finish(o *options) error {
 	}
 	if !o.explain && (o.exUser != "" || o.exGroup != "" || o.exProc != "") {
 		return fmt.Errorf("%w: --user, --group and --process go with --explain", errUsage)
+	}
+	if o.status && (o.check || o.explain) {
+		return fmt.Errorf("%w: --status, --check and --explain are exclusive", errUsage)
 	}
 	if o.check && o.explain {
 		return fmt.Errorf("%w: --check and --explain are exclusive", errUsage)
