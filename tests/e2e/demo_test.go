@@ -142,6 +142,25 @@ func demo(t *testing.T, pureV2 bool) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+	// The printed --status command shows the two moves and their rules.
+	var statusCmd string
+	for _, l := range lines {
+		if l = strings.TrimSpace(l); strings.Contains(l, "--status ") {
+			statusCmd = strings.TrimPrefix(l, "sudo ")
+		}
+	}
+	if statusCmd == "" {
+		t.Fatalf("the demo prints no --status command:\n%s", out.String())
+	}
+	st, err := exec.Command("/bin/sh", "-c", statusCmd).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", statusCmd, err, st)
+	}
+	for _, want := range []string{"moved_tasks: credentials 2,", "top rules by hits"} {
+		if !strings.Contains(string(st), want) {
+			t.Errorf("the demo's --status lacks %q:\n%s", want, st)
+		}
+	}
 	for _, l := range strings.Split(out.String(), "\n") {
 		if strings.Contains(l, "level=error") || strings.Contains(l, "level=fatal") {
 			t.Errorf("the demo's daemon logged an error: %s", l)

@@ -521,8 +521,15 @@ type daemon struct {
 // daemonArgs is the daemon's command line for this environment, without -n.
 func (e *env) daemonArgs(pidfile, logfile string, extra ...string) []string {
 	args := []string{"-c", e.rules, "--config-dir", e.confDir, "--cgroup-root", e.root,
-		"--pidfile", pidfile, "-f", logfile, "-vvv", "--socket", e.socketPath()}
+		"--pidfile", pidfile, "-f", logfile, "-vvv", "--socket", e.socketPath(),
+		"--status-socket", e.statusPath()}
 	return append(args, extra...)
+}
+
+// statusPath is the environment's status socket (--status-socket), beside
+// its sticky socket, so that no test daemon takes /run/cgrulesengd.sock.
+func (e *env) statusPath() string {
+	return filepath.Join(filepath.Dir(e.socketPath()), "status.sock")
 }
 
 // socketPath is the environment's sticky socket, in a temporary directory

@@ -36,6 +36,9 @@ func TestMain(m *testing.M) {
 }
 
 func testMain(m *testing.M) int {
+	if p := os.Getenv(scrapeHelperEnv); p != "" {
+		return scrapeHelper(p) // a helper process of TestStatusAndMetrics
+	}
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		return m.Run() // every test skips
