@@ -23,9 +23,9 @@ PKG_VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null); 
 	else echo "0.0~git$$(git rev-parse --short HEAD 2>/dev/null || echo 0)"; fi)
 MANPAGES := build/man/cgrulesengd.8 build/man/cgrules.conf.5 build/man/cgred.conf.5
 SHELL    := /bin/bash
-UNIT_PKGS := ./rules/... ./trust/... ./kernel/... ./proc/... ./cgroupfs/... ./classify/... ./sched/... ./sticky/... ./unixsock/... ./ratelimit/... ./cmd/...
+UNIT_PKGS := ./rules/... ./trust/... ./kernel/... ./proc/... ./cgroupfs/... ./classify/... ./sched/... ./sticky/... ./unixsock/... ./ratelimit/... ./status/... ./metrics/... ./cmd/...
 
-.PHONY: all build test test-unit test-e2e test-unprivileged bench bench-e2e lint install uninstall man package run clean
+.PHONY: all build test test-deps test-unit test-e2e test-unprivileged bench bench-e2e lint install uninstall man package run clean
 
 all: build
 
@@ -35,7 +35,11 @@ build:
 
 # Unit tests (as the current user, then as nobody when run as root, since they
 # must pass unprivileged), then the end-to-end tests against the real kernel.
-test: build test-unit test-unprivileged test-e2e
+test: build test-deps test-unit test-unprivileged test-e2e
+
+# What the tests need and the machine lacks (Debian packages, promtool).
+test-deps:
+	scripts/test-deps.sh
 
 test-unit:
 	$(GO) test -count=1 -race $(UNIT_PKGS)
