@@ -2,10 +2,8 @@ package status
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/cgrulesengd/cgrulesengd/unixsock"
@@ -25,15 +23,10 @@ var clientTimeout = 2 * time.Second
 
 // Server serves Reports. Create it with Listen; Close stops it.
 type Server struct {
-	ln      *unixsock.Listener
+	srv     *unixsock.Server
 	report  func() *Report
 	refused func(uid uint32, pid int32)
 	allowed func(uid uint32) bool // root only (tests decide themselves)
-
-	slots   chan struct{}
-	closing chan struct{}
-	wg      sync.WaitGroup
-	once    sync.Once
 }
 
 // Listen creates the socket at path (mode 0600, the daemon's owner; see
@@ -49,53 +42,19 @@ func listen(path string, report func() *Report, refused func(uid uint32, pid int
 	if err != nil {
 		return nil, fmt.Errorf("status %w", err)
 	}
-	s := &Server{
-		ln: ln, report: report, refused: refused,
-		allowed: allowed,
-		slots:   make(chan struct{}, maxClients),
-		closing: make(chan struct{}),
-	}
-	s.wg.Add(1)
-	go s.accept()
+	s := &Server{report: report, refused: refused, allowed: allowed}
+	s.srv = unixsock.Serve(ln, maxClients, s.serve, nil)
 	return s, nil
 }
 
 // Path is the socket's path.
-func (s *Server) Path() string { return s.ln.Path() }
+func (s *Server) Path() string { return s.srv.Path() }
 
-func (s *Server) accept() {
-	defer s.wg.Done()
-	for {
-		select {
-		case s.slots <- struct{}{}:
-		case <-s.closing:
-			return
-		}
-		c, err := s.ln.AcceptUnix()
-		if err != nil {
-			<-s.slots
-			select {
-			case <-s.closing:
-				return
-			default:
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			time.Sleep(10 * time.Millisecond) // EMFILE and the like: do not spin
-			continue
-		}
-		s.wg.Add(1)
-		go func() {
-			defer s.wg.Done()
-			defer func() { <-s.slots }()
-			s.serve(c)
-		}()
-	}
-}
+// Close stops serving, ends the clients being served and removes the
+// socket file if it is still ours.
+func (s *Server) Close() error { return s.srv.Close() }
 
 func (s *Server) serve(c *net.UnixConn) {
-	defer c.Close()
 	cred, err := unixsock.PeerCred(c)
 	if err != nil {
 		return
@@ -108,16 +67,4 @@ func (s *Server) serve(c *net.UnixConn) {
 	}
 	_ = c.SetWriteDeadline(time.Now().Add(clientTimeout))
 	_ = json.NewEncoder(c).Encode(s.report())
-}
-
-// Close stops serving, waits for the clients being served (at most their
-// deadline) and removes the socket file if it is still ours.
-func (s *Server) Close() error {
-	var err error
-	s.once.Do(func() {
-		close(s.closing)
-		err = s.ln.Close()
-		s.wg.Wait()
-	})
-	return err
 }

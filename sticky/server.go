@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -59,16 +58,8 @@ type Config struct {
 // waits for a client.
 type Server struct {
 	cfg Config
-	ln  *unixsock.Listener
+	srv *unixsock.Server
 	log *logrus.Logger
-
-	slots   chan struct{} // one per client being served
-	closing chan struct{}
-	wg      sync.WaitGroup
-	once    sync.Once
-
-	mu    sync.Mutex
-	conns map[*net.UnixConn]struct{}
 
 	refusals ratelimit.Limiter
 }
@@ -86,15 +77,11 @@ func Listen(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{
-		cfg: cfg, ln: ln, log: cfg.Log,
-		slots:    make(chan struct{}, cfg.MaxClients),
-		closing:  make(chan struct{}),
-		conns:    make(map[*net.UnixConn]struct{}),
-		refusals: ratelimit.Limiter{Burst: 5, Window: time.Second},
-	}
-	s.wg.Add(1)
-	go s.accept()
+	s := &Server{cfg: cfg, log: cfg.Log, refusals: ratelimit.Limiter{Burst: 5, Window: time.Second}}
+	s.srv = unixsock.Serve(ln, cfg.MaxClients, s.serve, func(err error) {
+		// Out of descriptors, say: the waiting clients keep.
+		s.log.Errorf("sticky socket %s: accept: %v", cfg.Path, err)
+	})
 	return s, nil
 }
 
@@ -104,60 +91,10 @@ func (s *Server) Path() string { return s.cfg.Path }
 // Close stops accepting, ends the connections being served, waits for
 // their goroutines and removes the socket file (if it is still the one
 // Listen created).
-func (s *Server) Close() error {
-	var err error
-	s.once.Do(func() {
-		close(s.closing)
-		err = s.ln.Close()
-		s.mu.Lock()
-		for c := range s.conns {
-			c.Close()
-		}
-		s.mu.Unlock()
-		s.wg.Wait()
-	})
-	return err
-}
-
-func (s *Server) accept() {
-	defer s.wg.Done()
-	for {
-		select {
-		case s.slots <- struct{}{}:
-		case <-s.closing:
-			return
-		}
-		c, err := s.ln.AcceptUnix()
-		if err != nil {
-			<-s.slots
-			select {
-			case <-s.closing:
-				return
-			default:
-			}
-			// Out of descriptors, say: the waiting clients keep, retry.
-			s.log.Errorf("sticky socket %s: accept: %v", s.cfg.Path, err)
-			time.Sleep(100 * time.Millisecond)
-			continue
-		}
-		s.mu.Lock()
-		s.conns[c] = struct{}{}
-		s.mu.Unlock()
-		s.wg.Add(1)
-		go s.serve(c)
-	}
-}
+func (s *Server) Close() error { return s.srv.Close() }
 
 // serve answers one client, within cfg.Timeout.
 func (s *Server) serve(c *net.UnixConn) {
-	defer func() {
-		s.mu.Lock()
-		delete(s.conns, c)
-		s.mu.Unlock()
-		c.Close()
-		<-s.slots
-		s.wg.Done()
-	}()
 	_ = c.SetDeadline(time.Now().Add(s.cfg.Timeout))
 	peer, err := unixsock.PeerCred(c)
 	if err != nil {

@@ -1,6 +1,7 @@
 // Package unixsock creates the daemon's listening Unix stream sockets (the
 // sticky socket of libcgroup's clients, the root-only status and metrics
-// sockets) and tells who is at the other end of a connection.
+// sockets), serves them with a bound on the clients served at once (Serve),
+// and tells who is at the other end of a connection (PeerCred).
 //
 // Listen makes a socket file appear atomically with its final mode and
 // owner: it binds under a temporary name in the same directory, sets both,
@@ -15,5 +16,6 @@
 // owner need root; otherwise none.
 //
 // Concurrency: a Listener is a *net.UnixListener (safe for concurrent use);
-// Close may be called more than once.
+// a Server calls its handler on a goroutine per connection; both Closes may
+// be called more than once, from any goroutine.
 package unixsock
