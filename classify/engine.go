@@ -18,6 +18,7 @@ import (
 	"github.com/cgrulesengd/cgrulesengd/cgroupfs"
 	"github.com/cgrulesengd/cgrulesengd/kernel"
 	"github.com/cgrulesengd/cgrulesengd/proc"
+	"github.com/cgrulesengd/cgrulesengd/ratelimit"
 	"github.com/cgrulesengd/cgrulesengd/rules"
 )
 
@@ -143,13 +144,13 @@ type Engine struct {
 	missing  *reportLimiter[destKey] // destinations reported missing
 	moveErrs *reportLimiter[moveKey] // failed moves reported, per process and destination
 
-	overflowLog rateLimiter
+	overflowLog ratelimit.Limiter // one report a second
 	stats       counters
 	latency     latencyHist // dests.go, latency.go: for the metrics
 	dests       destSet
 
 	marks     *marks // sticky processes (marks.go, sticky.go)
-	stickyLog rateLimiter
+	stickyLog ratelimit.Limiter
 }
 
 // New returns an engine; it does nothing until Start.
@@ -310,7 +311,7 @@ func (e *Engine) handle(ev *kernel.Event) {
 		}
 	case kernel.EventOverflow:
 		e.stats.overflows.Add(1)
-		if n, ok := e.overflowLog.allow(time.Now()); ok {
+		if n, ok := e.overflowLog.Allow(time.Now()); ok {
 			e.log.WithField("dropped_reports", n).Warn("netlink receive buffer overflowed: kernel events were lost, rescanning /proc")
 		}
 		e.RequestRescan()
@@ -457,7 +458,7 @@ func (e *Engine) push(j job) {
 
 func (e *Engine) queueFull() {
 	e.stats.queueFull.Add(1)
-	if n, ok := e.overflowLog.allow(time.Now()); ok {
+	if n, ok := e.overflowLog.Allow(time.Now()); ok {
 		e.log.WithField("dropped_reports", n).Warn("classification queue full: events were dropped, rescanning /proc")
 	}
 	e.RequestRescan()
@@ -983,25 +984,6 @@ func (e *Engine) sweeper() {
 // HotLen is the size of the hot table (for tests and stats).
 func (e *Engine) HotLen() int {
 	return e.hot.len()
-}
-
-// rateLimiter lets one report through per interval and counts the rest.
-type rateLimiter struct {
-	mu         sync.Mutex
-	last       time.Time
-	suppressed int
-}
-
-func (r *rateLimiter) allow(now time.Time) (suppressed int, ok bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if now.Sub(r.last) < time.Second {
-		r.suppressed++
-		return 0, false
-	}
-	n := r.suppressed
-	r.last, r.suppressed = now, 0
-	return n, true
 }
 
 // String renders stats as key=value pairs for logs.

@@ -107,7 +107,7 @@ func (e *Engine) stickyFork(ev *kernel.Event) bool {
 		return true
 	case forkFull:
 		e.stats.stickyFull.Add(1)
-		if n, ok := e.stickyLog.allow(time.Now()); ok {
+		if n, ok := e.stickyLog.Allow(time.Now()); ok {
 			e.log.WithFields(logrus.Fields{"pid": ev.TGID, "parent": ev.ParentTGID, "max": e.cfg.MaxMarks, "suppressed_reports": n}).
 				Warn("sticky: the table of marks is full: a child of a sticky process is classified by the rules")
 		}
