@@ -18,7 +18,10 @@
 // everything there). A full queue is counted and repaired by a full /proc
 // rescan, exactly as a kernel overflow (EventOverflow, which kernel.Conn
 // delivers once its queue is drained) is. Under a storm the reader pauses
-// briefly between reads so that each wake-up handles a batch (reader.go).
+// briefly between reads so that each wake-up handles a batch, and outside a
+// storm it yields its processor every few milliseconds, after a batch, so
+// that the Go runtime does not take the processor away from it in its next
+// receive (reader.go).
 //
 // Retries: a task still being created fails its move with EINVAL; the job
 // then waits in a delayed queue (retry.go), owned by one goroutine and one

@@ -51,6 +51,34 @@ func TestBatcherPause(t *testing.T) {
 	}
 }
 
+// TestBatcherYield: the reader yields after its first batch, then not again
+// until yieldEvery has passed, however many batches come in between.
+func TestBatcherYield(t *testing.T) {
+	var b batcher
+	now := time.Unix(1000, 0)
+	if !b.yield(now) {
+		t.Fatal("no yield after the first batch")
+	}
+	yields := 0
+	for i := 0; i < 100; i++ { // 100 batches 1 ms apart
+		now = now.Add(time.Millisecond)
+		if b.yield(now) {
+			yields++
+		}
+	}
+	if want := int(100 * time.Millisecond / yieldEvery); yields != want {
+		t.Errorf("%d yields in 100 ms of batches 1 ms apart, want %d (one per %v)", yields, want, yieldEvery)
+	}
+	// A long idle gap: the next batch yields at once.
+	now = now.Add(time.Second)
+	if !b.yield(now) {
+		t.Error("no yield after a second without batches")
+	}
+	if b.yield(now.Add(time.Microsecond)) {
+		t.Error("a yield 1 µs after the last")
+	}
+}
+
 // fakeSource returns its reads in order, then ErrClosed.
 type fakeSource struct {
 	reads []fakeRead
