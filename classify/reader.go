@@ -92,15 +92,13 @@ type batcher struct {
 // that has run for 10 ms without being rescheduled (forcePreemptNS) as soon
 // as it finds it in a system call. With both processors idle sysmon then
 // sleeps on a futex, and the reader, back from its receive with the next
-// event, must find an idle processor and wake sysmon first: a futex wake
-// (~30 µs to the waker on the 2-vCPU VM) before each move, then sysmon's
-// 20 µs naps while the reader works. Measured with the idle benchmark
-// (events 1 ms apart, A/B in the same hour): futex calls per move 3.1 ->
-// 1.3-2.1, nanosleep 6.5 -> 0.5, CPU per move about halved. The yield
-// itself wakes one idle thread (the runtime's wakep), after the moves;
-// 5 ms keeps that to one per five moves at 1,000 moves per second while
-// staying under sysmon's 10 ms. A pause (time.Sleep) reschedules too, so
-// a storm never yields.
+// event, must find an idle processor and wake sysmon first: a futex wake,
+// which on a virtual machine costs the waker tens of microseconds, before
+// each move, then sysmon's short naps while the reader works (the README's
+// "The fast path" has the A/B). The yield itself wakes one idle thread (the
+// runtime's wakep), after the moves; 5 ms keeps that rare at a thousand
+// moves per second while staying under sysmon's 10 ms. A pause
+// (time.Sleep) reschedules too, so a storm never yields.
 const yieldEvery = 5 * time.Millisecond
 
 // yield records a batch handled at now without a pause and reports whether

@@ -181,9 +181,11 @@ func (l *rootOnly) Accept() (net.Conn, error) {
 		if err == nil && l.allowed(cred.Uid) {
 			return c, nil
 		}
-		c.Close()
+		// Reported before the close, as the status socket does, so that a
+		// refused client that sees its connection end finds it logged.
 		if err == nil && l.refused != nil {
 			l.refused(cred.Uid, cred.Pid)
 		}
+		c.Close()
 	}
 }
