@@ -144,7 +144,9 @@ func TestNoDaemon(t *testing.T) {
 // for the socket buffer hold the server's slots only until the write
 // deadline; a query among them still gets its report.
 func TestIdleClients(t *testing.T) {
-	clientTimeout = 200 * time.Millisecond
+	// Long enough for the query's own 1 MB report to be written under -race
+	// on a busy 2-vCPU machine (200 ms was not, once in CI).
+	clientTimeout = 500 * time.Millisecond
 	t.Cleanup(func() { clientTimeout = 2 * time.Second })
 	big := testReport()
 	for i := 0; i < 5000; i++ {
