@@ -23,13 +23,16 @@
 //
 // # Privileges
 //
-// Before Linux 6.6, joining the proc connector's multicast group needs
-// CAP_NET_ADMIN: bind(2) fails with EPERM without it, and Listen returns
-// that error. Since 6.6 (the same series that added event filtering) any
-// user may listen to every process's events; there CAP_NET_ADMIN only buys
-// SO_RCVBUFFORCE, and without it Listen falls back to SO_RCVBUF, which the
-// kernel caps at net.core.rmem_max (Conn.ReceiveBuffer reports the result).
-// In every version the process must live in the initial user and PID
+// Joining the proc connector's multicast group needs CAP_NET_ADMIN on most
+// kernels: bind(2) fails with EPERM without it, and Listen returns that
+// error, naming CAP_NET_ADMIN. Linux 6.6 let any user listen, but kernel
+// builds of 6.6 and later still refuse (6.18.44 on this project's machines
+// does), so whether an unprivileged process may listen is a property of the
+// running kernel, found by trying, never inferred from its version. Where
+// the kernel allows it, CAP_NET_ADMIN only buys SO_RCVBUFFORCE, and without
+// it Listen falls back to SO_RCVBUF, which the kernel caps at
+// net.core.rmem_max (Conn.ReceiveBuffer reports the result).
+// On every kernel the process must live in the initial user and PID
 // namespaces: the kernel silently ignores listen requests from anywhere else,
 // so from a container Listen fails with ErrNoAck after waiting for the
 // acknowledgement that never comes. PIDs in events are global (init PID

@@ -50,7 +50,7 @@ func newTag() uint32 {
 // kernel's acknowledgement. Events that arrive meanwhile are kept for Read.
 //
 // Errors wrap the cause: errors.Is(err, unix.EPERM) without CAP_NET_ADMIN
-// on kernels before 6.6 (later ones let anyone listen; see the package doc),
+// on kernels that refuse unprivileged listeners (see the package doc),
 // ErrNoAck when the kernel ignores the request (not in the initial user and
 // PID namespaces), ErrNotSupported without a netlink connector.
 func Listen(cfg Config) (*Conn, error) {
@@ -84,11 +84,11 @@ func Listen(cfg Config) (*Conn, error) {
 		if errors.Is(err, unix.EPROTONOSUPPORT) {
 			return nil, fmt.Errorf("kernel: opening a NETLINK_CONNECTOR socket: %w: %w", ErrNotSupported, err)
 		}
-		return nil, fmt.Errorf("kernel: joining the proc connector multicast group (needs CAP_NET_ADMIN before Linux 6.6): %w", err)
+		return nil, fmt.Errorf("kernel: joining the proc connector multicast group (this kernel needs CAP_NET_ADMIN for it): %w", err)
 	}
 	if err := s.SetReceiveBufferSize(rcvbuf, true); err != nil {
-		// Since Linux 6.6 any user may listen, but SO_RCVBUFFORCE still
-		// needs CAP_NET_ADMIN. Then take what SO_RCVBUF gives (capped at
+		// A kernel that lets any user listen still wants CAP_NET_ADMIN
+		// for SO_RCVBUFFORCE. Then take what SO_RCVBUF gives (capped at
 		// net.core.rmem_max); Conn.ReceiveBuffer tells the caller.
 		if !errors.Is(err, unix.EPERM) || s.SetReceiveBufferSize(rcvbuf, false) != nil {
 			s.Close()
