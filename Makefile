@@ -23,7 +23,7 @@ PKG_VERSION ?= $(shell v=$$(git describe --tags --match 'v[0-9]*' 2>/dev/null); 
 	else echo "0.0~git$$(git rev-parse --short HEAD 2>/dev/null || echo 0)"; fi)
 MANPAGES := build/man/cgrulesengd.8 build/man/cgrules.conf.5 build/man/cgred.conf.5
 SHELL    := /bin/bash
-UNIT_PKGS := ./rules/... ./trust/... ./kernel/... ./proc/... ./cgroupfs/... ./classify/... ./sched/... ./sticky/... ./unixsock/... ./ratelimit/... ./status/... ./metrics/... ./cmd/...
+UNIT_PKGS := ./rules/... ./internal/... ./cmd/...
 
 .PHONY: all build test test-deps test-unit test-e2e test-unprivileged bench bench-e2e lint install uninstall man package run clean
 
@@ -53,7 +53,7 @@ test-unprivileged:
 	else echo "test-unprivileged: needs root and setpriv to drop to nobody; skipped"; fi
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./rules/... ./kernel/... ./proc/... ./cgroupfs/... ./classify/...
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./rules/... ./internal/kernel/... ./internal/proc/... ./internal/cgroupfs/... ./internal/classify/...
 	$(MAKE) bench-e2e
 
 # The end-to-end benchmark of issues #4 and #12 (root; see

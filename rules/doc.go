@@ -22,6 +22,12 @@
 // a process the task is not running, and prefix rules for anyone ("*:ssh*"),
 // are tried one by one.
 //
+// API: rules is the one package of this module outside internal/, so that
+// tools other than the daemon (an editor plug-in, a configuration linter, a
+// deployment check) can parse and check cgrules.conf with the daemon's own
+// reader, with the same file:line errors. Everything else is the daemon's
+// implementation and lives under internal/.
+//
 // Privileges: none to parse or match. Load needs read access to the files;
 // with Options.CheckTrust it refuses files that are not root-owned, are
 // writable by others, or sit below a directory (any, up to "/") that someone

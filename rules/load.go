@@ -10,7 +10,7 @@ import (
 	"strings"
 	"syscall"
 
-	"github.com/cgrulesengd/cgrulesengd/trust"
+	"github.com/cgrulesengd/cgrulesengd/internal/trust"
 )
 
 // maxFileSize bounds what Load reads from one file. A rules file is a few

@@ -9,7 +9,7 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/cgrulesengd/cgrulesengd/trust"
+	"github.com/cgrulesengd/cgrulesengd/internal/trust"
 )
 
 func writeFile(t *testing.T, path, data string) {

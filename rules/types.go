@@ -3,7 +3,7 @@ package rules
 import (
 	"errors"
 
-	"github.com/cgrulesengd/cgrulesengd/trust"
+	"github.com/cgrulesengd/cgrulesengd/internal/trust"
 )
 
 // ErrNotFound is returned (wrapped) by resolvers for unknown names and ids.

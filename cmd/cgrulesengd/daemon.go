@@ -16,12 +16,12 @@ import (
 	"github.com/fsnotify/fsnotify"
 	"github.com/sirupsen/logrus"
 
-	"github.com/cgrulesengd/cgrulesengd/cgroupfs"
-	"github.com/cgrulesengd/cgrulesengd/classify"
-	"github.com/cgrulesengd/cgrulesengd/kernel"
-	"github.com/cgrulesengd/cgrulesengd/proc"
+	"github.com/cgrulesengd/cgrulesengd/internal/cgroupfs"
+	"github.com/cgrulesengd/cgrulesengd/internal/classify"
+	"github.com/cgrulesengd/cgrulesengd/internal/kernel"
+	"github.com/cgrulesengd/cgrulesengd/internal/proc"
 	"github.com/cgrulesengd/cgrulesengd/rules"
-	"github.com/cgrulesengd/cgrulesengd/sched"
+	"github.com/cgrulesengd/cgrulesengd/internal/sched"
 )
 
 // wantedEvents are the kernel events the engine uses: credential changes and

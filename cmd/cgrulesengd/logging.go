@@ -15,7 +15,7 @@ import (
 	lsyslog "github.com/sirupsen/logrus/hooks/syslog"
 	"golang.org/x/sys/unix"
 
-	"github.com/cgrulesengd/cgrulesengd/trust"
+	"github.com/cgrulesengd/cgrulesengd/internal/trust"
 )
 
 // baseLevel is the level before -v/-q: errors only, as libcgroup, unless

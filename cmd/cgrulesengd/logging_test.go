@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cgrulesengd/cgrulesengd/trust"
+	"github.com/cgrulesengd/cgrulesengd/internal/trust"
 )
 
 // fakeProcRoot is a /proc whose mountinfo lists no cgroup hierarchy: the

@@ -11,7 +11,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/cgrulesengd/cgrulesengd/cgroupfs"
+	"github.com/cgrulesengd/cgrulesengd/internal/cgroupfs"
 	"github.com/cgrulesengd/cgrulesengd/rules"
 )
 

@@ -12,11 +12,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/cgrulesengd/cgrulesengd/kernel"
-	"github.com/cgrulesengd/cgrulesengd/metrics"
-	"github.com/cgrulesengd/cgrulesengd/ratelimit"
+	"github.com/cgrulesengd/cgrulesengd/internal/kernel"
+	"github.com/cgrulesengd/cgrulesengd/internal/metrics"
+	"github.com/cgrulesengd/cgrulesengd/internal/ratelimit"
 	"github.com/cgrulesengd/cgrulesengd/rules"
-	"github.com/cgrulesengd/cgrulesengd/status"
+	"github.com/cgrulesengd/cgrulesengd/internal/status"
 )
 
 // exitNoDaemon is --status's exit status when no daemon runs (LSB's

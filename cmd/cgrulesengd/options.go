@@ -10,10 +10,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/cgrulesengd/cgrulesengd/metrics"
-	"github.com/cgrulesengd/cgrulesengd/sched"
-	"github.com/cgrulesengd/cgrulesengd/status"
-	"github.com/cgrulesengd/cgrulesengd/sticky"
+	"github.com/cgrulesengd/cgrulesengd/internal/metrics"
+	"github.com/cgrulesengd/cgrulesengd/internal/sched"
+	"github.com/cgrulesengd/cgrulesengd/internal/status"
+	"github.com/cgrulesengd/cgrulesengd/internal/sticky"
 )
 
 // options are the daemon's command-line settings. The short options and

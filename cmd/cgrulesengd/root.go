@@ -5,7 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/cgrulesengd/cgrulesengd/cgroupfs"
+	"github.com/cgrulesengd/cgrulesengd/internal/cgroupfs"
 )
 
 // checkCgroupRoot looks for the --cgroup-root cgroup in every hierarchy.

@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cgrulesengd/cgrulesengd/cgroupfs"
+	"github.com/cgrulesengd/cgrulesengd/internal/cgroupfs"
 )
 
 func TestCheckCgroupRoot(t *testing.T) {

@@ -8,8 +8,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 
-	"github.com/cgrulesengd/cgrulesengd/proc"
-	"github.com/cgrulesengd/cgrulesengd/sticky"
+	"github.com/cgrulesengd/cgrulesengd/internal/proc"
+	"github.com/cgrulesengd/cgrulesengd/internal/sticky"
 )
 
 // exitSocketOwner is the exit status for an unknown -u/-g name, libcgroup's.

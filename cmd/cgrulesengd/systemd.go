@@ -10,8 +10,8 @@ import (
 
 	sdd "github.com/coreos/go-systemd/v22/daemon"
 
-	"github.com/cgrulesengd/cgrulesengd/classify"
-	"github.com/cgrulesengd/cgrulesengd/kernel"
+	"github.com/cgrulesengd/cgrulesengd/internal/classify"
+	"github.com/cgrulesengd/cgrulesengd/internal/kernel"
 )
 
 // statusInterval is how often the STATUS= line is refreshed while the

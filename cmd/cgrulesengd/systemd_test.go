@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cgrulesengd/cgrulesengd/classify"
-	"github.com/cgrulesengd/cgrulesengd/kernel"
+	"github.com/cgrulesengd/cgrulesengd/internal/classify"
+	"github.com/cgrulesengd/cgrulesengd/internal/kernel"
 )
 
 // notifySocket listens where NOTIFY_SOCKET points for the test.
