@@ -20,8 +20,8 @@ import (
 	"github.com/cgrulesengd/cgrulesengd/internal/classify"
 	"github.com/cgrulesengd/cgrulesengd/internal/kernel"
 	"github.com/cgrulesengd/cgrulesengd/internal/proc"
-	"github.com/cgrulesengd/cgrulesengd/rules"
 	"github.com/cgrulesengd/cgrulesengd/internal/sched"
+	"github.com/cgrulesengd/cgrulesengd/rules"
 )
 
 // wantedEvents are the kernel events the engine uses: credential changes and

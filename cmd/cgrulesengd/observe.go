@@ -15,8 +15,8 @@ import (
 	"github.com/cgrulesengd/cgrulesengd/internal/kernel"
 	"github.com/cgrulesengd/cgrulesengd/internal/metrics"
 	"github.com/cgrulesengd/cgrulesengd/internal/ratelimit"
-	"github.com/cgrulesengd/cgrulesengd/rules"
 	"github.com/cgrulesengd/cgrulesengd/internal/status"
+	"github.com/cgrulesengd/cgrulesengd/rules"
 )
 
 // exitNoDaemon is --status's exit status when no daemon runs (LSB's
