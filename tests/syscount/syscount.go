@@ -1,11 +1,13 @@
 // Package syscount counts the system calls of threads and processes with
-// the kernel's raw_syscalls:sys_enter tracepoint, through perf_event_open(2)
+// the kernel's raw_syscalls:sys_enter tracepoint (calls entered) or
+// raw_syscalls:sys_exit (calls returned), through perf_event_open(2)
 // counters: no trace buffer, no ptrace, and nothing the counted program can
 // notice beyond the tracepoint's small cost on every system call.
 //
 // It exists for the benchmarks (classify's BenchmarkClassifyReal, the
 // end-to-end benchmark's system-call phase), which report system calls per
-// move. It is not used by the daemon.
+// move, and for tests that count a reader's system calls. It is not used by
+// the daemon.
 //
 // Privileges: root (perf_event_open of a tracepoint for another process,
 // and reading the tracepoint's id from a tracefs mounted in a private mount
@@ -29,41 +31,63 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-const idFile = "events/raw_syscalls/sys_enter/id"
-
-var (
-	idOnce sync.Once
-	id     uint64
-	idErr  error
+// The tracepoints: a system call entered (raw_syscalls:sys_enter: fields
+// id and args) or returned (raw_syscalls:sys_exit: fields id and ret).
+const (
+	enterTP = "raw_syscalls/sys_enter"
+	exitTP  = "raw_syscalls/sys_exit"
 )
 
-// tracepointID returns the id of raw_syscalls:sys_enter, from the tracefs
-// mount if there is one, else from a tracefs mounted in a private mount
-// namespace.
-func tracepointID() (uint64, error) {
-	idOnce.Do(func() {
-		var b []byte
-		for _, dir := range []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"} {
-			if b, idErr = os.ReadFile(dir + "/" + idFile); idErr == nil {
-				break
-			}
+var (
+	idMu  sync.Mutex
+	ids   = map[string]uint64{}
+	idErr = map[string]error{}
+)
+
+// tracepointID returns the id of tracepoint name (e.g. enterTP), from the
+// tracefs mount if there is one, else from a tracefs mounted in a private
+// mount namespace.
+func tracepointID(name string) (uint64, error) {
+	idMu.Lock()
+	defer idMu.Unlock()
+	if id, ok := ids[name]; ok {
+		return id, nil
+	}
+	if err, ok := idErr[name]; ok {
+		return 0, err
+	}
+	id, err := readTracepointID(name)
+	if err != nil {
+		idErr[name] = err
+		return 0, err
+	}
+	ids[name] = id
+	return id, nil
+}
+
+func readTracepointID(name string) (uint64, error) {
+	idFile := "events/" + name + "/id"
+	var b []byte
+	var err error
+	for _, dir := range []string{"/sys/kernel/tracing", "/sys/kernel/debug/tracing"} {
+		if b, err = os.ReadFile(dir + "/" + idFile); err == nil {
+			break
 		}
-		if idErr != nil {
-			cmd := exec.Command("unshare", "-m", "sh", "-c",
-				"mount --make-rprivate / && mount -t tracefs nodev /sys/kernel/tracing && cat /sys/kernel/tracing/"+idFile)
-			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			if b, idErr = cmd.Output(); idErr != nil {
-				idErr = fmt.Errorf("syscount: reading the id of raw_syscalls:sys_enter from a private tracefs mount: %w: %s", idErr, stderr.String())
-				return
-			}
+	}
+	if err != nil {
+		cmd := exec.Command("unshare", "-m", "sh", "-c",
+			"mount --make-rprivate / && mount -t tracefs nodev /sys/kernel/tracing && cat /sys/kernel/tracing/"+idFile)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if b, err = cmd.Output(); err != nil {
+			return 0, fmt.Errorf("syscount: reading the id of %s from a private tracefs mount: %w: %s", name, err, stderr.String())
 		}
-		id, idErr = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
-		if idErr != nil {
-			idErr = fmt.Errorf("syscount: tracepoint id %q: %w", b, idErr)
-		}
-	})
-	return id, idErr
+	}
+	id, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("syscount: tracepoint %s id %q: %w", name, b, err)
+	}
+	return id, nil
 }
 
 // Counter counts the system calls entered by a set of threads.
@@ -71,6 +95,7 @@ type Counter struct {
 	mu     sync.Mutex
 	fds    []int
 	filter string
+	tp     string // enterTP or exitTP
 }
 
 // Thread counts the system calls of thread tid (0: the calling thread) and,
@@ -83,7 +108,21 @@ func Thread(tid int, inherit bool) (*Counter, error) {
 // a tracepoint filter on the sys_enter fields, e.g. "id != 202" (every call
 // but futex on x86-64: use the unix.SYS_* numbers). "" counts all.
 func ThreadFilter(tid int, inherit bool, filter string) (*Counter, error) {
-	c := &Counter{filter: filter}
+	c := &Counter{filter: filter, tp: enterTP}
+	if err := c.add(tid, inherit); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// ThreadReturns counts the system calls of thread tid (0: the calling
+// thread) that return and pass filter, a tracepoint filter on the sys_exit
+// fields id and ret ("" counts all). Unlike the entries, a call the kernel
+// restarts after a signal (ret -512 to -516, ERESTARTSYS and its kin) is
+// counted once per return, so "ret < -516 || ret > -512" leaves the
+// restarts out.
+func ThreadReturns(tid int, inherit bool, filter string) (*Counter, error) {
+	c := &Counter{filter: filter, tp: exitTP}
 	if err := c.add(tid, inherit); err != nil {
 		return nil, err
 	}
@@ -103,7 +142,7 @@ func ProcessFilter(pid int, filter string) (*Counter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("syscount: %w", err)
 	}
-	c := &Counter{filter: filter}
+	c := &Counter{filter: filter, tp: enterTP}
 	for _, e := range ents {
 		tid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -124,7 +163,7 @@ func ProcessFilter(pid int, filter string) (*Counter, error) {
 }
 
 func (c *Counter) add(tid int, inherit bool) error {
-	tp, err := tracepointID()
+	tp, err := tracepointID(c.tp)
 	if err != nil {
 		return err
 	}
@@ -141,7 +180,7 @@ func (c *Counter) add(tid int, inherit bool) error {
 	}
 	fd, err := unix.PerfEventOpen(&attr, tid, -1, -1, unix.PERF_FLAG_FD_CLOEXEC)
 	if err != nil {
-		return fmt.Errorf("syscount: perf_event_open(raw_syscalls:sys_enter, tid %d): %w", tid, err)
+		return fmt.Errorf("syscount: perf_event_open(%s, tid %d): %w", c.tp, tid, err)
 	}
 	if c.filter != "" {
 		f, err := unix.BytePtrFromString(c.filter)

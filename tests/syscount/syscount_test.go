@@ -58,3 +58,30 @@ func TestFilter(t *testing.T) {
 		t.Errorf("counted %d getppid calls (%v), want 100", n, err)
 	}
 }
+
+// TestReturnsOwnCalls: ThreadReturns counts returns with a filter on the
+// return value: 1,000 getppid return our parent's pid, and the counter's
+// own reads (read(2) of 8 bytes) return 8.
+func TestReturnsOwnCalls(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (perf_event_open of a tracepoint)")
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	c, err := ThreadReturns(0, false, fmt.Sprintf("id == %d && ret == %d", unix.SYS_GETPPID, os.Getppid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := 0; i < 1000; i++ {
+		unix.Getppid()
+	}
+	unix.Getpid()
+	n, err := c.Count()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != 1000 {
+		t.Errorf("counted %d returns of getppid, want 1,000", n)
+	}
+}
