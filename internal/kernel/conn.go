@@ -19,15 +19,16 @@ import (
 
 const (
 	// DefaultReceiveBuffer is the receive buffer requested when
-	// Config.ReceiveBuffer is 0. The kernel charges each queued 76-byte
-	// event its skb truesize, about 680 bytes (measured on 6.18: a 4 KiB
-	// request, accounted as 8 KiB, holds 12 events). 8 MiB, accounted as
-	// 16 MiB, thus holds ~24 000 events: 0.4 s of the 60 000 events/s fork
-	// storm in which libcgroup (default buffer, ~300 events) lost millions,
-	// enough to ride out a descheduled reader or a GC pause. The memory is
-	// pinned only while events are queued, and there is one such socket per
-	// host.
-	DefaultReceiveBuffer = 8 << 20
+	// Config.ReceiveBuffer is 0, and the daemon's default
+	// (--netlink-buffer). The kernel charges each queued 76-byte event its
+	// skb truesize, about 680 bytes (measured on 6.18: a 4 KiB request,
+	// accounted as 8 KiB, holds 12 events). 16 MiB, accounted as 32 MiB,
+	// thus holds ~49 000 events: 0.8 s of the 60 000 events/s fork storm in
+	// which libcgroup (default buffer, ~300 events) lost millions, enough to
+	// ride out a descheduled reader, a GC pause or a burst of slow moves.
+	// The memory is pinned only while events are queued, and there is one
+	// such socket per host.
+	DefaultReceiveBuffer = 16 << 20
 
 	// DefaultAckTimeout bounds each wait for the kernel's acknowledgement.
 	// The ack is sent synchronously from within our sendmsg(2), so on a
@@ -106,19 +107,23 @@ type Conn struct {
 	subscribed bool
 
 	// Reader state, owned by the goroutine in Read (or Listen before it).
-	buf        []byte                    // slots × slotLen
-	iovs       []unix.Iovec              // one per slot
-	froms      []unix.RawSockaddrNetlink // senders, one per slot
-	hdrs       []unix.Mmsghdr            // recvmmsg vector over the slots
-	rdst       []Event                   // destination of receive
-	rerr       unix.Errno                // hard error seen by receive
-	receiveFn  func(uintptr) bool        // c.receiveNow, bound once (Listen's ack wait, through the poller)
-	waitFn     func(uintptr)             // c.wait, bound once
-	readMu     sync.Mutex                // held by Read while it may use the descriptor
-	released   bool                      // Close has seen every Read let go (under readMu)
-	lost       bool                      // ENOBUFS seen and the queue not yet drained since (see markDrained)
-	pending    []Event                   // received while Listen waited for the ack
-	deliverAll bool                      // tests only: skip user-space filtering
+	buf       []byte                    // slots × slotLen
+	iovs      []unix.Iovec              // one per slot
+	froms     []unix.RawSockaddrNetlink // senders, one per slot
+	hdrs      []unix.Mmsghdr            // recvmmsg vector over the slots
+	rdst      []Event                   // destination of receive
+	rerr      unix.Errno                // hard error seen by receive
+	receiveFn func(uintptr)             // one blocking receive, bound once (Listen's ack wait)
+	waitFn    func(uintptr)             // c.wait, bound once
+	readMu    sync.Mutex                // held by Read while it may use the descriptor
+	released  bool                      // Close has seen every Read let go (under readMu)
+	lost      bool                      // ENOBUFS seen and the queue not yet drained since (see markDrained)
+	pending   []Event                   // received while Listen waited for the ack
+
+	// rcvTimeout is the socket's SO_RCVTIMEO outside Listen's ack wait: 0
+	// (none) when Close can wake Read with a datagram, else pollInterval
+	// (see probeWake).
+	rcvTimeout time.Duration
 
 	closeOnce sync.Once
 	closed    atomic.Bool
@@ -171,14 +176,21 @@ func (c *Conn) Close() error {
 			// Best effort: the kernel also forgets the socket when it closes;
 			// the request keeps its listener count (which gates whether
 			// events are generated at all) accurate on older kernels.
-			_, _ = c.send(procCnMcastIgnore, 0, false)
+			_, _ = c.send(procCnMcastIgnore, 0, 0)
 		}
-		if err := c.f.Close(); err != nil {
+		if c.rcvTimeout == 0 {
+			// Wakes a Read blocked in recvmmsg, or makes its next receive
+			// return at once (see probeWake). A failure leaves Read blocked
+			// until the next event: report it.
+			if err := c.wake(); err != nil {
+				c.closeErr = err
+			}
+		}
+		if err := c.f.Close(); err != nil && c.closeErr == nil {
 			c.closeErr = fmt.Errorf("kernel: closing the netlink socket: %w", err)
 		}
-		// The descriptor is released when a Read in progress lets go of it
-		// (within pollInterval): wait for that, so that after Close the
-		// socket is really gone.
+		// The descriptor is released when a Read in progress lets go of it:
+		// wait for that, so that after Close the socket is really gone.
 		c.readMu.Lock()
 		c.released = true
 		c.readMu.Unlock()

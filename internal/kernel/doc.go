@@ -14,12 +14,17 @@
 //
 // # Reading
 //
-// Read waits on its caller's thread in a blocking recvmmsg(2) (the socket
-// is not registered with the runtime's poller: that cost a thread wake-up
-// per event), so an idle reader makes one system call per wake-up, and takes
-// up to 64 datagrams per call, decoded without allocation into the caller's
-// slice. The socket's receive timeout (50 ms) lets a blocked Read notice
-// Close: netlink sockets cannot be shut down.
+// Read waits on its caller's thread in a blocking recvmmsg(2) with no
+// timeout (the socket is never registered with the runtime's poller: that
+// cost a thread wake-up per event), so an idle reader sleeps until an event
+// comes and makes one system call per wake-up, taking up to 64 datagrams per
+// call, decoded without allocation into the caller's slice. Netlink sockets
+// cannot be shut down and a close(2) does not interrupt a receive, so Close
+// wakes a blocked Read by sending the socket a datagram from itself (to its
+// own port id), which Read drops. Sending to a netlink port needs
+// CAP_NET_ADMIN; Listen tries it once, and a socket that may not (an
+// unprivileged listener, on kernels that allow those) gets a 50 ms receive
+// timeout instead, so that its Read notices Close.
 //
 // # Privileges
 //
@@ -80,6 +85,7 @@
 //
 // Read must be called from one goroutine at a time (the daemon's reader).
 // Stats and Close may be called from any goroutine at any time; Close
-// unblocks a Read blocked in the kernel (within 50 ms), which then returns
-// ErrClosed. Close is idempotent. Decode is safe for concurrent use.
+// unblocks a Read blocked in the kernel at once (within 50 ms for an
+// unprivileged listener), which then returns ErrClosed. Close is
+// idempotent. Decode is safe for concurrent use.
 package kernel

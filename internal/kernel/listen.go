@@ -24,9 +24,9 @@ const (
 
 var filterSupport atomic.Int32
 
-// probePad lengthens the filter probe; tests set it so that this kernel
-// ignores the probe the way a pre-6.6 kernel ignores any 8-byte request.
-var probePad = 0
+// procInputLen is the length of struct proc_input, the filtered listen
+// request of Linux 6.6+.
+const procInputLen = 8
 
 // seqCounter numbers our requests (cn_msg.seq, nlmsg_seq). The kernel does
 // not echo it: the ack's seq is overwritten with the per-CPU event counter.
@@ -54,6 +54,13 @@ func newTag() uint32 {
 // ErrNoAck when the kernel ignores the request (not in the initial user and
 // PID namespaces), ErrNotSupported without a netlink connector.
 func Listen(cfg Config) (*Conn, error) {
+	return listenWith(cfg, procInputLen)
+}
+
+// listenWith is Listen with the length of the filtered listen request as a
+// parameter: the tests lengthen it, so that this kernel ignores it the way
+// a kernel older than 6.6 ignores any request of that length.
+func listenWith(cfg Config, probeLen int) (*Conn, error) {
 	if cfg.ReceiveBuffer < 0 {
 		return nil, fmt.Errorf("kernel: negative receive buffer size %d", cfg.ReceiveBuffer)
 	}
@@ -95,19 +102,22 @@ func Listen(cfg Config) (*Conn, error) {
 			return nil, fmt.Errorf("kernel: setting the receive buffer to %d bytes: %w", rcvbuf, err)
 		}
 	}
-	// nl.NetlinkSocket keeps its *os.File private and its Receive allocates
-	// per call, so the Conn reads through a duplicate descriptor wrapped in
-	// its own *os.File: that registers it with the runtime poller, which
-	// gives blocking reads without a blocked thread, read deadlines for the
-	// ack wait, and a Close that wakes a blocked Read and defers the real
-	// close(2) until that Read has let go of the descriptor.
+	// nl.NetlinkSocket keeps its descriptor private and allocates on every
+	// receive, so the Conn takes a duplicate of the (blocking) socket and
+	// wraps it in an *os.File of its own. A blocking descriptor is never
+	// registered with the runtime's poller: Read waits in recvmmsg(2) on
+	// its own thread (see Conn.wait for why), and the *os.File only keeps
+	// Close from releasing the descriptor number under a Read
+	// (RawConn.Control holds a reference).
 	fd, err := unix.FcntlInt(uintptr(s.GetFd()), unix.F_DUPFD_CLOEXEC, 0)
 	s.Close()
 	if err != nil {
 		return nil, fmt.Errorf("kernel: duplicating the netlink socket: %w", err)
 	}
-	// The duplicate shares the file description, so it is non-blocking too
-	// and NewFile makes it pollable.
+	if err := unix.SetNonblock(fd, false); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("kernel: %w", err)
+	}
 	f := os.NewFile(uintptr(fd), "netlink:proc-connector")
 	c := newConn(f, mask)
 	if c.raw, err = f.SyscallConn(); err != nil {
@@ -122,68 +132,84 @@ func Listen(cfg Config) (*Conn, error) {
 	if nsa, ok := sa.(*unix.SockaddrNetlink); ok {
 		c.portID = nsa.Pid
 	}
-	if err := c.subscribe(timeout); err != nil {
-		c.Close()
+	if err := c.probeWake(); err != nil {
+		f.Close()
 		return nil, err
 	}
-	if err := c.leavePoller(); err != nil {
+	if err := c.subscribe(timeout, probeLen); err != nil {
 		c.Close()
 		return nil, err
 	}
 	return c, nil
 }
 
-// leavePoller moves the socket out of the runtime's netpoller once the
-// subscription is acknowledged. Read waits in a blocking recvmmsg(2) itself; a descriptor
-// still registered with the runtime's (edge-triggered) epoll would wake an
-// idle runtime thread for every datagram the kernel queues, which under a
-// fork storm cost more CPU than reading the events. The new *os.File wraps
-// a blocking duplicate, which the runtime does not register, with a receive
-// timeout (SO_RCVTIMEO, pollInterval) so that a blocked Read notices Close;
-// RawConn.Control still keeps Close from freeing the descriptor number
-// under a Read.
-func (c *Conn) leavePoller() error {
-	var nfd int
-	var derr error
+// probeWake finds out how Close will wake a blocked Read. Netlink sockets
+// have no shutdown(2), and closing a descriptor does not interrupt a
+// receive blocked on it, so Close sends the socket a datagram of its own
+// (Conn.wake), which Read recognises by its sender (our own port id) and
+// drops. Sending to a netlink port needs CAP_NET_ADMIN (the connector
+// allows unprivileged processes to receive at most, on the kernels that do),
+// so the first wake-up is sent here, where Read's ack wait drops it; if the
+// kernel refuses it, the socket gets a receive timeout instead and a
+// blocked Read looks at the closed flag every pollInterval.
+func (c *Conn) probeWake() error {
+	err := c.wake()
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, unix.EPERM):
+		c.rcvTimeout = pollInterval
+		return c.setReceiveTimeout(pollInterval)
+	default:
+		return err
+	}
+}
+
+// wake sends the socket an empty message from itself (see probeWake). It
+// never blocks: a full receive queue (EAGAIN) means Read has plenty to read
+// and sees the closed flag after its next receive anyway.
+func (c *Conn) wake() error {
+	var b [nlmsgHdrLen]byte
+	ne := binary.NativeEndian
+	ne.PutUint32(b[0:], nlmsgHdrLen)
+	ne.PutUint16(b[4:], unix.NLMSG_NOOP)
+	ne.PutUint32(b[12:], c.portID)
+	self := &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Pid: c.portID}
+	var serr error
 	if err := c.raw.Control(func(fd uintptr) {
-		nfd, derr = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+		serr = unix.Sendto(int(fd), b[:], unix.MSG_DONTWAIT, self)
+	}); err != nil {
+		return fmt.Errorf("kernel: waking the reader: %w", err)
+	}
+	if serr != nil && serr != unix.EAGAIN {
+		return fmt.Errorf("kernel: sending the socket's wake-up datagram to itself: %w", serr)
+	}
+	return nil
+}
+
+// setReceiveTimeout sets SO_RCVTIMEO (0: wait for ever).
+func (c *Conn) setReceiveTimeout(d time.Duration) error {
+	tv := unix.NsecToTimeval(d.Nanoseconds())
+	var serr error
+	if err := c.raw.Control(func(fd uintptr) {
+		serr = unix.SetsockoptTimeval(int(fd), unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv)
 	}); err != nil {
 		return fmt.Errorf("kernel: %w", err)
 	}
-	if derr != nil {
-		return fmt.Errorf("kernel: duplicating the netlink socket: %w", derr)
+	if serr != nil {
+		return fmt.Errorf("kernel: setting SO_RCVTIMEO to %v: %w", d, serr)
 	}
-	if err := unix.SetNonblock(nfd, false); err != nil {
-		unix.Close(nfd)
-		return fmt.Errorf("kernel: %w", err)
-	}
-	// A blocking receive returns EAGAIN after this long, so that Read sees
-	// Close (see pollInterval).
-	tv := unix.NsecToTimeval(pollInterval.Nanoseconds())
-	if err := unix.SetsockoptTimeval(nfd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &tv); err != nil {
-		unix.Close(nfd)
-		return fmt.Errorf("kernel: setting SO_RCVTIMEO: %w", err)
-	}
-	f := os.NewFile(uintptr(nfd), c.f.Name())
-	raw, err := f.SyscallConn()
-	if err != nil {
-		f.Close()
-		return fmt.Errorf("kernel: %w", err)
-	}
-	old := c.f
-	c.f, c.raw = f, raw
-	old.Close()
 	return nil
 }
 
 // subscribe sends the listen request(s) and waits for the acknowledgement.
-func (c *Conn) subscribe(timeout time.Duration) error {
+func (c *Conn) subscribe(timeout time.Duration, probeLen int) error {
 	var probeTag uint32
 	if filterSupport.Load() != filterUnsupported {
 		// 8-byte proc_input with mask "all": acknowledged by 6.6+ kernels
 		// (acks only pass a filter whose mask is "all"), ignored by older.
 		var err error
-		if probeTag, err = c.send(procCnMcastListen, eventAll, true); err != nil {
+		if probeTag, err = c.send(procCnMcastListen, eventAll, probeLen); err != nil {
 			return err
 		}
 		tag, ackErr, err := c.waitAck(timeout, probeTag, 0)
@@ -198,7 +224,7 @@ func (c *Conn) subscribe(timeout time.Duration) error {
 		}
 	}
 	if !c.filtered {
-		tag4, err := c.send(procCnMcastListen, 0, false)
+		tag4, err := c.send(procCnMcastListen, 0, 0)
 		if err != nil {
 			return err
 		}
@@ -231,7 +257,7 @@ func (c *Conn) subscribe(timeout time.Duration) error {
 		// Processed synchronously inside sendmsg; there will be no ack for
 		// us (it does not pass the filter), and errors (EINVAL for a bad
 		// op) cannot happen for LISTEN.
-		if _, err := c.send(procCnMcastListen, c.mask, true); err != nil {
+		if _, err := c.send(procCnMcastListen, c.mask, procInputLen); err != nil {
 			return err
 		}
 	}
@@ -239,14 +265,15 @@ func (c *Conn) subscribe(timeout time.Duration) error {
 }
 
 // send sends one proc connector control message: op as the classic 4-byte
-// request, or with mask as an 8-byte struct proc_input.
+// request (maskLen 0), or with mask as a struct proc_input of maskLen bytes
+// (procInputLen; the tests send longer ones).
 // It returns the request's tag: the ack carries tag+1.
-func (c *Conn) send(op uint32, mask What, withMask bool) (tag uint32, err error) {
+func (c *Conn) send(op uint32, mask What, maskLen int) (tag uint32, err error) {
 	seq := seqCounter.Add(1)
 	tag = newTag()
 	dlen := 4
-	if withMask {
-		dlen = 8 + probePad
+	if maskLen > 0 {
+		dlen = maskLen
 	}
 	b := make([]byte, nlmsgHdrLen+cnMsgLen+dlen)
 	ne := binary.NativeEndian
@@ -263,14 +290,14 @@ func (c *Conn) send(op uint32, mask What, withMask bool) (tag uint32, err error)
 	ne.PutUint16(m[16:], uint16(dlen))
 	ne.PutUint16(m[18:], 0)
 	ne.PutUint32(m[20:], op)
-	if withMask {
+	if maskLen > 0 {
 		ne.PutUint32(m[24:], uint32(mask))
 	}
 	var serr error
 	kernelAddr := &unix.SockaddrNetlink{Family: unix.AF_NETLINK}
-	err = c.raw.Write(func(fd uintptr) bool {
+	// The kernel handles the request within sendmsg(2): it does not block.
+	err = c.raw.Control(func(fd uintptr) {
 		serr = unix.Sendto(int(fd), b, 0, kernelAddr)
-		return serr != unix.EAGAIN
 	})
 	if err == nil {
 		err = serr
@@ -285,20 +312,26 @@ func (c *Conn) send(op uint32, mask What, withMask bool) (tag uint32, err error)
 // tagA or tagB (0 = unused) or timeout passes. It returns the acknowledged
 // tag (0 on timeout) and the ack's error field. Everything else received is
 // kept in c.pending for the first Read; acks are dropped.
+//
+// The socket blocks; each receive waits at most for what is left of the
+// timeout (SO_RCVTIMEO), which is reset afterwards.
 func (c *Conn) waitAck(timeout time.Duration, tagA, tagB uint32) (tag, ackErr uint32, err error) {
-	if err := c.f.SetReadDeadline(time.Now().Add(timeout)); err != nil {
-		return 0, 0, fmt.Errorf("kernel: %w", err)
-	}
-	defer c.f.SetReadDeadline(time.Time{})
+	deadline := time.Now().Add(timeout)
+	defer c.setReceiveTimeout(c.rcvTimeout)
 	full := len(c.pending) >= maxPending
 	for tag == 0 {
-		start := len(c.pending)
-		c.rdst, c.rerr = c.pending, 0
-		rerr := c.raw.Read(c.receiveFn)
-		c.pending, c.rdst = c.rdst, nil
-		if errors.Is(rerr, os.ErrDeadlineExceeded) {
+		left := time.Until(deadline)
+		if left <= 0 {
 			return 0, 0, nil
 		}
+		// SO_RCVTIMEO rounds to microseconds, and 0 would wait for ever.
+		if err := c.setReceiveTimeout(max(left, time.Microsecond)); err != nil {
+			return 0, 0, err
+		}
+		start := len(c.pending)
+		c.rdst, c.rerr = c.pending, 0
+		rerr := c.raw.Control(c.receiveFn)
+		c.pending, c.rdst = c.rdst, nil
 		if rerr != nil {
 			return 0, 0, fmt.Errorf("kernel: waiting for the ack: %w", rerr)
 		}

@@ -91,18 +91,19 @@ func newConn(f *os.File, mask What) *Conn {
 		h.Iov = &c.iovs[i]
 		h.SetIovlen(1)
 	}
-	c.receiveFn = c.receiveNow
+	c.receiveFn = func(fd uintptr) { c.receive(fd, true) }
 	c.waitFn = c.wait
 	return c
 }
 
 // receive is the raw read callback: it reads up to maxBatch datagrams,
 // decoding them into c.rdst, and reports whether anything was received.
-// With block, its first recvmmsg waits (at most pollInterval, the socket's
-// SO_RCVTIMEO) for the first datagram; every later one in the same call
-// takes only what is queued. So an idle reader that an event wakes makes
-// one system call for it: recvmmsg, blocking for the first datagram
-// (MSG_WAITFORONE: the rest of the vector only if already queued).
+// With block, its first recvmmsg waits for the first datagram (for ever,
+// or as long as SO_RCVTIMEO says: see probeWake and waitAck); every later
+// one in the same call takes only what is queued. So an idle reader that an
+// event wakes makes one system call for it: recvmmsg, blocking for the
+// first datagram (MSG_WAITFORONE: the rest of the vector only if already
+// queued).
 func (c *Conn) receive(fd uintptr, block bool) bool {
 	got := 0
 	for got < maxBatch {
@@ -122,7 +123,7 @@ func (c *Conn) receive(fd uintptr, block bool) bool {
 		case unix.EINTR:
 			continue
 		case unix.EAGAIN:
-			// Empty (or, blocking, nothing within pollInterval).
+			// Empty (or, blocking, nothing within SO_RCVTIMEO).
 			if c.markDrained() {
 				got++
 			}
@@ -144,8 +145,10 @@ func (c *Conn) receive(fd uintptr, block bool) bool {
 		got += n
 		c.datagrams.Add(uint64(n))
 		for i := range n {
-			if c.froms[i].Pid != 0 {
-				c.foreign.Add(1)
+			if p := c.froms[i].Pid; p != 0 {
+				if p != c.portID { // not Close's wake-up (see probeWake)
+					c.foreign.Add(1)
+				}
 				continue
 			}
 			h := &c.hdrs[i]
@@ -167,10 +170,6 @@ func (c *Conn) receive(fd uintptr, block bool) bool {
 	}
 	return true
 }
-
-// receiveNow is receive without waiting, for RawConn.Read (the runtime's
-// poller waits).
-func (c *Conn) receiveNow(fd uintptr) bool { return c.receive(fd, false) }
 
 // markDrained appends the EventOverflow marker of a loss once the receive
 // queue has been read empty, and reports whether it did.
@@ -197,14 +196,16 @@ func (c *Conn) markDrained() bool {
 	return true
 }
 
-// pollInterval bounds how long a blocking receive waits (SO_RCVTIMEO, set
-// by Listen) before Read looks at the closed flag again: nothing can
-// interrupt a blocking netlink receive (netlink sockets have no
-// shutdown(2)), so this is how long Close may take to wake a blocked Read.
+// pollInterval is the receive timeout (SO_RCVTIMEO) of a socket that
+// cannot send itself Close's wake-up datagram (see probeWake): how long
+// Close may then take to wake a blocked Read, and how often an idle Read
+// wakes to look at the closed flag. Sockets that can (every listener with
+// CAP_NET_ADMIN) have no timeout and never wake without a datagram.
 const pollInterval = 50 * time.Millisecond
 
 // wait receives, blocking on this goroutine's thread while the socket is
-// empty, until something arrives, an error occurs or Close is called.
+// empty, until something arrives (Close's wake-up datagram included) or an
+// error occurs.
 // Waiting in the runtime's netpoller instead costs a park, an epoll wake-up
 // and a hand-off between threads for every event; at a few thousand events
 // per second that measured ~80 µs of CPU per event on a 2-vCPU VM, against
@@ -245,7 +246,7 @@ func (c *Conn) keep(dst []Event, start int) []Event {
 	out := start
 	var discarded, overflows uint64
 	for i := start; i < len(dst); i++ {
-		if !c.deliverAll && !c.wants(&dst[i]) {
+		if !c.wants(&dst[i]) {
 			discarded++
 			continue
 		}
