@@ -25,13 +25,20 @@ MANPAGES := build/man/cgrulesengd.8 build/man/cgrules.conf.5 build/man/cgred.con
 SHELL    := /bin/bash
 UNIT_PKGS := ./rules/... ./internal/... ./cmd/...
 
-.PHONY: all build test test-deps test-unit test-e2e test-unprivileged bench bench-e2e lint install uninstall man package run clean
+.PHONY: all build generate test test-deps test-unit test-e2e test-unprivileged bench bench-e2e lint install uninstall man package run clean
 
 all: build
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/cgrulesengd ./cmd/cgrulesengd
 	$(GO) build -o bin/setuid ./tests/setuid
+
+# The BPF programs of internal/bpfevents, compiled with Debian's clang (which
+# scripts/bpf-tools.sh installs where missing) into the committed object; a
+# unit test checks that the committed object is what the sources compile to.
+generate:
+	scripts/bpf-tools.sh
+	$(GO) generate ./internal/bpfevents/
 
 # Unit tests (as the current user, then as nobody when run as root, since they
 # must pass unprivileged), then the end-to-end tests against the real kernel.
@@ -53,7 +60,7 @@ test-unprivileged:
 	else echo "test-unprivileged: needs root and setpriv to drop to nobody; skipped"; fi
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./rules/... ./internal/kernel/... ./internal/proc/... ./internal/cgroupfs/... ./internal/classify/...
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./rules/... ./internal/kernel/... ./internal/bpfevents/... ./internal/proc/... ./internal/cgroupfs/... ./internal/classify/...
 	$(MAKE) bench-e2e
 
 # The end-to-end benchmark of issues #4 and #12 (root; see

@@ -4,9 +4,12 @@
 # util-linux (users, unshare, setpriv), systemd (systemd-analyze), man-db,
 # cgroup-tools (libcgroup's cgexec and cgclassify, and its daemon for the
 # benchmark's comparison), rpm (to read the .rpm), python3-seccomp (the
-# unit's system-call filter). promtool comes from Debian's prometheus
-# package, extracted to /opt/cgre-promtool, not installed: installing it
-# would start a Prometheus server. Without root or apt-get it only says
+# unit's system-call filter), clang, llvm and libbpf-dev (the check that the
+# committed BPF object is what its sources compile to), gcc-multilib (the
+# BPF source's coverage table runs an i386 helper: compat system calls).
+# promtool comes from Debian's prometheus package, extracted to
+# /opt/cgre-promtool, not installed: installing it would start a
+# Prometheus server. Without root or apt-get it only says
 # what is missing; the tests that need it then skip.
 set -euo pipefail
 missing=""
@@ -14,6 +17,12 @@ for tool in useradd groupadd gpasswd unshare setpriv systemd-analyze man cgexec 
 	command -v "$tool" >/dev/null || missing="$missing $tool"
 done
 /usr/bin/python3 -c 'import seccomp' 2>/dev/null || missing="$missing python3-seccomp"
+command -v clang >/dev/null || missing="$missing clang"
+command -v llvm-strip >/dev/null || missing="$missing llvm"
+[ -e /usr/include/bpf/bpf_helpers.h ] || missing="$missing libbpf-dev"
+if [ "$(uname -m)" = x86_64 ] && [ ! -e /usr/include/x86_64-linux-gnu/gnu/stubs-32.h ]; then
+	missing="$missing gcc-multilib"
+fi
 promtool=/opt/cgre-promtool/promtool
 command -v promtool >/dev/null || [ -x "$promtool" ] || missing="$missing promtool"
 [ -n "$missing" ] || exit 0
@@ -25,7 +34,11 @@ echo "test-deps: installing for:$missing"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends passwd util-linux \
-	systemd man-db cgroup-tools rpm python3 python3-seccomp >/dev/null
+	systemd man-db cgroup-tools rpm python3 python3-seccomp \
+	clang llvm libbpf-dev linux-libc-dev >/dev/null
+if [ "$(uname -m)" = x86_64 ]; then
+	apt-get install -y -qq --no-install-recommends gcc-multilib >/dev/null
+fi
 # cgroup-tools ships no service and starts no daemon: nothing may listen on
 # /var/run/cgred.socket afterwards.
 if pidof /usr/sbin/cgrulesengd >/dev/null; then
