@@ -105,11 +105,31 @@ func u(id int) string { return strconv.Itoa(id) }
 
 func ids(v ...uint32) []uint32 { return v }
 
-// TestIntegrationCoverage runs the coverage table against both sources.
+// TestIntegrationCoverage runs the coverage table against both sources:
+// with the hooks this kernel allows and, where that is commit_creds, again
+// with the system call hooks.
 func TestIntegrationCoverage(t *testing.T) {
 	requireRoot(t)
 	h := buildHelpers(t)
 	suid := setIDCopies(t, h.native)
+	modes := []struct {
+		name string
+		o    options
+	}{{"best hooks", options{}}}
+	if err := commitHookAllowed(nil); err == nil {
+		modes = append(modes, struct {
+			name string
+			o    options
+		}{"system call hooks", options{noCommitHook: true}})
+	} else {
+		t.Logf("commit_creds cannot be hooked here (%v): the table runs with the system call hooks only", err)
+	}
+	for _, m := range modes {
+		t.Run(m.name, func(t *testing.T) { coverage(t, h, suid, m.o) })
+	}
+}
+
+func coverage(t *testing.T, h helpers, suid map[string]string, o options) {
 	for _, c := range covCases {
 		t.Run(c.name, func(t *testing.T) {
 			bin := h.native
@@ -129,7 +149,7 @@ func TestIntegrationCoverage(t *testing.T) {
 				}
 				ops[i] = op
 			}
-			runCoverage(t, c, bin, ops)
+			runCoverage(t, c, bin, ops, o)
 		})
 	}
 }
@@ -178,13 +198,13 @@ func setIDCopies(t *testing.T, native string) map[string]string {
 // runCoverage runs one row: both sources listen, the helper runs, then a
 // sentinel process changes its uid to covSentinel; both streams are read up
 // to the sentinel's UID event, which comes after everything the row did.
-func runCoverage(t *testing.T, c covCase, bin string, ops []string) {
+func runCoverage(t *testing.T, c covCase, bin string, ops []string, o options) {
 	nl, err := kernel.Listen(kernel.Config{Events: kernel.EventFork | kernel.EventExec | kernel.EventUID | kernel.EventGID | kernel.EventExit})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nl.Close()
-	s, err := Open(Config{})
+	s, err := open(Config{}, o)
 	if err != nil {
 		t.Fatal(err)
 	}

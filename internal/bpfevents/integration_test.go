@@ -513,6 +513,53 @@ func TestIntegrationOverflow(t *testing.T) {
 	}
 }
 
+// TestIntegrationOverflowThenRescan is TestOverflowGap's proof (tests/e2e)
+// for this source: a credential change whose event is lost (the ring is
+// full) is counted before the marker, and is already in /proc when it is
+// counted (the programs run after the kernel committed the credentials), so
+// a rescan that starts at the marker sees it; the event itself never comes.
+func TestIntegrationOverflowThenRescan(t *testing.T) {
+	requireRoot(t)
+	storm := buildStorm(t)
+	h := buildHelpers(t)
+	s := openSource(t, Config{RingBuffer: os.Getpagesize()})
+	if err := s.SetFilter(Filter{UIDs: []uint32{covU1, covU2}}); err != nil {
+		t.Fatal(err)
+	}
+	runStorm(t, storm, 1, 1, covU1) // fills the ring; nobody reads
+	lost := s.Stats().Lost
+	// Changes its uid while the ring is full, then waits to be looked at.
+	cmd := exec.Command(h.native, "resuid", u(covU2), u(covU2), u(covU2), "sleep", "3000")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Kill() // our own child
+		cmd.Wait()
+	}()
+	pid := int32(cmd.Process.Pid)
+	for deadline := time.Now().Add(2 * time.Second); s.Stats().Lost == lost; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the change was not counted as lost: the ring was not full")
+		}
+	}
+	r := startReader(s)
+	evs := r.until(t, 5*time.Second, func(e kernel.Event) bool { return e.What == kernel.EventOverflow })
+	// The rescan, at the marker: /proc already shows the change.
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), fmt.Sprintf("\nUid:\t%d\t%d\t%d", covU2, covU2, covU2)) {
+		t.Errorf("/proc/%d/status at the marker does not show uid %d", pid, covU2)
+	}
+	for _, e := range append(evs, r.during(200*time.Millisecond)...) {
+		if e.TGID == pid {
+			t.Errorf("the lost event came after all: %+v", e)
+		}
+	}
+}
+
 // TestIntegrationMarksFull: when the kernel cannot store an inherited mark
 // (a table of MaxTasks entries is full), it counts a loss and user space
 // gets a marker; a mark user space cannot store fails with ErrFull.

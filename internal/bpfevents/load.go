@@ -48,6 +48,35 @@ func load(spec *ebpf.CollectionSpec, cfg Config, o options) (*loaded, error) {
 	// to the memory cgroup, and this does nothing.
 	_ = rlimit.RemoveMemlock()
 
+	commitErr := errors.New("not tried (forced off)")
+	if !o.noCommitHook {
+		commitErr = commitHookAllowed(kt)
+	}
+	if commitErr == nil {
+		l, err := loadHooks(spec.Copy(), cfg, o, kt, true)
+		if err == nil {
+			l.hooks = "credentials: fentry/fexit commit_creds (every change); " + processHooks
+			return l, nil
+		}
+		// An empty fentry program was allowed, ours was not: the system
+		// call hooks still do.
+		commitErr = fmt.Errorf("the commit_creds programs were refused: %w", err)
+	}
+	l, err := loadHooks(spec, cfg, o, kt, false)
+	if err != nil {
+		return nil, err
+	}
+	l.hooks = "credentials: tp_btf sys_exit (the set*id system calls: x86-64, x32 and i386) " +
+		"and sched_process_exec (set-user-ID and set-group-ID programs), as fentry on commit_creds " +
+		"is not possible here (" + commitErr.Error() + "); " + processHooks
+	return l, nil
+}
+
+const processHooks = "processes: tp_btf sched_process_fork, sched_process_exec, sched_process_exit"
+
+// loadHooks loads and attaches spec's programs: with commit, those on
+// commit_creds, else the system call hook.
+func loadHooks(spec *ebpf.CollectionSpec, cfg Config, o options, kt *btf.Spec, commit bool) (*loaded, error) {
 	spec.Maps[mapEvents].MaxEntries = uint32(cfg.RingBuffer)
 	for _, name := range []string{mapUIDs, mapGIDs} {
 		spec.Maps[name].MaxEntries = uint32(cfg.MaxIDs)
@@ -56,26 +85,14 @@ func load(spec *ebpf.CollectionSpec, cfg Config, o options) (*loaded, error) {
 	for _, name := range []string{mapHot, mapSettled, mapSticky, mapExits} {
 		spec.Maps[name].MaxEntries = uint32(cfg.MaxTasks)
 	}
-
-	commitErr := errors.New("not tried (forced off)")
-	if !o.noCommitHook {
-		commitErr = commitHookAllowed(kt)
-	}
-	var hooks string
-	if commitErr == nil {
+	if commit {
 		delete(spec.Programs, progSysExit)
 		if err := spec.Variables[varCommitHook].Set(uint32(1)); err != nil {
 			return nil, fmt.Errorf("bpfevents: %w", err)
 		}
-		hooks = "credentials: fentry/fexit commit_creds (every change); " +
-			"processes: tp_btf sched_process_fork, sched_process_exec, sched_process_exit"
 	} else {
 		delete(spec.Programs, progCommit)
 		delete(spec.Programs, progCommitExit)
-		hooks = "credentials: tp_btf sys_exit (the set*id system calls: x86-64, x32 and i386) " +
-			"and sched_process_exec (set-user-ID and set-group-ID programs), as fentry on commit_creds " +
-			"is not possible here (" + commitErr.Error() + "); " +
-			"processes: tp_btf sched_process_fork, sched_process_exec, sched_process_exit"
 	}
 	if o.mutate != nil {
 		o.mutate(spec)
@@ -89,7 +106,7 @@ func load(spec *ebpf.CollectionSpec, cfg Config, o options) (*loaded, error) {
 		}
 		return nil, refusal("loading the programs", err)
 	}
-	l := &loaded{coll: coll, hooks: hooks}
+	l := &loaded{coll: coll}
 	for name, ps := range spec.Programs {
 		lk, err := link.AttachTracing(link.TracingOptions{Program: coll.Programs[name], AttachType: ps.AttachType})
 		if err != nil {
