@@ -1,0 +1,377 @@
+package bpfevents
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+	"github.com/cilium/ebpf/link"
+	"golang.org/x/sys/unix"
+
+	"github.com/cgrulesengd/cgrulesengd/internal/kernel"
+)
+
+// The benchmarks of docs/performance.md ("The BPF event source"): what each
+// source costs the daemon and the rest of the machine, measured in one run
+// so that the phases compare (the machine is shared: other sessions load
+// it). Run with -benchtime 1x; each takes 10-20 s.
+
+// daemonEvents is the daemon's proc connector subscription
+// (cmd/cgrulesengd: wantedEvents).
+const daemonEvents = kernel.EventFork | kernel.EventExec | kernel.EventUID | kernel.EventGID | kernel.EventExit
+
+// cpuTime is this process's user and system CPU time (not its children's:
+// the storm's).
+func cpuTime() time.Duration {
+	var ru unix.Rusage
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// drain reads src until it is closed, discarding, as fast as it can (no
+// pause between reads, unlike the daemon's reader under a storm).
+func drain(src eventSource, done *sync.WaitGroup, n *uint64) {
+	defer done.Done()
+	buf := make([]kernel.Event, 0, 256)
+	for {
+		evs, err := src.Read(buf[:0])
+		*n += uint64(len(evs))
+		if err != nil {
+			return
+		}
+	}
+}
+
+type stormResult struct {
+	children uint64
+	cpu      time.Duration
+	events   uint64 // delivered to the reader
+}
+
+// stormPhase runs the storm (2 processes, children changing to a uid no
+// filter names) for secs seconds with listen's source read, if any.
+func stormPhase(b *testing.B, storm string, secs int, listen func() (eventSource, func())) stormResult {
+	var r stormResult
+	var wg sync.WaitGroup
+	var stop func()
+	if listen != nil {
+		src, closer := listen()
+		stop = closer
+		wg.Add(1)
+		go drain(src, &wg, &r.events)
+	}
+	time.Sleep(100 * time.Millisecond)
+	c0 := cpuTime()
+	r.children = runStorm(b, storm, 2, secs, covUnnamed)
+	r.cpu = cpuTime() - c0
+	if stop != nil {
+		stop()
+		wg.Wait()
+	}
+	return r
+}
+
+// BenchmarkIntegrationStorm: a fork storm by a user no rule names, with no
+// listener, with the proc connector and with the BPF source: the storm's
+// children per second (what each source costs the machine) and this
+// process's CPU per storm event (3 kernel events per child: FORK, UID,
+// EXIT; what each source costs the daemon).
+func BenchmarkIntegrationStorm(b *testing.B) {
+	requireRoot(b)
+	storm := buildStorm(b)
+	const secs = 3
+	netlink := func() (eventSource, func()) {
+		c, err := kernel.Listen(kernel.Config{Events: daemonEvents})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return c, func() { c.Close() }
+	}
+	bpf := func() (eventSource, func()) {
+		s, err := Open(Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := s.SetFilter(Filter{UIDs: []uint32{covU1}, GIDs: []uint32{covG1}, Processes: []string{"cc1"}}); err != nil {
+			b.Fatal(err)
+		}
+		return s, func() { s.Close() }
+	}
+	var none, nl, bp []stormResult
+	for range b.N {
+		none = append(none, stormPhase(b, storm, secs, nil))
+		nl = append(nl, stormPhase(b, storm, secs, netlink))
+		bp = append(bp, stormPhase(b, storm, secs, bpf))
+		none = append(none, stormPhase(b, storm, secs, nil))
+	}
+	report := func(name string, rs []stormResult, listened bool) {
+		var children, events uint64
+		var cpu time.Duration
+		for _, r := range rs {
+			children += r.children
+			cpu += r.cpu
+			events += r.events
+		}
+		runs := float64(len(rs))
+		b.ReportMetric(float64(children)/runs/secs, name+"-children/s")
+		if listened {
+			b.ReportMetric(float64(cpu.Nanoseconds())/1000/float64(3*children), name+"-µs/event")
+			b.ReportMetric(float64(events)/runs, name+"-delivered")
+		}
+		b.Logf("%s: %.0f children/s, daemon CPU %v for %d storm events (%.3f µs each), %d events delivered",
+			name, float64(children)/runs/secs, cpu.Round(time.Millisecond), 3*children, float64(cpu.Nanoseconds())/1000/float64(3*children), events)
+	}
+	report("none", none, false)
+	report("netlink", nl, true)
+	report("bpf", bp, true)
+}
+
+// BenchmarkIntegrationSyscallHook: what the sys_exit hook costs every
+// system call on the machine, against the alternative of the per-call
+// tracepoint (a program on syscalls:sys_exit_setuid through perf, as the
+// daemon would attach it with the id read from a private tracefs mount):
+// ns per getppid(2) on one thread, with no hook, with an empty tp_btf
+// program on sys_exit (the kernel's cost of any such hook: the system
+// calls' slow path and the program's dispatch), with the BPF source (its
+// sys_exit program, on every call) and with that tracepoint program. Five
+// rounds of the phases in turn; the medians are reported.
+func BenchmarkIntegrationSyscallHook(b *testing.B) {
+	requireRoot(b)
+	const calls, rounds = 1_000_000, 5
+	loop := func() float64 {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		start := time.Now()
+		for range calls {
+			unix.Getppid()
+		}
+		return float64(time.Since(start).Nanoseconds()) / calls
+	}
+	empty := func() func() {
+		p, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+			Type: ebpf.Tracing, AttachType: ebpf.AttachTraceRawTp, AttachTo: "sys_exit",
+			Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
+			License:      "Dual MIT/GPL",
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		l, err := link.AttachTracing(link.TracingOptions{Program: p})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return func() { l.Close(); p.Close() }
+	}
+	bpf := func() func() {
+		s, err := Open(Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		return func() { s.Close() }
+	}
+	perf := func() func() {
+		closer, err := attachSyscallTracepoint("syscalls/sys_exit_setuid")
+		if err != nil {
+			b.Skip(err)
+		}
+		return closer
+	}
+	phases := []struct {
+		name   string
+		attach func() func()
+	}{{"none", nil}, {"empty-tp_btf", empty}, {"bpf-source", bpf}, {"perf-syscall-tp", perf}}
+	for range b.N {
+		ns := map[string][]float64{}
+		for range rounds {
+			for _, p := range phases {
+				var detach func()
+				if p.attach != nil {
+					detach = p.attach()
+				}
+				ns[p.name] = append(ns[p.name], loop())
+				if detach != nil {
+					detach()
+				}
+			}
+		}
+		for _, p := range phases {
+			slices.Sort(ns[p.name])
+			med := ns[p.name][rounds/2]
+			b.ReportMetric(med, p.name+"-ns/syscall")
+			b.Logf("%s: median %.1f ns per getppid (rounds: %.0f)", p.name, med, ns[p.name])
+		}
+	}
+}
+
+// attachSyscallTracepoint attaches an empty tracepoint program to a
+// syscalls:* tracepoint through perf_event_open: the alternative to the raw
+// sys_exit tracepoint. The tracepoint's id comes from a tracefs mounted in a
+// private mount namespace. One perf event (on CPU 0) is enough: the
+// programs of a tracepoint run for its events on every CPU.
+func attachSyscallTracepoint(name string) (func(), error) {
+	id, err := tracepointID(name)
+	if err != nil {
+		return nil, err
+	}
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Type:         ebpf.TracePoint,
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, 0), asm.Return()},
+		License:      "Dual MIT/GPL",
+	})
+	if err != nil {
+		return nil, fmt.Errorf("loading a tracepoint program: %w", err)
+	}
+	var fds []int
+	closer := func() {
+		for _, fd := range fds {
+			unix.Close(fd)
+		}
+		prog.Close()
+	}
+	for cpu := range 1 {
+		attr := unix.PerfEventAttr{Type: unix.PERF_TYPE_TRACEPOINT, Config: id, Sample: 1, Wakeup: 1}
+		attr.Size = uint32(unsafe.Sizeof(attr))
+		fd, err := unix.PerfEventOpen(&attr, -1, cpu, -1, unix.PERF_FLAG_FD_CLOEXEC)
+		if err != nil {
+			closer()
+			return nil, fmt.Errorf("perf_event_open(%s, cpu %d): %w", name, cpu, err)
+		}
+		fds = append(fds, fd)
+		if err := unix.IoctlSetInt(fd, unix.PERF_EVENT_IOC_SET_BPF, prog.FD()); err != nil {
+			closer()
+			return nil, fmt.Errorf("attaching to %s: %w", name, err)
+		}
+		if err := unix.IoctlSetInt(fd, unix.PERF_EVENT_IOC_ENABLE, 0); err != nil {
+			closer()
+			return nil, err
+		}
+	}
+	return closer, nil
+}
+
+// BenchmarkIntegrationIdleWakeups: both sources open at once, each read by
+// a goroutine locked to its own thread, for 10 s: the context switches of
+// each reader thread (the daemon's target: at most 10 in 10 s when nothing
+// it needs happens), and how many events the proc connector delivered
+// meanwhile (the machine is not idle: other sessions fork and exec).
+func BenchmarkIntegrationIdleWakeups(b *testing.B) {
+	requireRoot(b)
+	const window = 10 * time.Second
+	for range b.N {
+		c, err := kernel.Listen(kernel.Config{Events: daemonEvents})
+		if err != nil {
+			b.Fatal(err)
+		}
+		s, err := Open(Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := s.SetFilter(Filter{UIDs: []uint32{covU1}, GIDs: []uint32{covG1}, Processes: []string{"cc1"}}); err != nil {
+			b.Fatal(err)
+		}
+		type reader struct {
+			tid    int
+			events uint64
+		}
+		var wg sync.WaitGroup
+		var readers [2]reader
+		tids := make(chan struct{}, 2)
+		for i, src := range []eventSource{c, s} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				runtime.LockOSThread()
+				readers[i].tid = unix.Gettid()
+				tids <- struct{}{}
+				buf := make([]kernel.Event, 0, 256)
+				for {
+					evs, err := src.Read(buf[:0])
+					readers[i].events += uint64(len(evs))
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+		<-tids
+		<-tids
+		time.Sleep(200 * time.Millisecond)
+		sw0 := [2]int{contextSwitches(b, readers[0].tid), contextSwitches(b, readers[1].tid)}
+		ev0 := [2]uint64{c.Stats().Events, s.Stats().Events}
+		time.Sleep(window)
+		sw := [2]int{contextSwitches(b, readers[0].tid) - sw0[0], contextSwitches(b, readers[1].tid) - sw0[1]}
+		ev := [2]uint64{c.Stats().Events - ev0[0], s.Stats().Events - ev0[1]}
+		c.Close()
+		s.Close()
+		wg.Wait()
+		b.ReportMetric(float64(sw[0]), "netlink-wakeups/10s")
+		b.ReportMetric(float64(sw[1]), "bpf-wakeups/10s")
+		b.ReportMetric(float64(ev[0]), "netlink-events/10s")
+		b.Logf("in %v: the proc connector's reader woke %d times for %d events; the BPF source's reader %d times for %d events", window, sw[0], ev[0], sw[1], ev[1])
+	}
+}
+
+// BenchmarkIntegrationMemory: the kernel memory of the maps, empty and with
+// 10,000 rule uids and 10,000 gids, and what Open costs the Go process
+// (RssAnon: loading the kernel's BTF allocates, and the heap is given back).
+func BenchmarkIntegrationMemory(b *testing.B) {
+	requireRoot(b)
+	for range b.N {
+		debug.FreeOSMemory()
+		rss0 := rssAnon(b)
+		s, err := Open(Config{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		rssOpen := rssAnon(b)
+		debug.FreeOSMemory()
+		rssAfter := rssAnon(b)
+		empty, err := s.MapMemory()
+		if err != nil {
+			b.Fatal(err)
+		}
+		var uids, gids []uint32
+		for i := range uint32(10000) {
+			uids = append(uids, 100000+i)
+			gids = append(gids, 200000+i)
+		}
+		if err := s.SetFilter(Filter{UIDs: uids, GIDs: gids}); err != nil {
+			b.Fatal(err)
+		}
+		full, err := s.MapMemory()
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
+		b.ReportMetric(mib(empty), "maps-empty-MiB")
+		b.ReportMetric(mib(full), "maps-10k-MiB")
+		b.ReportMetric((float64(rssAfter)-float64(rss0))/(1<<20), "rssanon-growth-MiB")
+		b.Logf("maps: %.2f MiB empty, %.2f MiB with 10,000 uids and 10,000 gids; RssAnon %.1f MiB before Open, %.1f MiB just after, %.1f MiB after a GC",
+			mib(empty), mib(full), float64(rss0)/(1<<20), float64(rssOpen)/(1<<20), float64(rssAfter)/(1<<20))
+	}
+}
+
+// rssAnon reads this process's RssAnon in bytes.
+func rssAnon(b testing.TB) uint64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(l, "RssAnon:"); ok {
+			n, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return n << 10
+		}
+	}
+	return 0
+}
