@@ -286,7 +286,7 @@ func TestIntegrationUnnamedStormSilent(t *testing.T) {
 	requireRoot(t)
 	storm := buildStorm(t)
 	s := openSource(t, Config{})
-	if err := s.SetFilter(Filter{UIDs: []uint32{covU1}, GIDs: []uint32{covG1}, Processes: []string{"cc1"}}); err != nil {
+	if err := s.SetFilter(Filter{UIDs: []uint32{covU1}, GIDs: []uint32{covG1}, Processes: []string{"cgre-no-such-program"}}); err != nil {
 		t.Fatal(err)
 	}
 	r := startReader(s)
@@ -628,7 +628,7 @@ func TestIntegrationSetFilter(t *testing.T) {
 		full bool
 	}{
 		{Filter{UIDs: []uint32{1, 2}, GIDs: []uint32{3}}, "any=0 execs=0 uids=[1 2] gids=[3] names=0", false},
-		{Filter{UIDs: []uint32{2, 5}, Processes: []string{"cc1"}}, "any=0 execs=1 uids=[2 5] gids=[] names=1", false},
+		{Filter{UIDs: []uint32{2, 5}, Processes: []string{"cgre-no-such-program"}}, "any=0 execs=1 uids=[2 5] gids=[] names=1", false},
 		{Filter{Any: true, Processes: []string{"cc1", "*"}}, "any=1 execs=2 uids=[] gids=[] names=0", false},
 		{Filter{UIDs: []uint32{1, 2, 3, 4, 5}}, "any=1 execs=0 uids=[] gids=[] names=0", true},
 		{Filter{UIDs: []uint32{7}, Processes: []string{"a", "b", "c"}}, "any=0 execs=2 uids=[7] gids=[] names=0", true},
