@@ -18,6 +18,7 @@ type bpfCgreConfig struct {
 	AnyId     uint32
 	Execs     uint32
 	ForkSlack uint64
+	HotTtl    uint64
 }
 
 type bpfCgreCounters struct {

@@ -255,7 +255,8 @@ func mapErr(err error) error {
 // is forked.
 
 // MarkHot makes the kernel report pid's forks (and its children's: they
-// inherit the mark) until Settled or Cool says otherwise. The kernel marks
+// inherit the mark) until Settled or Cool says otherwise, for
+// Config.HotTTL at most. The kernel marks
 // a process hot itself when it reports its credential change or exec, so
 // that its forks between the event and the move are reported; MarkHot is
 // for what user space finds on its own (a scan).

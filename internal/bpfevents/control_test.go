@@ -54,10 +54,10 @@ func TestNameKeys(t *testing.T) {
 func TestConfigDefaults(t *testing.T) {
 	c, err := Config{}.withDefaults()
 	if err != nil || c.RingBuffer != DefaultRingBuffer || c.MaxIDs != DefaultMaxIDs || c.MaxNames != DefaultMaxNames ||
-		c.MaxTasks != DefaultMaxTasks || c.ForkSlack != DefaultForkSlack {
+		c.MaxTasks != DefaultMaxTasks || c.ForkSlack != DefaultForkSlack || c.HotTTL != DefaultHotTTL {
 		t.Errorf("Config{}.withDefaults() = %+v, %v", c, err)
 	}
-	for _, bad := range []Config{{RingBuffer: 3000}, {RingBuffer: 1024}, {MaxIDs: -1}, {MaxTasks: -5}, {ForkSlack: -1}} {
+	for _, bad := range []Config{{RingBuffer: 3000}, {RingBuffer: 1024}, {MaxIDs: -1}, {MaxTasks: -5}, {ForkSlack: -1}, {HotTTL: -1}} {
 		if _, err := bad.withDefaults(); err == nil {
 			t.Errorf("%+v: no error", bad)
 		}

@@ -20,9 +20,10 @@
 //     the file run: for a script, its interpreter) passes the rules'
 //     process-name prefilter (Filter.Processes, Filter.AllExecs). The
 //     process becomes hot.
-//   - FORK events of hot processes not yet settled by user space (Settled),
-//     and of sticky processes whose mark children inherit; the child
-//     inherits the mark, so grandchildren are followed too.
+//   - FORK events of hot processes not yet settled by user space (Settled;
+//     for Config.HotTTL at most), and of sticky processes whose mark
+//     children inherit; the child inherits the mark, so grandchildren are
+//     followed too.
 //   - EXIT events of processes user space tracks: hot, sticky, or watched
 //     (WatchExit). A process's marks go when it exits; a stale mark of a
 //     pid goes when the pid is reused.

@@ -75,6 +75,7 @@ struct cgre_config {
 	__u32 any_id;     /* report every credential change (a "*" rule) */
 	__u32 execs;      /* 0: no EXEC events, 1: names in the prefilter, 2: all */
 	__u64 fork_slack; /* ns: forks this long after a settle still count as before it */
+	__u64 hot_ttl;    /* ns: an unsettled hot mark is followed this long */
 };
 
 /* Written here (atomically), read by user space (mmap). */
@@ -505,13 +506,14 @@ int BPF_PROG(on_exec, struct task_struct *p, int old_pid, struct linux_binprm *b
 /*
  * follows reports whether a fork of hot process tgid at now is one user
  * space needs: the process is not settled since its latest credential
- * change or mark, or the fork came before the settle (plus the slack).
+ * change or mark (for hot_ttl at most: a backstop for a mark user space
+ * never settles), or the fork came before the settle (plus the slack).
  */
 static __always_inline int follows(struct cgre_config *cfg, __u32 tgid, __u64 changed, __u64 now)
 {
 	struct settle *s = bpf_map_lookup_elem(&settled, &tgid);
 	if (!s || s->as_of < changed)
-		return 1;
+		return (__s64)(now - changed) <= (__s64)cfg->hot_ttl;
 	return now <= s->at + cfg->fork_slack;
 }
 

@@ -346,6 +346,29 @@ func TestIntegrationSettle(t *testing.T) {
 	}
 }
 
+// TestIntegrationHotTTL: the forks of a hot process nobody settles are
+// reported for Config.HotTTL, then no longer.
+func TestIntegrationHotTTL(t *testing.T) {
+	requireRoot(t)
+	h := buildHelpers(t)
+	s := openSource(t, Config{HotTTL: 200 * time.Millisecond})
+	if err := s.SetFilter(Filter{UIDs: []uint32{covU1}}); err != nil {
+		t.Fatal(err)
+	}
+	r := startReader(s)
+	pid := runSetid(t, h.native, "resuid", u(covU1), u(covU1), u(covU1), "spawn", "sleep", "500", "spawn")
+	var forks int
+	r.until(t, 5*time.Second, func(e kernel.Event) bool {
+		if e.What == kernel.EventFork && e.ParentTGID == pid {
+			forks++
+		}
+		return e.What == kernel.EventExit && e.TGID == pid
+	})
+	if forks != 1 {
+		t.Errorf("%d forks reported, want 1: the one within the TTL", forks)
+	}
+}
+
 // TestIntegrationMarkHotAndCool: MarkHot makes a process's forks reported
 // (and its exit), Cool stops it.
 func TestIntegrationMarkHotAndCool(t *testing.T) {

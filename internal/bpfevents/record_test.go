@@ -164,10 +164,10 @@ func TestRecordLayout(t *testing.T) {
 		"what": 0, "cpu": 4, "timestamp": 8, "pid": 16, "tgid": 20, "ppid": 24, "ptgid": 28,
 		"rid": 32, "eid": 36, "exit_code": 40, "exit_signal": 44,
 	})
-	check("cgre_config", 16, map[string]uint32{"any_id": 0, "execs": 4, "fork_slack": 8})
+	check("cgre_config", 24, map[string]uint32{"any_id": 0, "execs": 4, "fork_slack": 8, "hot_ttl": 16})
 	check("cgre_counters", 40, map[string]uint32{"lost": 0, "lost_ring": 8, "lost_marks": 16, "creds_seen": 24, "execs_seen": 32})
 	check("settle", 16, map[string]uint32{"as_of": 0, "at": 8})
-	if unsafe.Sizeof(configValue{}) != 16 || unsafe.Sizeof(countersValue{}) != 40 || unsafe.Sizeof(settleValue{}) != 16 || unsafe.Sizeof(nameKey{}) != 20 {
+	if unsafe.Sizeof(configValue{}) != 24 || unsafe.Sizeof(countersValue{}) != 40 || unsafe.Sizeof(settleValue{}) != 16 || unsafe.Sizeof(nameKey{}) != 20 {
 		t.Errorf("Go mirrors: config %d, counters %d, settle %d, name key %d bytes",
 			unsafe.Sizeof(configValue{}), unsafe.Sizeof(countersValue{}), unsafe.Sizeof(settleValue{}), unsafe.Sizeof(nameKey{}))
 	}

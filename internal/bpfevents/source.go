@@ -32,6 +32,9 @@ const (
 	DefaultMaxTasks = 16384
 	// DefaultForkSlack is the engine's default (classify.Config.ForkSlack).
 	DefaultForkSlack = 20 * time.Millisecond
+	// DefaultHotTTL: a classification takes milliseconds; a hot mark
+	// nobody settled for this long is left alone.
+	DefaultHotTTL = 30 * time.Second
 )
 
 // Config configures Open. The zero value is valid.
@@ -53,6 +56,10 @@ type Config struct {
 	// ForkSlack: forks of a settled hot process this long after its settle
 	// are still reported (see Settled). 0 means DefaultForkSlack.
 	ForkSlack time.Duration
+	// HotTTL bounds how long the forks of a hot process that user space
+	// never settles are reported (and inherit the mark): a backstop, not
+	// a substitute for Settled or Cool. 0 means DefaultHotTTL.
+	HotTTL time.Duration
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -71,14 +78,17 @@ func (c Config) withDefaults() (Config, error) {
 	if c.ForkSlack == 0 {
 		c.ForkSlack = DefaultForkSlack
 	}
+	if c.HotTTL == 0 {
+		c.HotTTL = DefaultHotTTL
+	}
 	page := os.Getpagesize()
 	switch {
 	case c.RingBuffer < page || c.RingBuffer&(c.RingBuffer-1) != 0:
 		return c, fmt.Errorf("bpfevents: ring buffer of %d bytes: must be a power of two of at least %d", c.RingBuffer, page)
 	case c.MaxIDs < 1 || c.MaxNames < 1 || c.MaxTasks < 1:
 		return c, fmt.Errorf("bpfevents: map bounds must be positive: MaxIDs %d, MaxNames %d, MaxTasks %d", c.MaxIDs, c.MaxNames, c.MaxTasks)
-	case c.ForkSlack < 0:
-		return c, fmt.Errorf("bpfevents: negative fork slack %v", c.ForkSlack)
+	case c.ForkSlack < 0 || c.HotTTL < 0:
+		return c, fmt.Errorf("bpfevents: negative fork slack %v or hot TTL %v", c.ForkSlack, c.HotTTL)
 	}
 	return c, nil
 }
@@ -106,6 +116,7 @@ type configValue struct {
 	AnyID     uint32
 	Execs     uint32
 	ForkSlack uint64
+	HotTTL    uint64
 }
 
 type countersValue struct {
@@ -231,6 +242,7 @@ func open(cfg Config, o options) (_ *Source, err error) {
 	}
 	s.config = (*configValue)(unsafe.Pointer(&s.cfgMem[0]))
 	atomic.StoreUint64(&s.config.ForkSlack, uint64(cfg.ForkSlack))
+	atomic.StoreUint64(&s.config.HotTTL, uint64(cfg.HotTTL))
 	if s.cntMem, err = mmapArray(m[mapCounters]); err != nil {
 		return nil, err
 	}
