@@ -28,7 +28,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(code)
 	case "open":
-		// How Open fails in this process's credentials: the Reason, or "ok".
+		// How Open fails in this process's credentials: the Reason and the
+		// error, then whether a second Open returned the cached error; or
+		// "ok".
 		s, err := Open(Config{})
 		var nse *NotSupportedError
 		switch {
@@ -36,7 +38,8 @@ func TestMain(m *testing.M) {
 			fmt.Println("ok")
 			s.Close()
 		case errors.As(err, &nse):
-			fmt.Printf("%d %v\n", int(nse.Reason), err)
+			_, again := Open(Config{})
+			fmt.Printf("%d %v\ncached %v\n", int(nse.Reason), err, again == err)
 		default:
 			fmt.Println("other:", err)
 		}

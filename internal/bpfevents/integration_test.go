@@ -772,6 +772,22 @@ func TestIntegrationNotSupported(t *testing.T) {
 		}
 		t.Log(firstLine(err.Error()))
 	})
+	t.Run("root without CAP_BPF, CAP_PERFMON and CAP_SYS_ADMIN", func(t *testing.T) {
+		if _, err := exec.LookPath("setpriv"); err != nil {
+			t.Skip("no setpriv (util-linux) to drop capabilities")
+		}
+		cmd := exec.Command("setpriv", "--bounding-set", "-bpf,-perfmon,-sys_admin", "--inh-caps", "-all", "--", os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), helperEnv+"=open")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Skipf("setpriv: %v", err)
+		}
+		got := strings.TrimSpace(string(out))
+		t.Log(got)
+		if !strings.HasPrefix(got, strconv.Itoa(int(ReasonNoPrivilege))+" ") || !strings.Contains(got, "CAP_BPF") {
+			t.Errorf("Open without the capabilities: %q, want ReasonNoPrivilege naming CAP_BPF", got)
+		}
+	})
 	t.Run("no privilege", func(t *testing.T) {
 		bin := copyForNobody(t)
 		cmd := exec.Command(bin, "-test.run=^$")
@@ -785,6 +801,9 @@ func TestIntegrationNotSupported(t *testing.T) {
 		t.Log(got)
 		if !strings.HasPrefix(got, strconv.Itoa(int(ReasonNoPrivilege))+" ") || !strings.Contains(got, "CAP_BPF") {
 			t.Errorf("Open as nobody: %q, want ReasonNoPrivilege naming CAP_BPF", got)
+		}
+		if !strings.HasSuffix(got, "cached true") {
+			t.Errorf("a second Open did not return the cached error: %q", got)
 		}
 	})
 }
