@@ -442,8 +442,9 @@ func TestIntegrationWatchExit(t *testing.T) {
 // TestIntegrationStaleStickyMark: a sticky mark left for a pid (its process
 // exited before the mark was stored) must not silence the next process with
 // that pid: the kernel drops it when the pid is forked again. The pid is
-// steered with ns_last_pid; other processes may take it first, so it is
-// tried a few times.
+// steered with ns_last_pid, a few pids ahead of where the kernel is
+// (nothing else notices pids being skipped); other processes may take it
+// first, so it is tried a few times.
 func TestIntegrationStaleStickyMark(t *testing.T) {
 	requireRoot(t)
 	h := buildHelpers(t)
@@ -453,8 +454,16 @@ func TestIntegrationStaleStickyMark(t *testing.T) {
 	}
 	r := startReader(s)
 	for try := 0; try < 20; try++ {
-		var p int
-		for p = 20000 + try*97; ; p++ {
+		b, err := os.ReadFile("/proc/sys/kernel/ns_last_pid")
+		if err != nil {
+			t.Skipf("cannot steer pids: %v", err)
+		}
+		last, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := last + 10
+		for ; ; p++ {
 			if _, err := os.Stat(fmt.Sprintf("/proc/%d", p)); os.IsNotExist(err) {
 				break
 			}
