@@ -35,7 +35,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends passwd util-linux \
 	systemd man-db cgroup-tools rpm python3 python3-seccomp \
-	clang llvm libbpf-dev linux-libc-dev >/dev/null
+	clang llvm libbpf-dev >/dev/null
 if [ "$(uname -m)" = x86_64 ]; then
 	apt-get install -y -qq --no-install-recommends gcc-multilib >/dev/null
 fi
