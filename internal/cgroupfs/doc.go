@@ -20,14 +20,21 @@
 // opened with a raw open(2) the first time and kept: never an *os.File,
 // whose registration with the runtime's poller (cgroupfs files are
 // pollable) costs two epoll_ctl calls and wakes the poller's thread. The
-// descriptors are cached per (hierarchy, path) in a bounded LRU cache
-// (WithMaxOpen; a template such as %u can name a cgroup per user), are
-// never closed while a move writes to them, and are all closed by
-// Mover.Close. A write through the descriptor of a removed cgroup fails
-// with ENODEV: the descriptor is dropped and the path opened once more,
-// and if that fails the cgroup is reported missing (ENOENT). Nothing is
-// retried or waited for: EINVAL (a task still being created) goes back to
-// the caller at once.
+// descriptors are cached per (hierarchy, path) in a bounded LRU cache (a
+// template such as %u can name a cgroup per user), are never closed while
+// a move writes to them, and are all closed by Mover.Close. The bound is
+// half of the process's open-file limit (RLIMIT_NOFILE; MaxOpenFor, at
+// most MaxOpenCap), so that the rest of the daemon always has the other
+// half; WithMaxOpen sets another. A write through the descriptor of a
+// removed cgroup fails with ENODEV: the descriptor is dropped and the path
+// opened once more, and if that fails the cgroup is reported missing
+// (ENOENT). An open that fails with EMFILE or ENFILE closes the least
+// recently used half of the cached descriptors, lowers the bound to what
+// is left (Shortage, reported through WithShortageReport at most once a
+// second) and is tried once more; if that fails too, Move's error matches
+// ErrOutOfDescriptors: the move is lost, and the caller repairs it like
+// any lost event. Nothing else is retried or waited for: EINVAL (a task
+// still being created) goes back to the caller at once.
 //
 // Privileges: Discover needs nothing special. Create and Move need write
 // access to the cgroup directories, i.e. root (or a delegated sub-tree).

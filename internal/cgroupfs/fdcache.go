@@ -1,17 +1,93 @@
 package cgroupfs
 
 import (
+	"errors"
+	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cgrulesengd/cgrulesengd/internal/ratelimit"
 )
 
-// DefaultMaxOpen bounds the cgroup.procs descriptors a Mover keeps open.
-// Template destinations (%u, %g, %p) can name one cgroup per user on a node
-// with thousands of users; the least recently used descriptor is closed
-// beyond this bound, and reopening it later costs one open(2).
-const DefaultMaxOpen = 1024
+// The bound on the cgroup.procs descriptors a Mover keeps open. Template
+// destinations (%u, %g, %p) can name one cgroup per user on a node with
+// thousands of users; the least recently used descriptor is closed beyond
+// the bound, and reopening it later costs one open(2).
+//
+// The bound is half of the process's open-file limit (MaxOpenFor): the
+// other half is for everything else the daemon opens (the netlink socket,
+// the log, /proc files being read, the clients of its sockets, NSS), so
+// that a cache full of destinations can never starve them. It is at most
+// MaxOpenCap (a cached descriptor costs kernel and heap memory) and at
+// least MinOpen.
+const (
+	MaxOpenCap = 16384
+	MinOpen    = 8
+)
+
+// MaxOpenFor is the cache bound for an open-file limit (RLIMIT_NOFILE's
+// soft value).
+func MaxOpenFor(nofile uint64) int {
+	return int(min(max(nofile/2, MinOpen), MaxOpenCap))
+}
+
+// DefaultMaxOpen is MaxOpenFor the process's current open-file limit (the
+// daemon raises its soft limit to the hard one before it makes its Mover),
+// or 512 if the limit cannot be read.
+func DefaultMaxOpen() int {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return MaxOpenFor(1024)
+	}
+	return MaxOpenFor(lim.Cur)
+}
+
+// ErrOutOfDescriptors is matched (errors.Is) by a Shortage, and by Move's
+// error when the process has no descriptor left for a cgroup.procs file
+// even after closing idle cached ones. The error then also matches the
+// kernel's cause, unix.EMFILE or unix.ENFILE.
+var ErrOutOfDescriptors = errors.New("out of file descriptors")
+
+// Shortage reports an open(2) of a cgroup.procs file that failed with
+// EMFILE (the process's limit) or ENFILE (the system's): the cache closed
+// Closed idle descriptors, lowered its bound to Bound, and opened the file
+// again, which failed with Retry (nil: it worked). Suppressed is the number
+// of shortages not reported since the last report (see WithShortageReport).
+type Shortage struct {
+	Path       string // the cgroup.procs file
+	Err        error  // EMFILE or ENFILE
+	Closed     int
+	Bound      int
+	Retry      error
+	Suppressed int
+}
+
+func (s *Shortage) Error() string {
+	out := "recovered"
+	if s.Retry != nil {
+		out = fmt.Sprintf("still failing (%v): the move is lost and must be repaired", s.Retry)
+	}
+	msg := fmt.Sprintf("cgroupfs: opening %s: %v: closed %d idle cached cgroup.procs descriptors and lowered the cache's bound to %d; opened again: %s",
+		s.Path, s.Err, s.Closed, s.Bound, out)
+	if s.Suppressed > 0 {
+		msg += fmt.Sprintf(" (%d more shortages since the last report)", s.Suppressed)
+	}
+	return msg
+}
+
+// Is makes errors.Is(s, ErrOutOfDescriptors) hold.
+func (s *Shortage) Is(target error) bool { return target == ErrOutOfDescriptors }
+
+// Unwrap exposes the kernel's error.
+func (s *Shortage) Unwrap() error { return s.Err }
+
+// outOfDescriptors reports whether err is EMFILE or ENFILE.
+func outOfDescriptors(err error) bool {
+	return errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE)
+}
 
 // fileKey names one cgroup.procs file: a cgroup path in a hierarchy.
 type fileKey struct {
@@ -45,6 +121,11 @@ type fdCache struct {
 	lru   procsFile // sentinel of a circular list
 	open  int       // descriptors open: cached, or evicted but still in use
 
+	// report is told of every shortage that shortLog lets through
+	// (WithShortageReport); nil: none are reported.
+	report   func(*Shortage)
+	shortLog ratelimit.Limiter
+
 	// System calls, replaceable by tests (a plain file cannot fail with
 	// ENODEV the way a removed cgroup's file does). writeFn nil means
 	// writePID; it takes the pid, not its bytes, so that the bytes can stay
@@ -56,7 +137,7 @@ type fdCache struct {
 
 func newFDCache(max int) *fdCache {
 	if max <= 0 {
-		max = DefaultMaxOpen
+		max = DefaultMaxOpen()
 	}
 	c := &fdCache{max: max, files: make(map[fileKey]*procsFile), openFn: openProcs, closeFn: unix.Close}
 	c.lru.prev, c.lru.next = &c.lru, &c.lru
@@ -117,6 +198,9 @@ func (c *fdCache) acquire(key fileKey, file func() (string, error)) (*procsFile,
 		return nil, err
 	}
 	fd, err := c.openFn(p)
+	if outOfDescriptors(err) {
+		fd, err = c.shortage(p, err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -138,6 +222,37 @@ func (c *fdCache) acquire(key fileKey, file func() (string, error)) (*procsFile,
 		c.evict(c.lru.prev)
 	}
 	return f, nil
+}
+
+// shortage handles an open of path that failed with EMFILE or ENFILE: the
+// least recently used half of the cached descriptors is dropped (those not
+// in use are closed at once), the bound is lowered to what is left (at
+// least MinOpen) so that the cache does not take the freed descriptors back
+// from the rest of the process, and the open is tried once more. The
+// shortage is reported, rate-limited. A failed retry returns a *Shortage,
+// which matches ErrOutOfDescriptors and the kernel's error.
+func (c *fdCache) shortage(path string, cause error) (int, error) {
+	c.mu.Lock()
+	before := c.open
+	for n := (len(c.files) + 1) / 2; n > 0; n-- {
+		c.evict(c.lru.prev)
+	}
+	closed := before - c.open
+	c.max = max(len(c.files), MinOpen)
+	bound := c.max
+	c.mu.Unlock()
+	fd, err := c.openFn(path)
+	s := &Shortage{Path: path, Err: cause, Closed: closed, Bound: bound, Retry: err}
+	if c.report != nil {
+		if n, ok := c.shortLog.Allow(time.Now()); ok {
+			s.Suppressed = n
+			c.report(s)
+		}
+	}
+	if err != nil {
+		return -1, s
+	}
+	return fd, nil
 }
 
 // release gives back a descriptor from get or acquire.

@@ -6,11 +6,14 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cgrulesengd/cgrulesengd/internal/ratelimit"
 )
 
 // fdFixture is a v2 hierarchy of plain directories g0..g(n-1), each with a
@@ -275,5 +278,143 @@ func TestMoveAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("a cached move allocates %v times", allocs)
+	}
+}
+
+func TestMaxOpenFor(t *testing.T) {
+	for _, c := range []struct {
+		nofile uint64
+		want   int
+	}{
+		{0, MinOpen}, {10, MinOpen}, {64, 32}, {1024, 512}, {4096, 2048},
+		{32768, MaxOpenCap}, {524288, MaxOpenCap}, {1 << 62, MaxOpenCap},
+	} {
+		if got := MaxOpenFor(c.nofile); got != c.want {
+			t.Errorf("MaxOpenFor(%d) = %d, want %d", c.nofile, got, c.want)
+		}
+	}
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	if got := NewMover(nil).MaxOpen(); got != MaxOpenFor(lim.Cur) {
+		t.Errorf("the default bound is %d, want half the open-file limit %d: %d", got, lim.Cur, MaxOpenFor(lim.Cur))
+	}
+}
+
+// TestMoveShortage: an open that fails with EMFILE drops the least recently
+// used half of the cache, lowers the bound, retries and reports; a retry
+// that fails too is an error matching ErrOutOfDescriptors and EMFILE that
+// names the pid and the cgroup.
+func TestMoveShortage(t *testing.T) {
+	f := newFDFixture(t, 20, 20)
+	var reports []*Shortage
+	f.m.fds.report = func(s *Shortage) { reports = append(reports, s) }
+	for i := 0; i < 16; i++ {
+		if err := f.m.Move(f.h, fmt.Sprintf("/g%d", i), 7); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open := f.m.fds.openFn
+	fail := 1
+	f.m.fds.openFn = func(p string) (int, error) {
+		if fail > 0 {
+			fail--
+			return -1, unix.EMFILE
+		}
+		return open(p)
+	}
+	if err := f.m.Move(f.h, "/g16", 7); err != nil {
+		t.Fatalf("the retry after closing idle descriptors failed: %v", err)
+	}
+	if len(reports) != 1 || reports[0].Closed != 8 || reports[0].Bound != 8 || reports[0].Retry != nil || !errors.Is(reports[0], ErrOutOfDescriptors) || !errors.Is(reports[0], unix.EMFILE) {
+		t.Fatalf("reports %+v, want one: 8 closed, bound 8, recovered", reports)
+	}
+	if !strings.Contains(reports[0].Error(), "g16/cgroup.procs: too many open files: closed 8 idle") {
+		t.Errorf("report: %v", reports[0])
+	}
+	if n, m := f.m.OpenFiles(), openProcsFiles(t, f.mnt); n != 8 || m != 8 || f.m.MaxOpen() != 8 {
+		t.Errorf("after the shortage: %d descriptors counted, %d in /proc/self/fd, bound %d; want 8, 8, 8", n, m, f.m.MaxOpen())
+	}
+	// The most recently used stayed: g8..g15 are cached, g0 is not.
+	if !f.m.Cached(f.h, "/g15") || !f.m.Cached(f.h, "/g16") || f.m.Cached(f.h, "/g0") {
+		t.Errorf("the wrong half was dropped")
+	}
+
+	f.m.fds.openFn = func(string) (int, error) { return -1, unix.ENFILE }
+	f.m.fds.shortLog = ratelimit.Limiter{Burst: 100}
+	err := f.m.Move(f.h, "/g17", 4242)
+	if !errors.Is(err, ErrOutOfDescriptors) || !errors.Is(err, unix.ENFILE) {
+		t.Fatalf("err = %v, want ErrOutOfDescriptors and ENFILE", err)
+	}
+	if !strings.Contains(err.Error(), "pid 4242") || !strings.Contains(err.Error(), "/g17") || !strings.Contains(err.Error(), "still failing") {
+		t.Errorf("error does not name pid and cgroup, or hide the failed retry: %v", err)
+	}
+	if len(reports) != 2 || reports[1].Retry == nil {
+		t.Errorf("reports %+v, want a second one with the failed retry", reports)
+	}
+	if f.m.MaxOpen() != MinOpen {
+		t.Errorf("bound %d, want it never below MinOpen %d", f.m.MaxOpen(), MinOpen)
+	}
+}
+
+// TestMoveRealDescriptorLimit: with the open-file limit lowered so that
+// the cache cannot hold every destination, moves into 40 cgroups all work:
+// the kernel's EMFILE makes the cache close idle descriptors.
+func TestMoveRealDescriptorLimit(t *testing.T) {
+	const cgroups = 40
+	f := newFDFixture(t, cgroups, cgroups) // a bound the limit cannot hold
+	var reports []*Shortage
+	f.m.fds.report = func(s *Shortage) { reports = append(reports, s) }
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Room for 20 more descriptors above the highest open now; the free
+	// numbers below it are taken (the kernel gives out the lowest).
+	highest := 0
+	for _, e := range ents {
+		if n, err := strconv.Atoi(e.Name()); err == nil && n > highest {
+			highest = n
+		}
+	}
+	for {
+		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fd > highest {
+			unix.Close(fd)
+			break
+		}
+		defer unix.Close(fd)
+	}
+	low := lim
+	low.Cur = uint64(highest + 21)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+			t.Errorf("restoring the open-file limit: %v", err)
+		}
+	}()
+	for round := 0; round < 2; round++ {
+		for i := 0; i < cgroups; i++ {
+			if err := f.m.Move(f.h, fmt.Sprintf("/g%d", i), 100+i); err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+	}
+	if len(reports) == 0 {
+		t.Fatalf("no shortage with a limit of %d descriptors and %d destinations", low.Cur, cgroups)
+	}
+	t.Logf("first shortage: %v; bound now %d", reports[0], f.m.MaxOpen())
+	if n := f.m.OpenFiles(); n > f.m.MaxOpen() {
+		t.Errorf("%d descriptors open, bound %d", n, f.m.MaxOpen())
 	}
 }

@@ -71,6 +71,9 @@ func (e *ControllerError) Unwrap() []error {
 type Mover struct {
 	below string // --cgroup-root: v2 controllers are only enabled at or below it
 	fds   *fdCache
+
+	maxOpen int             // WithMaxOpen
+	report  func(*Shortage) // WithShortageReport
 }
 
 // MoverOption configures a Mover.
@@ -84,9 +87,17 @@ func WithCgroupRoot(root string) MoverOption {
 }
 
 // WithMaxOpen bounds the cgroup.procs descriptors kept open (default
-// DefaultMaxOpen); the least recently used one is closed beyond it.
+// DefaultMaxOpen(): half of the open-file limit); the least recently used
+// one is closed beyond it.
 func WithMaxOpen(n int) MoverOption {
-	return func(m *Mover) { m.fds = newFDCache(n) }
+	return func(m *Mover) { m.maxOpen = n }
+}
+
+// WithShortageReport has report called when the process runs out of
+// descriptors opening a cgroup.procs file (see Shortage), at most once a
+// second: the daemon logs it as an error. report must not block.
+func WithShortageReport(report func(*Shortage)) MoverOption {
+	return func(m *Mover) { m.report = report }
 }
 
 // NewMover returns a Mover. The Layout is not needed (hierarchies are
@@ -97,10 +108,17 @@ func NewMover(_ *Layout, opts ...MoverOption) *Mover {
 	for _, o := range opts {
 		o(m)
 	}
-	if m.fds == nil {
-		m.fds = newFDCache(DefaultMaxOpen)
-	}
+	m.fds = newFDCache(m.maxOpen)
+	m.fds.report = m.report
 	return m
+}
+
+// MaxOpen is the current bound on the cgroup.procs descriptors kept open:
+// WithMaxOpen's, lowered by shortages (see Shortage).
+func (m *Mover) MaxOpen() int {
+	m.fds.mu.Lock()
+	defer m.fds.mu.Unlock()
+	return m.fds.max
 }
 
 // Move writes pid to cgroup.procs of path in h: every thread of the
@@ -119,6 +137,12 @@ func NewMover(_ *Layout, opts ...MoverOption) *Mover {
 // then drops it and opens the path once more (the cgroup may have been
 // created again under the same name); if that fails too, the error is
 // returned, matching unix.ENOENT as well when the cgroup is gone.
+//
+// An open that fails for lack of descriptors (EMFILE, ENFILE) closes the
+// least recently used half of the cached ones and is tried once more; if
+// that fails too, the error matches ErrOutOfDescriptors (and the kernel's
+// errno): nothing was moved, and the caller should treat the move as a lost
+// event (the daemon rescans /proc).
 func (m *Mover) Move(h *Hierarchy, path string, pid int) error {
 	if pid <= 0 {
 		return fmt.Errorf("cgroupfs: move pid %d to %s:%s: %w", pid, h.Name(), path, ErrInvalidPID)
