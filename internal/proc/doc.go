@@ -13,7 +13,11 @@
 // Errors name the pid and the file and wrap the cause with %w. A task that
 // has gone away (ENOENT on /proc/PID or one of its files, or ESRCH from the
 // kernel) is reported so that errors.Is(err, unix.ESRCH) holds; callers
-// usually drop such events silently.
+// usually drop such events silently. A read that fails because the process
+// is out of descriptors keeps the kernel's errno (errors.Is(err,
+// unix.EMFILE) or unix.ENFILE, never ESRCH): the task was not read, and a
+// caller that drops it loses an event (the engine repairs it with a
+// rescan).
 //
 // Privileges: status, stat, cmdline, cgroup, task/*/children are readable by
 // anyone (unless procfs is mounted with hidepid=, in which case PIDs and the
