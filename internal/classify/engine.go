@@ -151,6 +151,9 @@ type Engine struct {
 
 	marks     *marks // sticky processes (marks.go, sticky.go)
 	stickyLog ratelimit.Limiter
+
+	fdLog    ratelimit.Limiter // descriptors.go
+	fdRepair spacedRequest
 }
 
 // New returns an engine; it does nothing until Start.
@@ -711,6 +714,11 @@ moves:
 			}
 		default:
 			e.stats.errors.Add(1)
+			if outOfDescriptors(err) { // descriptors.go
+				e.stats.failed[FailedOther].Add(1)
+				e.lostForDescriptors(pid, err)
+				break moves
+			}
 			if e.reportMissing(&m, err) {
 				e.stats.failed[FailedCgroupMissing].Add(1)
 				break
@@ -847,6 +855,11 @@ func (e *Engine) reportMissing(m *Move, err error) bool {
 }
 
 func (e *Engine) taskGone(pid int, why reason, err error) {
+	if outOfDescriptors(err) { // descriptors.go
+		e.stats.errors.Add(1)
+		e.lostForDescriptors(pid, err)
+		return
+	}
 	if errors.Is(err, unix.ESRCH) || isNotExist(err) {
 		e.stats.gone.Add(1)
 		return
@@ -928,6 +941,10 @@ func (e *Engine) scan(st *workState, why reason) (tasks, moved int) {
 	pids, err := e.cfg.Tasks.PIDs()
 	if err != nil {
 		e.stats.errors.Add(1)
+		if outOfDescriptors(err) { // descriptors.go
+			e.lostForDescriptors(0, err)
+			return 0, 0
+		}
 		e.log.Errorf("rescan: %v", err)
 		return 0, 0
 	}

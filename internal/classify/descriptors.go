@@ -1,0 +1,80 @@
+package classify
+
+// Out of descriptors (issue 19): a /proc read or a move that failed with
+// EMFILE or ENFILE (the Mover has already closed idle cached descriptors
+// and tried once more) has lost its event, exactly as a kernel overflow
+// loses one. It is logged as an error, at most once a second, and repaired
+// by a full rescan. Rescans asked for this way are at least a second
+// apart, so that a shortage that lasts does not turn into back-to-back
+// scans that fail the same way.
+//
+// This file is the engine's whole hook for it: Engine holds fdLog and
+// fdRepair; taskGone, the move loop of classify and scan call
+// lostForDescriptors.
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+)
+
+// fdRepairSpacing is the shortest time between two rescans asked for by
+// descriptor shortages.
+const fdRepairSpacing = time.Second
+
+// outOfDescriptors reports whether err is EMFILE or ENFILE (cgroupfs and
+// proc wrap the kernel's errno with %w).
+func outOfDescriptors(err error) bool {
+	return errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE)
+}
+
+// lostForDescriptors reports a classification of pid (0: the list of
+// tasks) that failed for lack of descriptors, and asks for a repair scan.
+func (e *Engine) lostForDescriptors(pid int, err error) {
+	if n, ok := e.fdLog.Allow(time.Now()); ok {
+		f := logrus.Fields{}
+		if pid > 0 {
+			f["pid"] = pid
+		}
+		if n > 0 {
+			f["not_logged"] = n
+		}
+		e.log.WithFields(f).Errorf("out of file descriptors: a task was not classified, rescanning /proc: %v", err)
+	}
+	e.fdRepair.request(e.RequestRescan)
+}
+
+// spacedRequest calls a request function at most once per fdRepairSpacing:
+// a call that comes sooner is made when the spacing is over (one for all
+// the calls in between).
+type spacedRequest struct {
+	mu      sync.Mutex
+	last    time.Time
+	pending bool
+}
+
+func (s *spacedRequest) request(f func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	wait := fdRepairSpacing - now.Sub(s.last)
+	if wait <= 0 {
+		s.last = now
+		f()
+		return
+	}
+	if s.pending {
+		return
+	}
+	s.pending = true
+	time.AfterFunc(wait, func() {
+		s.mu.Lock()
+		s.pending = false
+		s.last = time.Now()
+		s.mu.Unlock()
+		f()
+	})
+}
