@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/cgrulesengd/cgrulesengd/internal/cgroupfs"
 	"github.com/cgrulesengd/cgrulesengd/rules"
 )
@@ -56,6 +58,9 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "cgrulesengd: %v\n", err)
 		return exitSocketOwner
 	}
+	if err := raiseOpenFileLimit(); err != nil {
+		fmt.Fprintf(stderr, "cgrulesengd: %v\n", err)
+	}
 	n := notifierFromEnv()
 	if !o.nodaemon && !n.background() && !underServiceManager() {
 		return startBackground(args, stderr)
@@ -79,4 +84,26 @@ func errOrNone(err error) error {
 		return errors.New("none mounted")
 	}
 	return err
+}
+
+// raiseOpenFileLimit raises the soft open-file limit (RLIMIT_NOFILE) to the
+// hard one, as daemons do (the Go runtime itself stops one short of it).
+// The daemon's descriptors are budgeted from the soft limit: half of it
+// for the cache of cgroup.procs descriptors (cgroupfs.DefaultMaxOpen), the
+// rest for everything else; so it is raised before the Mover is made. A
+// failure is not fatal: the budget follows whatever limit is in force.
+func raiseOpenFileLimit() error {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("reading the open-file limit: %w", err)
+	}
+	if lim.Cur == lim.Max {
+		return nil
+	}
+	want := lim
+	want.Cur = lim.Max
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &want); err != nil {
+		return fmt.Errorf("raising the open-file limit from %d to its hard limit %d: %w", lim.Cur, lim.Max, err)
+	}
+	return nil
 }
