@@ -1,7 +1,13 @@
 // Package unixsock creates the daemon's listening Unix stream sockets (the
 // sticky socket of libcgroup's clients, the root-only status and metrics
 // sockets), serves them with a bound on the clients served at once (Serve),
-// and tells who is at the other end of a connection (PeerCred).
+// tells who is at the other end of a connection (PeerCred), and turns away
+// peers that are not root on the root-only sockets (PeerCheck, the one
+// implementation of that check).
+//
+// Serve keeps a descriptor in reserve (package fdreserve), so that a
+// client is still accepted and served when the daemon has run out of
+// descriptors: `cgrulesengd --status` answers even then.
 //
 // Listen makes a socket file appear atomically with its final mode and
 // owner: it binds under a temporary name in the same directory, sets both,

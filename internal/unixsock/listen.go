@@ -133,24 +133,3 @@ func (l *Listener) remove() error {
 	}
 	return nil
 }
-
-// PeerCred returns the credentials of the process at the other end of c
-// (SO_PEERCRED: the connecting process, as of its connect; for a client,
-// the process that called listen).
-func PeerCred(c *net.UnixConn) (*unix.Ucred, error) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	var cred *unix.Ucred
-	var cerr error
-	if err := raw.Control(func(fd uintptr) {
-		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
-	}); err != nil {
-		return nil, err
-	}
-	if cerr != nil {
-		return nil, fmt.Errorf("SO_PEERCRED: %w", cerr)
-	}
-	return cred, nil
-}

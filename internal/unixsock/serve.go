@@ -5,6 +5,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/cgrulesengd/cgrulesengd/internal/fdreserve"
 )
 
 // Server serves the connections of a Listener, each on a goroutine of its
@@ -19,6 +21,7 @@ type Server struct {
 	acceptErr func(error)
 
 	slots   chan struct{} // one per connection being served
+	spare   *fdreserve.Reserve
 	closing chan struct{}
 	wg      sync.WaitGroup
 	once    sync.Once
@@ -30,9 +33,14 @@ type Server struct {
 
 // Serve starts serving ln: handle is called for every connection, which is
 // closed when handle returns. acceptErr may be nil.
+//
+// The server keeps a descriptor in reserve (package fdreserve): when the
+// process is out of descriptors, it still accepts and serves one
+// connection at a time with it.
 func Serve(ln *Listener, max int, handle func(*net.UnixConn), acceptErr func(error)) *Server {
 	s := &Server{
 		ln: ln, handle: handle, acceptErr: acceptErr,
+		spare:   fdreserve.New(),
 		slots:   make(chan struct{}, max),
 		closing: make(chan struct{}),
 		conns:   make(map[*net.UnixConn]struct{}),
@@ -53,7 +61,7 @@ func (s *Server) accept() {
 		case <-s.closing:
 			return
 		}
-		c, err := s.ln.AcceptUnix()
+		nc, _, err := s.spare.Accept(func() (net.Conn, error) { return s.ln.AcceptUnix() })
 		if err != nil {
 			<-s.slots
 			select {
@@ -68,8 +76,10 @@ func (s *Server) accept() {
 				s.acceptErr(err)
 			}
 			time.Sleep(100 * time.Millisecond) // do not spin on EMFILE
+			s.spare.Refill()
 			continue
 		}
+		c := nc.(*net.UnixConn)
 		s.mu.Lock()
 		s.conns[c] = struct{}{}
 		s.mu.Unlock()
@@ -80,6 +90,7 @@ func (s *Server) accept() {
 				delete(s.conns, c)
 				s.mu.Unlock()
 				c.Close()
+				s.spare.Refill() // if its number served this connection
 				<-s.slots
 				s.wg.Done()
 			}()
@@ -101,6 +112,7 @@ func (s *Server) Close() error {
 		}
 		s.mu.Unlock()
 		s.wg.Wait()
+		s.spare.Close()
 	})
 	return s.err
 }

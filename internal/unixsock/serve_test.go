@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cgrulesengd/cgrulesengd/internal/fdreserve/fdtest"
 )
 
 // TestServeBoundAndClose: at most max connections are handled at once, and
@@ -58,5 +60,92 @@ func TestServeBoundAndClose(t *testing.T) {
 	}
 	if err := srv.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// TestServeOutOfDescriptors: with every descriptor of the process taken
+// but the one the client's connect uses, the server still accepts it (with
+// its spare) and serves it, and takes the spare back once it is done.
+func TestServeOutOfDescriptors(t *testing.T) {
+	ln, err := Listen(filepath.Join(t.TempDir(), "s.sock"), 0o600, -1, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	srv := Serve(ln, 2, func(c *net.UnixConn) {
+		_, _ = c.Write([]byte("hi"))
+		<-release
+	}, nil)
+	defer srv.Close()
+	if !srv.spare.Held() {
+		t.Fatal("no spare descriptor")
+	}
+	fdtest.Exhaust(t, 1)
+	c, err := net.Dial("unix", ln.Path())
+	if err != nil {
+		close(release)
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b := make([]byte, 2)
+	if n, err := c.Read(b); err != nil || string(b[:n]) != "hi" {
+		t.Errorf("a client with no descriptor free for the server: %q, %v", b[:n], err)
+	}
+	if srv.spare.Held() {
+		t.Error("served, but the spare is still held: the test did not run the server out of descriptors")
+	}
+	close(release)
+	for deadline := time.Now().Add(5 * time.Second); !srv.spare.Held(); time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the spare was not taken back after the connection closed")
+		}
+	}
+}
+
+// TestPeerCheck: root only by default; Allowed decides otherwise; a refused
+// peer is reported with its uid and pid.
+func TestPeerCheck(t *testing.T) {
+	ln, err := Listen(filepath.Join(t.TempDir(), "s.sock"), 0o600, -1, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	conns := make(chan *net.UnixConn)
+	go func() {
+		for {
+			c, err := ln.AcceptUnix()
+			if err != nil {
+				close(conns)
+				return
+			}
+			conns <- c
+		}
+	}()
+	admit := func(p PeerCheck) bool {
+		c, err := net.Dial("unix", ln.Path())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		s := <-conns
+		defer s.Close()
+		return p.Admit(s)
+	}
+	uid, pid := uint32(os.Getuid()), int32(os.Getpid())
+	var refused []int64
+	report := func(u uint32, p int32) { refused = append(refused, int64(u), int64(p)) }
+	if got := admit(PeerCheck{Refused: report}); got != (uid == 0) {
+		t.Errorf("default check admits uid %d: %v", uid, got)
+	}
+	if got := admit(PeerCheck{Allowed: func(u uint32) bool { return u == uid }, Refused: report}); !got {
+		t.Error("Allowed said yes, Admit said no")
+	}
+	refused = nil
+	if admit(PeerCheck{Allowed: func(uint32) bool { return false }, Refused: report}) {
+		t.Error("Allowed said no, Admit said yes")
+	}
+	if len(refused) != 2 || refused[0] != int64(uid) || refused[1] != int64(pid) {
+		t.Errorf("refusal reported as %v, want uid %d pid %d", refused, uid, pid)
 	}
 }
