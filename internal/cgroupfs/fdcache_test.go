@@ -6,13 +6,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cgrulesengd/cgrulesengd/internal/fdreserve/fdtest"
 	"github.com/cgrulesengd/cgrulesengd/internal/ratelimit"
 )
 
@@ -366,43 +366,7 @@ func TestMoveRealDescriptorLimit(t *testing.T) {
 	f := newFDFixture(t, cgroups, cgroups) // a bound the limit cannot hold
 	var reports []*Shortage
 	f.m.fds.report = func(s *Shortage) { reports = append(reports, s) }
-	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Room for 20 more descriptors above the highest open now; the free
-	// numbers below it are taken (the kernel gives out the lowest).
-	highest := 0
-	for _, e := range ents {
-		if n, err := strconv.Atoi(e.Name()); err == nil && n > highest {
-			highest = n
-		}
-	}
-	for {
-		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if fd > highest {
-			unix.Close(fd)
-			break
-		}
-		defer unix.Close(fd)
-	}
-	low := lim
-	low.Cur = uint64(highest + 21)
-	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-			t.Errorf("restoring the open-file limit: %v", err)
-		}
-	}()
+	fdtest.Exhaust(t, 20)
 	for round := 0; round < 2; round++ {
 		for i := 0; i < cgroups; i++ {
 			if err := f.m.Move(f.h, fmt.Sprintf("/g%d", i), 100+i); err != nil {
@@ -411,7 +375,7 @@ func TestMoveRealDescriptorLimit(t *testing.T) {
 		}
 	}
 	if len(reports) == 0 {
-		t.Fatalf("no shortage with a limit of %d descriptors and %d destinations", low.Cur, cgroups)
+		t.Fatalf("no shortage with room for 20 descriptors and %d destinations", cgroups)
 	}
 	t.Logf("first shortage: %v; bound now %d", reports[0], f.m.MaxOpen())
 	if n := f.m.OpenFiles(); n > f.m.MaxOpen() {

@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cgrulesengd/cgrulesengd/internal/fdreserve/fdtest"
 )
 
 // TestReadOutOfDescriptors: a read that fails for lack of descriptors is
@@ -15,41 +17,7 @@ import (
 func TestReadOutOfDescriptors(t *testing.T) {
 	fs := NewFS("/proc")
 	pid := os.Getpid()
-	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	highest := 0
-	for _, e := range ents {
-		if n, err := strconv.Atoi(e.Name()); err == nil && n > highest {
-			highest = n
-		}
-	}
-	low := lim
-	low.Cur = uint64(highest + 4)
-	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
-		t.Fatal(err)
-	}
-	var filled []int
-	defer func() {
-		for _, fd := range filled {
-			unix.Close(fd)
-		}
-		if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-			t.Errorf("restoring the open-file limit: %v", err)
-		}
-	}()
-	for {
-		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			break
-		}
-		filled = append(filled, fd)
-	}
+	fdtest.Exhaust(t, 0)
 	_, terr := fs.Task(pid, false)
 	_, cerr := fs.Cgroups(pid)
 	_, perr := fs.PIDs()
