@@ -1,6 +1,7 @@
 package status
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -17,16 +18,18 @@ const Mode = 0o600
 
 const maxClients = 4 // served at once; more wait in the backlog
 
-// clientTimeout is how long one client may take to read its report (a
-// variable for tests).
-var clientTimeout = 2 * time.Second
+// clientTimeout is how long one client may take to read its report, from
+// the moment the report is ready to be written: building and encoding it
+// (which takes a while for thousands of rules on a busy machine) is not
+// the client's time.
+const clientTimeout = 2 * time.Second
 
 // Server serves Reports. Create it with Listen; Close stops it.
 type Server struct {
 	srv     *unixsock.Server
 	report  func() *Report
-	refused func(uid uint32, pid int32)
-	allowed func(uid uint32) bool // root only (tests decide themselves)
+	check   unixsock.PeerCheck
+	timeout time.Duration // clientTimeout (tests shorten it)
 }
 
 // Listen creates the socket at path (mode 0600, the daemon's owner; see
@@ -34,15 +37,15 @@ type Server struct {
 // until Close. refused (may be nil) is told of every other peer; it should
 // log, rate-limited.
 func Listen(path string, report func() *Report, refused func(uid uint32, pid int32)) (*Server, error) {
-	return listen(path, report, refused, func(uid uint32) bool { return uid == 0 })
+	return listen(path, report, unixsock.PeerCheck{Refused: refused}, clientTimeout)
 }
 
-func listen(path string, report func() *Report, refused func(uid uint32, pid int32), allowed func(uint32) bool) (*Server, error) {
+func listen(path string, report func() *Report, check unixsock.PeerCheck, timeout time.Duration) (*Server, error) {
 	ln, err := unixsock.Listen(path, Mode, -1, -1)
 	if err != nil {
 		return nil, fmt.Errorf("status %w", err)
 	}
-	s := &Server{report: report, refused: refused, allowed: allowed}
+	s := &Server{report: report, check: check, timeout: timeout}
 	s.srv = unixsock.Serve(ln, maxClients, s.serve, nil)
 	return s, nil
 }
@@ -55,16 +58,16 @@ func (s *Server) Path() string { return s.srv.Path() }
 func (s *Server) Close() error { return s.srv.Close() }
 
 func (s *Server) serve(c *net.UnixConn) {
-	cred, err := unixsock.PeerCred(c)
-	if err != nil {
+	if !s.check.Admit(c) {
 		return
 	}
-	if !s.allowed(cred.Uid) {
-		if s.refused != nil {
-			s.refused(cred.Uid, cred.Pid)
-		}
+	var b bytes.Buffer
+	if err := json.NewEncoder(&b).Encode(s.report()); err != nil {
 		return
 	}
-	_ = c.SetWriteDeadline(time.Now().Add(clientTimeout))
-	_ = json.NewEncoder(c).Encode(s.report())
+	// The deadline starts once the report is ready: a client that does
+	// not read holds its slot for s.timeout, and one that reads gets all
+	// of it however long the report took to make.
+	_ = c.SetWriteDeadline(time.Now().Add(s.timeout))
+	_, _ = c.Write(b.Bytes())
 }

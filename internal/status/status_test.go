@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cgrulesengd/cgrulesengd/internal/unixsock"
 )
 
 func testReport() *Report {
@@ -75,16 +77,20 @@ rules with no hit since they were loaded (1):
 	}
 }
 
-// serve starts a server whose peers are let in when allow says so.
-func serve(t *testing.T, allow bool, report func() *Report) (*Server, func() []uint32) {
+// serve starts a server whose peers are let in when allow says so, and
+// whose clients have timeout to read their report.
+func serve(t *testing.T, allow bool, report func() *Report, timeout time.Duration) (*Server, func() []uint32) {
 	t.Helper()
 	var mu sync.Mutex
 	var refused []uint32
-	s, err := listen(filepath.Join(t.TempDir(), "status.sock"), report, func(uid uint32, pid int32) {
-		mu.Lock()
-		defer mu.Unlock()
-		refused = append(refused, uid)
-	}, func(uint32) bool { return allow })
+	s, err := listen(filepath.Join(t.TempDir(), "status.sock"), report, unixsock.PeerCheck{
+		Allowed: func(uint32) bool { return allow },
+		Refused: func(uid uint32, pid int32) {
+			mu.Lock()
+			defer mu.Unlock()
+			refused = append(refused, uid)
+		},
+	}, timeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +103,7 @@ func serve(t *testing.T, allow bool, report func() *Report) (*Server, func() []u
 }
 
 func TestQuery(t *testing.T) {
-	s, _ := serve(t, true, testReport)
+	s, _ := serve(t, true, testReport, clientTimeout)
 	fi, err := os.Lstat(s.Path())
 	if err != nil || fi.Mode().Perm() != Mode {
 		t.Fatalf("socket file: %v, %v; want mode %o", fi, err, Mode)
@@ -115,7 +121,7 @@ func TestQuery(t *testing.T) {
 }
 
 func TestRefusedPeer(t *testing.T) {
-	s, refused := serve(t, false, testReport)
+	s, refused := serve(t, false, testReport, clientTimeout)
 	_, err := Query(s.Path(), time.Second)
 	if err == nil || !strings.Contains(err.Error(), "answers root only") {
 		t.Fatalf("Query by a refused peer: %v", err)
@@ -143,16 +149,21 @@ func TestNoDaemon(t *testing.T) {
 // TestIdleClients: clients that connect and never read a report too large
 // for the socket buffer hold the server's slots only until the write
 // deadline; a query among them still gets its report.
+//
+// It once failed in CI ("closed without a report"), and raising the
+// deadline from 200 to 500 ms did not fix it: the deadline was set before
+// the report was built and encoded, and encoding this 1.3 MB report under
+// -race, with the idle clients' four encodes and other load on two vCPUs,
+// took 120-900 ms (measured with four CPU burners: 4 failures in 40 runs,
+// at 200 ms and at 500 ms). The write then failed at once with nothing
+// sent, or part-way. The deadline now starts when the report is ready.
 func TestIdleClients(t *testing.T) {
-	// Long enough for the query's own 1 MB report to be written under -race
-	// on a busy 2-vCPU machine (200 ms was not, once in CI).
-	clientTimeout = 500 * time.Millisecond
-	t.Cleanup(func() { clientTimeout = 2 * time.Second })
+	const timeout = 200 * time.Millisecond
 	big := testReport()
 	for i := 0; i < 5000; i++ {
 		big.RuleHits = append(big.RuleHits, RuleHit{Rule: "/etc/cgrules.d/many.conf:1", Text: strings.Repeat("x", 200)})
 	}
-	s, _ := serve(t, true, func() *Report { return big })
+	s, _ := serve(t, true, func() *Report { return big }, timeout)
 	for i := 0; i < 2*maxClients; i++ {
 		c, err := net.Dial("unix", s.Path())
 		if err != nil {
@@ -162,7 +173,9 @@ func TestIdleClients(t *testing.T) {
 	}
 	time.Sleep(50 * time.Millisecond) // every slot taken by an idle client
 	start := time.Now()
-	r, err := Query(s.Path(), 5*time.Second)
+	// Generous: under -race and load each of the three rounds of encodes
+	// (the idle clients', then the query's) can take seconds.
+	r, err := Query(s.Path(), 30*time.Second)
 	if err != nil {
 		t.Fatalf("Query among idle clients: %v", err)
 	}
@@ -172,8 +185,8 @@ func TestIdleClients(t *testing.T) {
 	}
 	// The idle clients really held every slot: at least one round of them
 	// timed out first. (Without the deadline Query would time out.)
-	if took < clientTimeout {
-		t.Errorf("answered after %v, before the idle clients' deadline (%v): they did not hold the slots", took, clientTimeout)
+	if took < timeout {
+		t.Errorf("answered after %v, before the idle clients' deadline (%v): they did not hold the slots", took, timeout)
 	}
 	t.Logf("answered after %v", took)
 	if err := s.Close(); err != nil {
