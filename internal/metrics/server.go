@@ -7,12 +7,11 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	dto "github.com/prometheus/client_model/go"
+	"golang.org/x/sys/unix"
 
 	"github.com/cgrulesengd/cgrulesengd/internal/unixsock"
 )
@@ -30,11 +29,27 @@ func (a Address) String() string {
 	return a.Addr
 }
 
+// Loopback reports whether a TCP address is on the loopback interface
+// (127.0.0.0/8, ::1): only this machine's users can connect.
+func (a Address) Loopback() bool {
+	if a.Network != "tcp" {
+		return false
+	}
+	host, _, err := net.SplitHostPort(a.Addr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 // ParseAddress parses a --metrics value: "unix:PATH" (an absolute path),
 // or HOST:PORT with a literal IP address ("127.0.0.1:9567", "[::1]:9567").
-// Host names are refused (the daemon must not depend on name resolution at
-// start-up), and so is a missing host: ":9567" would listen on every
-// interface, which must be asked for explicitly ("0.0.0.0:9567").
+// Any address is accepted, loopback or not: a Prometheus server on another
+// host needs one that is not. Host names are refused (the daemon must not
+// depend on name resolution at start-up), and so is a missing host:
+// ":9567" would listen on every interface, which must be asked for
+// explicitly ("0.0.0.0:9567").
 func ParseAddress(s string) (Address, error) {
 	if p, ok := strings.CutPrefix(s, "unix:"); ok {
 		if !strings.HasPrefix(p, "/") {
@@ -60,7 +75,7 @@ func ParseAddress(s string) (Address, error) {
 
 // Server serves /metrics.
 type Server struct {
-	ln  net.Listener
+	ln  *limitListener
 	srv *http.Server
 }
 
@@ -72,16 +87,16 @@ type Refusal func(uid uint32, pid int32)
 // 0600 (a stale socket file is replaced, a live one is an error) whose
 // non-root peers are refused.
 func Listen(a Address, refused Refusal) (net.Listener, error) {
-	return listen(a, refused, func(uid uint32) bool { return uid == 0 })
+	return listen(a, unixsock.PeerCheck{Refused: refused})
 }
 
-func listen(a Address, refused Refusal, allowed func(uid uint32) bool) (net.Listener, error) {
+func listen(a Address, check unixsock.PeerCheck) (net.Listener, error) {
 	if a.Network == "unix" {
 		ln, err := unixsock.Listen(a.Addr, 0o600, -1, -1)
 		if err != nil {
 			return nil, fmt.Errorf("metrics %w", err)
 		}
-		return &rootOnly{Listener: ln, refused: refused, allowed: allowed}, nil
+		return &rootOnly{Listener: ln, check: check}, nil
 	}
 	ln, err := net.Listen("tcp", a.Addr)
 	if err != nil {
@@ -90,45 +105,57 @@ func listen(a Address, refused Refusal, allowed func(uid uint32) bool) (net.List
 	return ln, nil
 }
 
-// minCollect is the shortest time between two collections: scrapes in
-// between are answered with the values of the last one. However often a
-// client scrapes, the daemon collects at most once per minCollect (a
-// collection reads /proc/self and every destination's cgroup files).
-const minCollect = time.Second
+// The server's bounds. Whatever clients do, the daemon holds at most
+// maxConns connections (fewer under a small open-file limit, see
+// maxConnsFor), each costing a goroutine and about 10 KB of buffers; a
+// connection has readHeaderTimeout to send its request's headers,
+// readTimeout for the whole request, writeTimeout to take the answer, and
+// is closed after idleTimeout without a request. At most one collection
+// is made per minCollect, and scrapes in between get the answer made from
+// it (responseCache).
+const (
+	maxConns          = 16
+	readHeaderTimeout = 3 * time.Second
+	readTimeout       = 5 * time.Second
+	writeTimeout      = 15 * time.Second
+	idleTimeout       = 30 * time.Second
+	maxHeaderBytes    = 8 << 10
+	minCollect        = time.Second
+)
 
-// cachedGatherer gathers at most once per ttl.
-type cachedGatherer struct {
-	g   prometheus.Gatherer
-	ttl time.Duration
-
-	mu  sync.Mutex
-	at  time.Time
-	mfs []*dto.MetricFamily
-	err error
+// maxConnsFor is maxConns for an open-file limit: a sixteenth of it at
+// most (4 under `ulimit -n 64`), at least 2, so that connections can never
+// take the descriptors the moves need.
+func maxConnsFor(nofile uint64) int {
+	return int(min(max(nofile/16, 2), maxConns))
 }
 
-// Gather returns the last collection if it is younger than ttl. The
-// families are shared by the scrapes it answers, which only read them.
-func (c *cachedGatherer) Gather() ([]*dto.MetricFamily, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.at.IsZero() || time.Since(c.at) >= c.ttl {
-		c.mfs, c.err = c.g.Gather()
-		c.at = time.Now()
+func defaultMaxConns() int {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return maxConns
 	}
-	return c.mfs, c.err
+	return maxConnsFor(lim.Cur)
 }
 
-// Serve serves reg's metrics on ln until Close. Each scrape has 10 s at
-// most; headers must arrive within 5 s, so idle or slow clients cannot pile
-// up; at most one collection is made per second (minCollect).
+// Serve serves reg's metrics on ln until Close, within the bounds above.
+// errLog (may be nil) is told of errors: a failing listener, and, at most
+// once a second, connections closed or refused at the bound (a client is
+// flooding the port).
 func Serve(ln net.Listener, reg *prometheus.Registry, errLog func(error)) *Server {
+	return serve(ln, reg, errLog, defaultMaxConns(), minCollect)
+}
+
+func serve(ln net.Listener, reg prometheus.Gatherer, errLog func(error), conns int, ttl time.Duration) *Server {
+	if errLog == nil {
+		errLog = func(error) {}
+	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(&cachedGatherer{g: reg, ttl: minCollect}, promhttp.HandlerOpts{
+	mux.Handle("/metrics", newResponseCache(promhttp.HandlerFor(&cachedGatherer{g: reg, ttl: ttl}, promhttp.HandlerOpts{
 		ErrorHandling:       promhttp.ContinueOnError,
 		MaxRequestsInFlight: 1,
 		Timeout:             10 * time.Second,
-	}))
+	}), ttl))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)
@@ -136,15 +163,19 @@ func Serve(ln net.Listener, reg *prometheus.Registry, errLog func(error)) *Serve
 		}
 		fmt.Fprintln(w, "cgrulesengd: metrics at /metrics")
 	})
-	s := &Server{ln: ln, srv: &http.Server{
+	l := newLimitListener(ln, conns, errLog)
+	s := &Server{ln: l, srv: &http.Server{
 		Handler:           mux,
-		ReadHeaderTimeout: 5 * time.Second,
-		WriteTimeout:      15 * time.Second,
-		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    8 << 10,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ConnState:         l.connState,
+		ErrorLog:          l.errorLog(),
 	}}
 	go func() {
-		if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) && errLog != nil {
+		if err := s.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errLog(fmt.Errorf("metrics: serving %s: %w", ln.Addr(), err))
 		}
 	}()
@@ -159,6 +190,7 @@ func (s *Server) Close() error {
 	if errors.Is(err, context.DeadlineExceeded) {
 		err = s.srv.Close()
 	}
+	s.ln.spare.Close()
 	return err
 }
 
@@ -167,8 +199,7 @@ func (s *Server) Close() error {
 // at once, before a byte is read.
 type rootOnly struct {
 	*unixsock.Listener
-	refused Refusal
-	allowed func(uid uint32) bool
+	check unixsock.PeerCheck
 }
 
 func (l *rootOnly) Accept() (net.Conn, error) {
@@ -177,14 +208,8 @@ func (l *rootOnly) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
-		cred, err := unixsock.PeerCred(c)
-		if err == nil && l.allowed(cred.Uid) {
+		if l.check.Admit(c) {
 			return c, nil
-		}
-		// Reported before the close, as the status socket does, so that a
-		// refused client that sees its connection end finds it logged.
-		if err == nil && l.refused != nil {
-			l.refused(cred.Uid, cred.Pid)
 		}
 		c.Close()
 	}

@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/cgrulesengd/cgrulesengd/internal/unixsock"
 )
 
 func TestParseAddress(t *testing.T) {
@@ -69,11 +71,14 @@ func TestServeUnix(t *testing.T) {
 	var refused []uint32
 	allow := true
 	var allowMu sync.Mutex
-	ln, err := listen(Address{Network: "unix", Addr: path}, func(uid uint32, _ int32) {
-		mu.Lock()
-		defer mu.Unlock()
-		refused = append(refused, uid)
-	}, func(uint32) bool { allowMu.Lock(); defer allowMu.Unlock(); return allow })
+	ln, err := listen(Address{Network: "unix", Addr: path}, unixsock.PeerCheck{
+		Refused: func(uid uint32, _ int32) {
+			mu.Lock()
+			defer mu.Unlock()
+			refused = append(refused, uid)
+		},
+		Allowed: func(uint32) bool { allowMu.Lock(); defer allowMu.Unlock(); return allow },
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
