@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -24,12 +25,15 @@ type service struct {
 	t        testing.TB
 	e        *env
 	script   string
-	settings string // the settings file (CGRED_SETTINGS)
-	pidfile  string
-	lockdir  string
-	logfile  string
-	daemon   string   // CGRED_DAEMON
-	wrap     []string // run the script through this command (unshare ...)
+	settings string // the settings file
+	// settingsPath, when set, is given to the script as CGRED_SETTINGS
+	// instead of settings (a link to it, say).
+	settingsPath string
+	pidfile      string
+	lockdir      string
+	logfile      string
+	daemon       string   // CGRED_DAEMON
+	wrap         []string // run the script through this command (unshare ...)
 }
 
 // newService prepares the script for e, with settings whose rules are e's,
@@ -95,7 +99,7 @@ func (s *service) run(args ...string) (stdout, stderr string, code int) {
 		"CGRED_DAEMON="+s.daemon,
 		"CGRED_PIDFILE="+s.pidfile,
 		"CGRED_LOCKDIR="+s.lockdir,
-		"CGRED_SETTINGS="+s.settings,
+		"CGRED_SETTINGS="+cmp.Or(s.settingsPath, s.settings),
 	)
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
@@ -317,6 +321,79 @@ func TestServiceScriptSettingsErrors(t *testing.T) {
 	if code != 6 || strings.Contains(stderr, "no such") || !strings.Contains(stderr, "unknown option --no-such-flag") {
 		t.Errorf("existing socket user and group: start exited %d (want 6, from the daemon's usage error); stderr:\n%s", code, stderr)
 	}
+	s.requireStopped()
+}
+
+// TestServiceScriptUntrustedSettings (issue 19, item 7): the script runs
+// its settings file as root, so a file that someone other than root could
+// have written (not owned by root, writable by group or others, in a
+// directory others may write, or a link to such a file) is refused with a
+// clear message (LSB 6: not configured), and nothing in it runs; once it
+// is root's alone, start works.
+func TestServiceScriptUntrustedSettings(t *testing.T) {
+	requireDaemon(t)
+	identities(t)
+	e := newEnv(t, []string{"cpu"}, "old")
+	e.writeRules("cgresjo  cpu  old\n")
+	s := newService(t, e)
+	// Were the file run, this would leave a mark.
+	mark := filepath.Join(e.dir, "settings-ran")
+	s.writeSettings("touch " + mark + "\n")
+	dir := filepath.Dir(s.settings)
+	link := filepath.Join(e.dir, "settings-link.conf")
+	if err := os.Symlink(s.settings, link); err != nil {
+		t.Fatal(err)
+	}
+	sjo, err := strconv.Atoi(uidOf(t, "cgresjo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	restore := func() {
+		if err := os.Chmod(s.settings, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chown(s.settings, 0, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		s.settingsPath = ""
+	}
+	for _, c := range []struct {
+		name  string
+		setup func() error
+		want  string
+	}{
+		{"world-writable", func() error { return os.Chmod(s.settings, 0o666) }, s.settings + " is writable by group or others (mode -rw-rw-rw-)"},
+		{"group-writable", func() error { return os.Chmod(s.settings, 0o664) }, s.settings + " is writable by group or others (mode -rw-rw-r--)"},
+		{"not root's", func() error { return os.Chown(s.settings, sjo, -1) }, fmt.Sprintf("%s is owned by uid %d, not root", s.settings, sjo)},
+		{"writable directory", func() error { return os.Chmod(dir, 0o777) }, "directory " + dir + " is writable by group or others (mode drwxrwxrwx)"},
+		{"link to a writable file", func() error { s.settingsPath = link; return os.Chmod(s.settings, 0o646) }, s.settings + " is writable by group or others (mode -rw-r--rw-)"},
+	} {
+		restore()
+		if err := c.setup(); err != nil {
+			t.Fatal(err)
+		}
+		_, stderr, code := s.run("start")
+		if code != 6 {
+			t.Errorf("%s: start exited %d, want 6; stderr: %s", c.name, code, stderr)
+		}
+		if !strings.Contains(stderr, c.want) || !strings.Contains(stderr, "runs it as root") {
+			t.Errorf("%s: stderr does not say %q:\n%s", c.name, c.want, stderr)
+		}
+		if _, err := os.Stat(mark); err == nil {
+			t.Fatalf("%s: the refused settings file was run", c.name)
+		}
+		s.requireStopped()
+	}
+	restore()
+	s.must(0, "start")
+	s.requireRunning()
+	if _, err := os.Stat(mark); err != nil {
+		t.Errorf("the trusted settings file was not run: %v", err)
+	}
+	s.must(0, "stop")
 	s.requireStopped()
 }
 
