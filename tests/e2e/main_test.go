@@ -39,6 +39,9 @@ func testMain(m *testing.M) int {
 	if p := os.Getenv(scrapeHelperEnv); p != "" {
 		return scrapeHelper(p) // a helper process of TestStatusAndMetrics
 	}
+	if spec := os.Getenv(floodHelperEnv); spec != "" {
+		return floodHelper(spec) // a helper process of the flood tests
+	}
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		return m.Run() // every test skips
@@ -80,6 +83,12 @@ func testMain(m *testing.M) int {
 	harnessErr = goBuild(harnessBin, "./tests/setuid")
 	daemonBin = filepath.Join(tmp, "cgrulesengd")
 	daemonErr = goBuild(daemonBin, "./cmd/cgrulesengd")
+	if other := os.Getenv("CGRE_E2E_DAEMON"); other != "" {
+		// An A/B measurement: another build of the daemon (an older
+		// commit's, say) under the same tests and benchmarks.
+		daemonBin, daemonErr = other, nil
+		fmt.Fprintf(os.Stderr, "e2e: CGRE_E2E_DAEMON: testing %s, not the tree's daemon\n", other)
+	}
 	if harnessErr != nil {
 		fmt.Fprintf(os.Stderr, "e2e: building the harness: %v\n", harnessErr)
 	}
