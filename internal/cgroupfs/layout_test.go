@@ -212,6 +212,9 @@ func TestV1Controllers(t *testing.T) {
 		{"ro,cpuset,noprefix,clone_children,cpuset_v2_mode", "cpuset"},
 		{"rw,none,name=x", "name=x"},
 		{"rw", ""},
+		// No v1 controller is called "unified": rules reserve the name
+		// for cgroup2 (found by FuzzParseMountinfo).
+		{"rw,unified,cpu", "cpu"},
 	}
 	for _, tt := range tests {
 		if got := strings.Join(v1Controllers(tt.in), ","); got != tt.want {

@@ -123,6 +123,10 @@ func v1Controllers(superOpts string) []string {
 		case "", "rw", "ro", "noprefix", "clone_children", "xattr", "none",
 			"cpuset_v2_mode", "favordynmods", "nofavordynmods", "all":
 			continue
+		case Unified:
+			// No v1 controller has this name, which rules use for the
+			// cgroup2 hierarchy: a mount claiming it would shadow it.
+			continue
 		}
 		if strings.Contains(o, "=") && !strings.HasPrefix(o, "name=") {
 			continue // release_agent=..., future key=value options
