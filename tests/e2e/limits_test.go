@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -336,17 +337,23 @@ func flood(t testing.TB, addr string, n int) (opened int, stop func()) {
 }
 
 // TestMetricsFlood (issue 19, item 2): an unprivileged user opens 5,000
-// connections to the metrics port and holds them. The daemon keeps a
-// bounded number of descriptors, logs the flood, and still moves ruled
-// tasks, answers --status and serves a scrape; afterwards it is back to a
-// handful of descriptors.
+// connections to the metrics port and holds them, while the daemon runs in
+// a memory cgroup limited to 32 MB (4,000 connections got it OOM-killed
+// there within 2 s). The daemon survives, keeps a bounded number of
+// descriptors, logs the flood, and still moves ruled tasks, answers
+// --status and serves a scrape; afterwards it is back to its sockets.
 func TestMetricsFlood(t *testing.T) {
 	requireDaemon(t)
 	identities(t)
-	e := newEnv(t, []string{"cpu", "unified"}, "dest")
+	e := newEnv(t, []string{"cpu", "unified", "memory"}, "dest", "daemon")
 	e.writeRules("cgresjo  cpu,unified  dest\n")
+	mem := e.path("memory", "daemon")
+	if err := os.WriteFile(filepath.Join(mem, "memory.limit_in_bytes"), []byte("33554432"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	d := e.startDaemon(dopts{extra: []string{"-q", "--metrics", addr}})
+	d := e.startDaemon(dopts{extra: []string{"-q", "--metrics", addr},
+		wrap: []string{"/bin/sh", "-c", fmt.Sprintf(`echo $$ > '%s' && exec "$0" "$@"`, filepath.Join(mem, "cgroup.procs"))}})
 	base, baseSockets := openFDs(d.pid), openSockets(d.pid)
 	from := d.logSize()
 	opened, stop := flood(t, addr, 5000)
@@ -371,6 +378,14 @@ func TestMetricsFlood(t *testing.T) {
 		t.Errorf("scrape during the flood: %s, moved_tasks credentials %v (present %v)", resp.Status, v, ok)
 	}
 	stop()
+	select {
+	case <-d.done:
+		t.Fatalf("the daemon died during the flood: %v", d.cmd.ProcessState)
+	default:
+	}
+	if b, err := os.ReadFile(filepath.Join(mem, "memory.max_usage_in_bytes")); err == nil {
+		t.Logf("the daemon's memory cgroup peaked at %s bytes (limit 32 MB)", strings.TrimSpace(string(b)))
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for openSockets(d.pid) > baseSockets && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)

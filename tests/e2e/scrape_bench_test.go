@@ -15,7 +15,9 @@ import (
 // BenchmarkScrape (issue #14; make bench-e2e): does a scraper delay moves?
 // Under the fork/setuid storm, setuid-to-moved latency (1,000 samples, 3
 // rules) with nobody scraping, then with a client scraping /metrics back to
-// back the whole time. It reports, never fails.
+// back the whole time, with the daemon's CPU time in each phase (its
+// excess over the phase with no scraper, per scrape, is what a scrape
+// costs the daemon). It reports, never fails.
 func BenchmarkScrape(b *testing.B) {
 	requireDaemon(b)
 	requireTools(b)
@@ -23,7 +25,7 @@ func BenchmarkScrape(b *testing.B) {
 	uid, dest := uidOf(b, "cgresjo"), e.cg("dest")
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(b))
 	url := "http://" + addr + "/metrics"
-	e.startDaemon(dopts{extra: append(benchDaemonArgs(), "--metrics", addr)})
+	d := e.startDaemon(dopts{extra: append(benchDaemonArgs(), "--metrics", addr)})
 	// The control: the same client fetching a page of the same size from
 	// a server in this process, not the daemon, back to back. What this
 	// costs the moves is the CPU two more busy threads take on the 2
@@ -31,8 +33,13 @@ func BenchmarkScrape(b *testing.B) {
 	body := scrape(b, url)
 	ctl := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, body) }))
 	defer ctl.Close()
-	// every: the pause between two scrapes (-1: no scraper).
-	measure := func(url string, every time.Duration) (latencies, int64, time.Duration) {
+	// every: the pause between two scrapes (-1: no scraper). It also
+	// returns the daemon's CPU time during the phase.
+	measure := func(url string, every time.Duration) (latencies, int64, time.Duration, time.Duration) {
+		cpu0, err := procCPU(d.pid)
+		if err != nil {
+			b.Fatal(err)
+		}
 		stop := make(chan struct{})
 		done := make(chan struct{})
 		var scrapes atomic.Int64
@@ -63,12 +70,16 @@ func BenchmarkScrape(b *testing.B) {
 		})
 		close(stop)
 		<-done
-		return l, scrapes.Load(), busy
+		cpu1, err := procCPU(d.pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return l, scrapes.Load(), busy, cpu1 - cpu0
 	}
-	without, _, _ := measure(url, -1)
-	second, n1, busy1 := measure(url, time.Second)
-	with, n, busy := measure(url, 0)
-	control, n2, busy2 := measure(ctl.URL, 0)
+	without, _, _, cpuNone := measure(url, -1)
+	second, n1, busy1, _ := measure(url, time.Second)
+	with, n, busy, cpuScraped := measure(url, 0)
+	control, n2, busy2, _ := measure(ctl.URL, 0)
 	per := func(busy time.Duration, n int64) time.Duration {
 		if n == 0 {
 			return 0
@@ -83,7 +94,8 @@ func BenchmarkScrape(b *testing.B) {
 	}{
 		{"none", without},
 		{fmt.Sprintf("every second (%d scrapes, %v each)", n1, per(busy1, n1)), second},
-		{fmt.Sprintf("back to back (%d scrapes, %v each)", n, per(busy, n)), with},
+		{fmt.Sprintf("back to back (%d scrapes, %v each; daemon CPU %v, %v with no scraper: %v per scrape)", n, per(busy, n),
+			cpuScraped, cpuNone, per(cpuScraped-cpuNone, n)), with},
 		{fmt.Sprintf("control: the same client on a static page of %d bytes served by the test, back to back (%d fetches, %v each)", len(body), n2, per(busy2, n2)), control},
 	} {
 		fmt.Fprintf(os.Stdout, "| %s | %s | %s | %s | %d |\n", row.name, fmtDur(row.l.pct(0.5, false)), fmtDur(row.l.pct(0.9, false)), fmtDur(row.l.pct(0.99, false)), row.l.misses)
@@ -91,6 +103,9 @@ func BenchmarkScrape(b *testing.B) {
 	b.ReportMetric(float64(without.pct(0.5, false).Microseconds()), "p50-noscrape-us")
 	b.ReportMetric(float64(with.pct(0.5, false).Microseconds()), "p50-scraping-us")
 	b.ReportMetric(float64(with.misses), "misses-scraping")
+	if n > 0 {
+		b.ReportMetric(float64((cpuScraped-cpuNone).Microseconds())/float64(n), "daemon-cpu-us/scrape")
+	}
 }
 
 // BenchmarkMetricsFlood (issue 19, item 2; make bench-e2e): what a flood of
