@@ -30,8 +30,8 @@
 // opened once more, and if that fails the cgroup is reported missing
 // (ENOENT). An open that fails with EMFILE or ENFILE closes the least
 // recently used half of the cached descriptors, lowers the bound to what
-// is left (Shortage, reported through WithShortageReport at most once a
-// second) and is tried once more; if that fails too, Move's error matches
+// is left (it grows back by one per later open; Shortage, reported through
+// WithShortageReport at most once a second) and is tried once more; if that fails too, Move's error matches
 // ErrOutOfDescriptors: the move is lost, and the caller repairs it like
 // any lost event. Nothing else is retried or waited for: EINVAL (a task
 // still being created) goes back to the caller at once.

@@ -53,8 +53,9 @@ var ErrOutOfDescriptors = errors.New("out of file descriptors")
 
 // Shortage reports an open(2) of a cgroup.procs file that failed with
 // EMFILE (the process's limit) or ENFILE (the system's): the cache closed
-// Closed idle descriptors, lowered its bound to Bound, and opened the file
-// again, which failed with Retry (nil: it worked). Suppressed is the number
+// Closed idle descriptors, lowered its bound to Bound (it grows back by one
+// per later open, see fdCache.shortage), and opened the file again, which
+// failed with Retry (nil: it worked). Suppressed is the number
 // of shortages not reported since the last report (see WithShortageReport).
 type Shortage struct {
 	Path       string // the cgroup.procs file
@@ -116,7 +117,8 @@ type procsFile struct {
 // with raw write(2). Safe for concurrent use.
 type fdCache struct {
 	mu    sync.Mutex
-	max   int
+	max   int // the bound now: limit, or less after a shortage
+	limit int // the bound asked for
 	files map[fileKey]*procsFile
 	lru   procsFile // sentinel of a circular list
 	open  int       // descriptors open: cached, or evicted but still in use
@@ -139,7 +141,7 @@ func newFDCache(max int) *fdCache {
 	if max <= 0 {
 		max = DefaultMaxOpen()
 	}
-	c := &fdCache{max: max, files: make(map[fileKey]*procsFile), openFn: openProcs, closeFn: unix.Close}
+	c := &fdCache{max: max, limit: max, files: make(map[fileKey]*procsFile), openFn: openProcs, closeFn: unix.Close}
 	c.lru.prev, c.lru.next = &c.lru, &c.lru
 	return c
 }
@@ -198,7 +200,8 @@ func (c *fdCache) acquire(key fileKey, file func() (string, error)) (*procsFile,
 		return nil, err
 	}
 	fd, err := c.openFn(p)
-	if outOfDescriptors(err) {
+	short := outOfDescriptors(err)
+	if short {
 		fd, err = c.shortage(p, err)
 	}
 	if err != nil {
@@ -206,6 +209,9 @@ func (c *fdCache) acquire(key fileKey, file func() (string, error)) (*procsFile,
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !short && c.max < c.limit {
+		c.max++ // recovering from a shortage: one more per open that needed none
+	}
 	if f := c.files[key]; f != nil {
 		// Another move opened it meanwhile: use theirs.
 		f.refs++
@@ -228,9 +234,12 @@ func (c *fdCache) acquire(key fileKey, file func() (string, error)) (*procsFile,
 // least recently used half of the cached descriptors is dropped (those not
 // in use are closed at once), the bound is lowered to what is left (at
 // least MinOpen) so that the cache does not take the freed descriptors back
-// from the rest of the process, and the open is tried once more. The
-// shortage is reported, rate-limited. A failed retry returns a *Shortage,
-// which matches ErrOutOfDescriptors and the kernel's error.
+// from the rest of the process at once, and the open is tried once more.
+// The bound grows back by one with each later open that finds a descriptor
+// (acquire), up to the one asked for: a shortage that lasts halves the
+// cache again, one that is over costs nothing for long. The shortage is
+// reported, rate-limited. A failed retry returns a *Shortage, which
+// matches ErrOutOfDescriptors and the kernel's error.
 func (c *fdCache) shortage(path string, cause error) (int, error) {
 	c.mu.Lock()
 	before := c.open

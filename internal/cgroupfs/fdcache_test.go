@@ -340,6 +340,15 @@ func TestMoveShortage(t *testing.T) {
 	if !f.m.Cached(f.h, "/g15") || !f.m.Cached(f.h, "/g16") || f.m.Cached(f.h, "/g0") {
 		t.Errorf("the wrong half was dropped")
 	}
+	// The bound grows back by one per open that finds a descriptor.
+	for i, cg := range []string{"/g0", "/g1"} {
+		if err := f.m.Move(f.h, cg, 7); err != nil {
+			t.Fatal(err)
+		}
+		if got := f.m.MaxOpen(); got != 9+i {
+			t.Errorf("bound %d after %d opens with no shortage, want %d", got, i+1, 9+i)
+		}
+	}
 
 	f.m.fds.openFn = func(string) (int, error) { return -1, unix.ENFILE }
 	f.m.fds.shortLog = ratelimit.Limiter{Burst: 100}
