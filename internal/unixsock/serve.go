@@ -2,11 +2,13 @@ package unixsock
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"sync"
 	"time"
 
 	"github.com/cgrulesengd/cgrulesengd/internal/fdreserve"
+	"github.com/cgrulesengd/cgrulesengd/internal/ratelimit"
 )
 
 // Server serves the connections of a Listener, each on a goroutine of its
@@ -16,9 +18,11 @@ import (
 type Server struct {
 	ln     *Listener
 	handle func(*net.UnixConn)
-	// acceptErr is told of a failed accept (out of descriptors, say); the
-	// server waits a little and goes on.
+	// acceptErr is told of a failed accept (out of descriptors, with the
+	// spare in use, say), at most once a second; the server waits a
+	// little and goes on.
 	acceptErr func(error)
+	errLog    ratelimit.Limiter
 
 	slots   chan struct{} // one per connection being served
 	spare   *fdreserve.Reserve
@@ -32,7 +36,8 @@ type Server struct {
 }
 
 // Serve starts serving ln: handle is called for every connection, which is
-// closed when handle returns. acceptErr may be nil.
+// closed when handle returns. acceptErr (may be nil) is told of failed
+// accepts, at most once a second.
 //
 // The server keeps a descriptor in reserve (package fdreserve): when the
 // process is out of descriptors, it still accepts and serves one
@@ -72,7 +77,10 @@ func (s *Server) accept() {
 			if errors.Is(err, net.ErrClosed) {
 				return
 			}
-			if s.acceptErr != nil {
+			if n, ok := s.errLog.Allow(time.Now()); ok && s.acceptErr != nil {
+				if n > 0 {
+					err = fmt.Errorf("%w (and %d more failed accepts since the last report)", err, n)
+				}
 				s.acceptErr(err)
 			}
 			time.Sleep(100 * time.Millisecond) // do not spin on EMFILE

@@ -4,6 +4,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -147,5 +149,45 @@ func TestPeerCheck(t *testing.T) {
 	}
 	if len(refused) != 2 || refused[0] != int64(uid) || refused[1] != int64(pid) {
 		t.Errorf("refusal reported as %v, want uid %d pid %d", refused, uid, pid)
+	}
+}
+
+// TestServeAcceptErrorsRateLimited: with no descriptor free and the spare
+// in use, every accept fails; the server tries again every 100 ms but
+// reports once a second, with the count of the failures in between.
+func TestServeAcceptErrorsRateLimited(t *testing.T) {
+	ln, err := Listen(filepath.Join(t.TempDir(), "s.sock"), 0o600, -1, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var reports []string
+	srv := Serve(ln, 4, func(c *net.UnixConn) { <-release }, func(err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		reports = append(reports, err.Error())
+	})
+	defer srv.Close()
+	defer close(release)
+	fdtest.Exhaust(t, 2)
+	for i := 0; i < 2; i++ { // the first takes the spare, the second waits
+		c, err := net.Dial("unix", ln.Path())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	time.Sleep(1500 * time.Millisecond)
+	mu.Lock()
+	defer mu.Unlock()
+	if len(reports) < 1 || len(reports) > 2 {
+		t.Fatalf("%d reports of failed accepts in 1.5 s, want 1 or 2: %q", len(reports), reports)
+	}
+	if !strings.Contains(reports[0], "too many open files") {
+		t.Errorf("report %q does not say why", reports[0])
+	}
+	if len(reports) == 2 && !strings.Contains(reports[1], "more failed accepts since the last report") {
+		t.Errorf("second report %q does not count the ones left out", reports[1])
 	}
 }
