@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/cgrulesengd/cgrulesengd/internal/kernel"
@@ -155,5 +156,32 @@ func TestCountersLeftAlone(t *testing.T) {
 	waitFor(t, "every task looked at", func() bool { return f.e.Stats().LeftAlone == want })
 	if s := f.e.Stats(); s.Moves != 0 {
 		t.Errorf("%d moves, want none", s.Moves)
+	}
+}
+
+// TestCountersSameAtEveryLevel: a task that no rule can match by its ids
+// is counted as no_rule whatever the log level, even when it is also
+// outside the daemon's scope (at debug level it was counted out_of_scope:
+// the extra reads for the debug line decided the count).
+func TestCountersSameAtEveryLevel(t *testing.T) {
+	for _, level := range []logrus.Level{logrus.ErrorLevel, logrus.InfoLevel, logrus.DebugLevel} {
+		t.Run(level.String(), func(t *testing.T) {
+			f := newFixture(t, "alice cpu users/alice\n", Config{Root: "/scope"})
+			f.e.log.SetLevel(level)
+			f.tasks.add(100, 1002, "/elsewhere") // no rule for uid 1002, and out of scope
+			f.tasks.add(101, 1000, "/elsewhere") // alice, out of scope
+			f.e.Start()
+			defer f.e.Stop()
+			f.e.Handle(&kernel.Event{What: kernel.EventUID, PID: 100, TGID: 100, EUID: 1002})
+			f.e.Handle(uidEvent(101))
+			want := [NumLeftReasons]uint64{LeftNoRule: 1, LeftOutOfScope: 1}
+			waitFor(t, "both tasks looked at", func() bool {
+				s := f.e.Stats().LeftAlone
+				return s[LeftNoRule]+s[LeftOutOfScope] == 2
+			})
+			if got := f.e.Stats().LeftAlone; got != want {
+				t.Errorf("LeftAlone = %v at level %s, want %v", got, level, want)
+			}
+		})
 	}
 }

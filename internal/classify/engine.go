@@ -599,9 +599,13 @@ func (e *Engine) classify(st *workState, pid int, why reason, tid int32, exact b
 			t.EUID, t.EGID = euid, egid
 		}
 	}
-	mayMatch := rs.list.MayMatch(t.EUID, t.EGID)
-	if !mayMatch && !e.log.IsLevelEnabled(logrus.DebugLevel) {
+	if !rs.list.MayMatch(t.EUID, t.EGID) {
+		// Counted the same at every log level: nothing more is read, not
+		// even for the debug line.
 		e.stats.left[LeftNoRule].Add(1)
+		if e.log.IsLevelEnabled(logrus.DebugLevel) {
+			e.log.WithFields(logrus.Fields{"pid": pid, "uid": t.EUID, "gid": t.EGID, "why": why.String()}).Debug("no rule matches")
+		}
 		return outcome{}
 	}
 	lines, err := e.cfg.Tasks.Cgroups(pid)
@@ -613,7 +617,7 @@ func (e *Engine) classify(st *workState, pid int, why reason, tid int32, exact b
 		e.stats.left[LeftOutOfScope].Add(1)
 		return outcome{}
 	}
-	if mayMatch && rs.list.NeedsProcess() {
+	if rs.list.NeedsProcess() {
 		if t.Process, err = e.cfg.Tasks.ProcName(pid, t.Comm); err != nil {
 			e.taskGone(pid, why, err)
 			return outcome{}

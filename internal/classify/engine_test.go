@@ -451,7 +451,7 @@ func TestEngineOverflowDuringRescan(t *testing.T) {
 	f.tasks.add(100, 0, "/")
 	f.tasks.add(101, 0, "/")
 	inScan, release := make(chan struct{}), make(chan struct{})
-	f.tasks.onRead = func(int) {
+	f.tasks.onTask = func(int) {
 		close(inScan)
 		<-release
 	}
@@ -930,8 +930,7 @@ func TestEngineRetriesBounded(t *testing.T) {
 
 // TestEngineNoRuleReadsNothingMore: a task whose ids no rule can match
 // (whatever its process) costs one read, its status: not its cgroups, not
-// its procname (at the default level; at debug level the cgroups are read
-// for the "no rule matches" line).
+// its procname, at any log level.
 func TestEngineNoRuleReadsNothingMore(t *testing.T) {
 	f := newFixture(t, "alice:make cpu users/alice\n", Config{})
 	f.e.log.SetLevel(logrus.InfoLevel)
