@@ -12,7 +12,7 @@ import (
 // benchAccounts: users u0..u(n-1) (uid 10000+i) and groups g0..g(n-1)
 // (gid 20000+i) each listing two users, plus "me" (uid 1, gid 1) and group
 // "mine" (gid 2) listing "me".
-func benchAccounts(n int) *Static {
+func benchAccounts(n int) accounts {
 	users := []User{{Name: "me", UID: 1, GID: 1}}
 	groups := []Group{{Name: "mine", GID: 2, Members: []string{"me"}}}
 	for i := 0; i < n; i++ {
@@ -20,7 +20,7 @@ func benchAccounts(n int) *Static {
 		groups = append(groups, Group{Name: fmt.Sprintf("g%d", i), GID: uint32(20000 + i),
 			Members: []string{fmt.Sprintf("u%d", i), fmt.Sprintf("u%d", (i+1)%n)}})
 	}
-	return NewStatic(users, groups)
+	return newAccounts(users, groups)
 }
 
 func benchList(b *testing.B, src string, n int) *List {

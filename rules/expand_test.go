@@ -93,7 +93,7 @@ func TestExpand(t *testing.T) {
 
 // nameResolver returns crafted names, as a broken directory service could.
 type nameResolver struct {
-	*Static
+	accounts
 	user  string
 	fails bool
 }
@@ -132,7 +132,7 @@ func TestExpandRefusesBadNames(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			opt := testOptions()
-			opt.Resolver = nameResolver{Static: testAccounts(), user: tc.user, fails: tc.fails}
+			opt.Resolver = nameResolver{accounts: testAccounts(), user: tc.user, fails: tc.fails}
 			l := mustParse(t, "* cpu "+tc.dest+"\n", opt)
 			task := &Task{PID: 1, UID: 1, GID: 1}
 			_, err := l.Expand(l.Match(task), task, nil)

@@ -8,8 +8,8 @@ import (
 
 // testAccounts is the account database every test resolves against, so that
 // no test depends on the machine's users.
-func testAccounts() *Static {
-	return NewStatic(
+func testAccounts() accounts {
+	return newAccounts(
 		[]User{
 			{Name: "root", UID: 0, GID: 0},
 			{Name: "alice", UID: 1000, GID: 1000},
@@ -30,6 +30,48 @@ func testAccounts() *Static {
 			{Name: "alice", GID: 1000},
 		},
 	)
+}
+
+// accounts is this package's test Resolver: a first-entry-wins directory of
+// fixed accounts, keyed "user NAME", "uid N", "group NAME" and "gid N".
+// (Other packages' tests use rulestest.Static, which imports this package
+// and so cannot serve its own tests.)
+type accounts map[string]any
+
+func newAccounts(users []User, groups []Group) accounts {
+	a := accounts{}
+	for _, u := range users {
+		a.add(fmt.Sprintf("user %q", u.Name), u)
+		a.add(fmt.Sprintf("uid %d", u.UID), u)
+	}
+	for _, g := range groups {
+		a.add(fmt.Sprintf("group %q", g.Name), g)
+		a.add(fmt.Sprintf("gid %d", g.GID), g)
+	}
+	return a
+}
+
+func (a accounts) add(key string, v any) {
+	if _, ok := a[key]; !ok {
+		a[key] = v
+	}
+}
+
+func find[T User | Group](a accounts, key string) (T, error) {
+	if v, ok := a[key].(T); ok {
+		return v, nil
+	}
+	var none T
+	return none, fmt.Errorf("%s: %w", key, ErrNotFound)
+}
+
+func (a accounts) UserByName(n string) (User, error) { return find[User](a, fmt.Sprintf("user %q", n)) }
+func (a accounts) UserByID(id uint32) (User, error)  { return find[User](a, fmt.Sprintf("uid %d", id)) }
+func (a accounts) GroupByName(n string) (Group, error) {
+	return find[Group](a, fmt.Sprintf("group %q", n))
+}
+func (a accounts) GroupByID(id uint32) (Group, error) {
+	return find[Group](a, fmt.Sprintf("gid %d", id))
 }
 
 var testControllers = []string{"cpu", "cpuacct", "memory", "name=systemd", "pids"}

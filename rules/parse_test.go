@@ -283,13 +283,13 @@ func TestParseResolverFailureIsAnError(t *testing.T) {
 }
 
 // memberFailure resolves groups but fails on their members.
-type memberFailure struct{ *Static }
+type memberFailure struct{ accounts }
 
 func (m memberFailure) UserByName(name string) (User, error) {
 	if name == "bob" {
 		return User{}, errLDAP
 	}
-	return m.Static.UserByName(name)
+	return m.accounts.UserByName(name)
 }
 
 func TestParseMemberLookupFailure(t *testing.T) {
@@ -304,22 +304,22 @@ func TestParseMemberLookupFailure(t *testing.T) {
 
 // countingResolver counts look-ups, to check the per-load cache.
 type countingResolver struct {
-	*Static
+	accounts
 	users, groups int
 }
 
 func (c *countingResolver) UserByName(n string) (User, error) {
 	c.users++
-	return c.Static.UserByName(n)
+	return c.accounts.UserByName(n)
 }
 
 func (c *countingResolver) GroupByName(n string) (Group, error) {
 	c.groups++
-	return c.Static.GroupByName(n)
+	return c.accounts.GroupByName(n)
 }
 
 func TestParseResolvesEachNameOnce(t *testing.T) {
-	c := &countingResolver{Static: testAccounts()}
+	c := &countingResolver{accounts: testAccounts()}
 	opt := testOptions()
 	opt.Resolver = c
 	src := strings.Repeat("alice cpu a\npeter cpu b\n@students cpu c\n@nogroup cpu d\nbob cpu e\n", 50)

@@ -8,11 +8,12 @@ import (
 	"testing"
 
 	"github.com/cgrulesengd/cgrulesengd/rules"
+	"github.com/cgrulesengd/cgrulesengd/rules/rulestest"
 )
 
 // explainAccounts: accounts for the command tests; no real account is used.
 func explainAccounts() rules.Resolver {
-	return rules.NewStatic(
+	return rulestest.NewStatic(
 		[]rules.User{
 			{Name: "alice", UID: 1000, GID: 1000},
 			{Name: "bob", UID: 1001, GID: 100},

@@ -100,7 +100,7 @@ func (d *daemon) run() (err error) {
 	if len(d.layout.Hierarchies) == 0 {
 		return errors.New("no cgroup hierarchy is mounted")
 	}
-	mover := cgroupfs.NewMover(d.layout, cgroupfs.WithCgroupRoot(o.cgroupRoot),
+	mover := cgroupfs.NewMover(cgroupfs.WithCgroupRoot(o.cgroupRoot),
 		// Out of descriptors (issue 19): cgroupfs rate-limits the reports.
 		cgroupfs.WithShortageReport(func(s *cgroupfs.Shortage) { log.Error(s) }))
 	missing, err := checkCgroupRoot(d.layout, o.cgroupRoot, mover.Exists)

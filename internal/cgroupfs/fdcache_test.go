@@ -35,7 +35,7 @@ func newFDFixture(t *testing.T, n, max int) *fdFixture {
 	}
 	writeFiles(t, f.mnt, files)
 	f.h = &Hierarchy{Version: V2, Mountpoint: f.mnt, Root: "/"}
-	f.m = NewMover(&Layout{Hierarchies: []*Hierarchy{f.h}, Unified: f.h}, WithMaxOpen(max))
+	f.m = NewMover(WithMaxOpen(max))
 	open := f.m.fds.openFn
 	f.m.fds.openFn = func(p string) (int, error) {
 		f.mu.Lock()
@@ -297,7 +297,7 @@ func TestMaxOpenFor(t *testing.T) {
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
 		t.Fatal(err)
 	}
-	if got := NewMover(nil).MaxOpen(); got != MaxOpenFor(lim.Cur) {
+	if got := NewMover().MaxOpen(); got != MaxOpenFor(lim.Cur) {
 		t.Errorf("the default bound is %d, want half the open-file limit %d: %d", got, lim.Cur, MaxOpenFor(lim.Cur))
 	}
 }

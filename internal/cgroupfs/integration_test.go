@@ -221,7 +221,7 @@ func TestIntegrationDiscover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := NewMover(l)
+	m := NewMover()
 	for _, h := range l.Hierarchies {
 		var st unix.Statfs_t
 		if err := unix.Statfs(h.Mountpoint, &st); err != nil {
@@ -248,7 +248,7 @@ func TestIntegrationDiscover(t *testing.T) {
 // helper there and verifies all its threads moved.
 func moveAndCheck(t *testing.T, l *Layout, h *Hierarchy, controllers []string) {
 	base := randomName()
-	m := NewMover(l, WithCgroupRoot("/"+base))
+	m := NewMover(WithCgroupRoot("/" + base))
 	top := testCgroup(t, m, h, base)
 	dest := top + "/default"
 	err := m.Create(h, dest, controllers)
@@ -302,7 +302,7 @@ func TestIntegrationCreateV2Controllers(t *testing.T) {
 		t.Skip("no cgroup2 mount with controllers")
 	}
 	base := randomName()
-	m := NewMover(l, WithCgroupRoot("/"+base))
+	m := NewMover(WithCgroupRoot("/" + base))
 	top := testCgroup(t, m, h, base)
 	ctl := h.Controllers[0]
 	err := m.Create(h, top+"/a/b", []string{ctl})
@@ -338,7 +338,7 @@ func TestIntegrationCpuset(t *testing.T) {
 		t.Skip("no v1 cpuset hierarchy")
 	}
 	h := hs[0]
-	m := NewMover(l)
+	m := NewMover()
 	top := testCgroup(t, m, h, randomName())
 	dest := top + "/a/b"
 	if err := m.Create(h, dest, []string{"cpuset"}); err != nil {
@@ -375,7 +375,7 @@ func TestIntegrationMoveErrors(t *testing.T) {
 	l := discoverLive(t)
 	for _, h := range cpuAndUnified(l) {
 		t.Run(h.Name(), func(t *testing.T) {
-			m := NewMover(l)
+			m := NewMover()
 			top := testCgroup(t, m, h, randomName())
 			if err := m.Move(h, top, nonPID); !errors.Is(err, unix.ESRCH) {
 				t.Errorf("pid that cannot exist: err = %v, want ESRCH", err)
@@ -410,7 +410,7 @@ func TestIntegrationMoveRemovedCgroup(t *testing.T) {
 	l := discoverLive(t)
 	for _, h := range cpuAndUnified(l) {
 		t.Run(h.Name(), func(t *testing.T) {
-			m := NewMover(l)
+			m := NewMover()
 			top := testCgroup(t, m, h, randomName())
 			x := top + "/x"
 			dx, _ := h.dir(x)
@@ -484,7 +484,7 @@ func TestIntegrationMoveEINVAL(t *testing.T) {
 	if err != nil {
 		t.Skip("chrt not installed")
 	}
-	m := NewMover(l)
+	m := NewMover()
 	top := testCgroup(t, m, h, randomName())
 	cmd := exec.Command(chrt, "-f", "1", "sleep", "60")
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -494,7 +494,7 @@ func TestIntegrationMoveEINVAL(t *testing.T) {
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		task, err := liveProc.Task(cmd.Process.Pid, false)
+		task, err := liveProc.Task(cmd.Process.Pid)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -609,7 +609,7 @@ func TestIntegrationInsidePureV2(t *testing.T) {
 	if name == "" {
 		name = randomName()
 	}
-	m := NewMover(l, WithCgroupRoot("/"+name))
+	m := NewMover(WithCgroupRoot("/" + name))
 	top := testCgroup(t, m, h, name)
 	dest := top + "/x"
 	if err := m.Create(h, dest, []string{"cpu"}); err != nil && !errors.Is(err, ErrControllers) {
@@ -641,7 +641,7 @@ func BenchmarkIntegrationMove(b *testing.B) {
 		hs = append(hs, l.Unified)
 	}
 	for _, h := range hs {
-		m := NewMover(l)
+		m := NewMover()
 		top := testCgroup(b, m, h, randomName())
 		a, c := top+"/a", top+"/b"
 		for _, p := range []string{a, c} {

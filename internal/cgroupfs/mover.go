@@ -100,10 +100,9 @@ func WithShortageReport(report func(*Shortage)) MoverOption {
 	return func(m *Mover) { m.report = report }
 }
 
-// NewMover returns a Mover. The Layout is not needed (hierarchies are
-// passed to each call) and may be nil; it is accepted so that callers state
-// which hierarchies the Mover serves.
-func NewMover(_ *Layout, opts ...MoverOption) *Mover {
+// NewMover returns a Mover. It serves any hierarchy: each call names its
+// own.
+func NewMover(opts ...MoverOption) *Mover {
 	m := &Mover{below: "/"}
 	for _, o := range opts {
 		o(m)

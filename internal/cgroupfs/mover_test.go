@@ -44,7 +44,7 @@ func TestMoveFixture(t *testing.T) {
 			mnt := t.TempDir()
 			writeFiles(t, mnt, map[string]string{"a/b/cgroup.procs": ""})
 			h := &Hierarchy{Version: v, Controllers: []string{"cpu"}, Mountpoint: mnt, Root: "/"}
-			m := NewMover(&Layout{Hierarchies: []*Hierarchy{h}})
+			m := NewMover()
 			if err := m.Move(h, "/a/b", 4242); err != nil {
 				t.Fatal(err)
 			}
@@ -94,7 +94,7 @@ func TestMoveRootMount(t *testing.T) {
 	mnt := t.TempDir()
 	writeFiles(t, mnt, map[string]string{"x/cgroup.procs": ""})
 	h := &Hierarchy{Version: V1, Controllers: []string{"cpu", "cpuacct"}, Mountpoint: mnt, Root: "/docker/abc"}
-	m := NewMover(nil) // the hierarchy is built on first use
+	m := NewMover() // the hierarchy is built on first use
 	if err := m.Move(h, "/docker/abc/x", 7); err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestCreateV2Fixture(t *testing.T) {
 			mnt := t.TempDir()
 			writeFiles(t, mnt, tt.files)
 			h := &Hierarchy{Version: V2, Controllers: []string{"cpu", "memory", "pids"}, Mountpoint: mnt, Root: "/"}
-			m := NewMover(&Layout{Hierarchies: []*Hierarchy{h}, Unified: h}, WithCgroupRoot(tt.below))
+			m := NewMover(WithCgroupRoot(tt.below))
 			err := m.Create(h, tt.path, tt.controllers)
 			var got []string
 			var ce *ControllerError
@@ -228,7 +228,7 @@ func TestCreateV2Fixture(t *testing.T) {
 func TestCreateV1Fixture(t *testing.T) {
 	mnt := t.TempDir()
 	h := &Hierarchy{Version: V1, Controllers: []string{"cpu"}, Mountpoint: mnt, Root: "/"}
-	m := NewMover(&Layout{Hierarchies: []*Hierarchy{h}})
+	m := NewMover()
 	if err := m.Create(h, "/x/y/z", []string{"cpu"}); err != nil {
 		t.Fatal(err)
 	}
@@ -262,7 +262,7 @@ func TestCreateCpusetFixture(t *testing.T) {
 		"set/new/cpuset.mems": "\n",
 	})
 	h := &Hierarchy{Version: V1, Controllers: []string{"cpuset"}, Mountpoint: mnt, Root: "/"}
-	if err := NewMover(nil).Create(h, "/set/new", nil); err != nil {
+	if err := NewMover().Create(h, "/set/new", nil); err != nil {
 		t.Fatal(err)
 	}
 	for f, want := range map[string]string{"set/cpuset.cpus": "1", "set/new/cpuset.cpus": "1", "set/new/cpuset.mems": "0"} {
@@ -281,7 +281,7 @@ func TestMoverConcurrent(t *testing.T) {
 	writeFiles(t, mnt, files)
 	v1 := &Hierarchy{Version: V1, Controllers: []string{"cpu"}, Mountpoint: mnt, Root: "/"}
 	v2 := &Hierarchy{Version: V2, Mountpoint: mnt, Root: "/"}
-	m := NewMover(&Layout{Hierarchies: []*Hierarchy{v1, v2}, Unified: v2})
+	m := NewMover()
 	var wg sync.WaitGroup
 	for w := 0; w < 8; w++ {
 		wg.Add(1)

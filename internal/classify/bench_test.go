@@ -20,6 +20,7 @@ import (
 	"github.com/cgrulesengd/cgrulesengd/internal/cgroupfs"
 	"github.com/cgrulesengd/cgrulesengd/internal/proc"
 	"github.com/cgrulesengd/cgrulesengd/rules"
+	"github.com/cgrulesengd/cgrulesengd/rules/rulestest"
 	"github.com/cgrulesengd/cgrulesengd/tests/syscount"
 )
 
@@ -62,7 +63,7 @@ func newRealFixture(tb testing.TB) *realFixture {
 	var rnd [6]byte
 	_, _ = rand.Read(rnd[:])
 	top := "/cgre-test-" + hex.EncodeToString(rnd[:])
-	mover := cgroupfs.NewMover(lay)
+	mover := cgroupfs.NewMover()
 	tb.Cleanup(func() { _ = mover.Close() })
 	for _, h := range hs {
 		for _, p := range []string{top + "/a", top + "/b"} {
@@ -96,7 +97,7 @@ func newRealFixture(tb testing.TB) *realFixture {
 	log.SetOutput(io.Discard)
 	log.SetLevel(logrus.ErrorLevel) // the daemon's default
 	e := New(Config{Layout: lay, Mover: mover, Tasks: proc.NewFS("/proc"), Log: log, Root: top})
-	resolver := rules.NewStatic([]rules.User{{Name: "cgrebench", UID: benchUID, GID: benchUID}}, nil)
+	resolver := rulestest.NewStatic([]rules.User{{Name: "cgrebench", UID: benchUID, GID: benchUID}}, nil)
 	var sets [2]*ruleset
 	for i, dest := range []string{"a", "b"} {
 		text := "cgrebench " + strings.Join(names, ",") + " " + dest + "\n"

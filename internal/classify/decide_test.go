@@ -7,6 +7,7 @@ import (
 	"github.com/cgrulesengd/cgrulesengd/internal/cgroupfs"
 	"github.com/cgrulesengd/cgrulesengd/internal/proc"
 	"github.com/cgrulesengd/cgrulesengd/rules"
+	"github.com/cgrulesengd/cgrulesengd/rules/rulestest"
 )
 
 // hybrid is this project's CI layout: v1 cpu, memory, cpu+cpuacct would be
@@ -19,7 +20,7 @@ func hybridLayout() *cgroupfs.Layout {
 }
 
 func testResolver() rules.Resolver {
-	return rules.NewStatic(
+	return rulestest.NewStatic(
 		[]rules.User{{Name: "root"}, {Name: "alice", UID: 1000, GID: 1000}, {Name: "bob", UID: 1001, GID: 1001}},
 		[]rules.Group{{Name: "alice", GID: 1000}, {Name: "bob", GID: 1001}, {Name: "staff", GID: 50, Members: []string{"carol"}}},
 	)

@@ -20,14 +20,14 @@ type emfileTasks struct {
 	failing bool
 }
 
-func (f *emfileTasks) Task(pid int, withProcess bool) (proc.Task, error) {
+func (f *emfileTasks) Task(pid int) (proc.Task, error) {
 	f.mu.Lock()
 	failing := f.failing && pid == f.pid
 	f.mu.Unlock()
 	if failing {
 		return proc.Task{}, fmt.Errorf("proc: pid %d: status: %w", pid, unix.EMFILE)
 	}
-	return f.fakeTasks.Task(pid, withProcess)
+	return f.fakeTasks.Task(pid)
 }
 
 func (f *emfileTasks) set(failing bool) {

@@ -34,7 +34,7 @@ type Mover interface {
 
 // Tasks is what the engine reads about tasks; proc.FS in production.
 type Tasks interface {
-	Task(pid int, withProcess bool) (proc.Task, error)
+	Task(pid int) (proc.Task, error)
 	ProcName(pid int, comm string) (string, error)
 	PIDs() ([]int, error)
 	Children(pid int) ([]int, error)
@@ -585,7 +585,7 @@ func (e *Engine) classify(st *workState, pid int, why reason, tid int32, exact b
 	// The ids first (status): most tasks an event names match no rule at
 	// all, and for them nothing more is read (their cgroups, the procname
 	// some rules need).
-	t, err := e.cfg.Tasks.Task(pid, false)
+	t, err := e.cfg.Tasks.Task(pid)
 	if err != nil {
 		e.taskGone(pid, why, err)
 		return outcome{}

@@ -82,7 +82,7 @@ func (f *fakeTasks) where(pid int, h *cgroupfs.Hierarchy) string {
 	return f.cgroups[pid][h]
 }
 
-func (f *fakeTasks) Task(pid int, _ bool) (proc.Task, error) {
+func (f *fakeTasks) Task(pid int) (proc.Task, error) {
 	f.mu.Lock()
 	if f.onTaskAll != nil {
 		f.onTaskAll(pid)

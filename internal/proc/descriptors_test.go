@@ -18,7 +18,7 @@ func TestReadOutOfDescriptors(t *testing.T) {
 	fs := NewFS("/proc")
 	pid := os.Getpid()
 	fdtest.Exhaust(t, 0)
-	_, terr := fs.Task(pid, false)
+	_, terr := fs.Task(pid)
 	_, cerr := fs.Cgroups(pid)
 	_, perr := fs.PIDs()
 	for what, err := range map[string]error{"Task": terr, "Cgroups": cerr, "PIDs": perr} {

@@ -55,7 +55,7 @@ func TestIntegrationTask(t *testing.T) {
 	var task Task
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		task, err = live.Task(pid, true)
+		task, err = taskWithProcess(live, pid)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -116,7 +116,7 @@ func scriptWaiting(t *testing.T, dir string) Task {
 	})
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		task, err := live.Task(cmd.Process.Pid, true)
+		task, err := taskWithProcess(live, cmd.Process.Pid)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -124,7 +124,7 @@ func scriptWaiting(t *testing.T, dir string) Task {
 		// is set up: wait until the shell sleeps in its read (the daemon
 		// reads after the kernel's EXEC event, sent when execve is done).
 		if st, err := live.stat(getScratch(), cmd.Process.Pid); err == nil && st.State == 'S' && task.Comm == "cgre-wait.sh" {
-			task, err = live.Task(cmd.Process.Pid, true)
+			task, err = taskWithProcess(live, cmd.Process.Pid)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -149,7 +149,7 @@ func TestIntegrationGone(t *testing.T) {
 	}
 	// The pid was reaped; reuse within this instant would need a full
 	// wrap-around of the pid space, and this only reads.
-	if _, err := live.Task(cmd.Process.Pid, true); !errors.Is(err, unix.ESRCH) {
+	if _, err := taskWithProcess(live, cmd.Process.Pid); !errors.Is(err, unix.ESRCH) {
 		t.Errorf("Task(exited) err = %v, want ESRCH", err)
 	}
 }
@@ -159,7 +159,7 @@ func TestIntegrationExeEACCES(t *testing.T) {
 	if _, err := os.Readlink("/proc/1/exe"); !errors.Is(err, unix.EACCES) {
 		t.Skipf("readlink /proc/1/exe: %v; the EACCES fallback is only observable where it fails", err)
 	}
-	task, err := live.Task(1, true)
+	task, err := taskWithProcess(live, 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func TestIntegrationScanAll(t *testing.T) {
 	}
 	var kernel, gone int
 	for _, pid := range pids {
-		task, err := live.Task(pid, true)
+		task, err := taskWithProcess(live, pid)
 		if errors.Is(err, unix.ESRCH) {
 			gone++
 			continue
@@ -211,7 +211,7 @@ func BenchmarkTask(b *testing.B) {
 	b.Run("withoutProcess", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := live.Task(pid, false); err != nil {
+			if _, err := live.Task(pid); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -219,7 +219,7 @@ func BenchmarkTask(b *testing.B) {
 	b.Run("withProcess", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := live.Task(pid, true); err != nil {
+			if _, err := taskWithProcess(live, pid); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -246,7 +246,7 @@ func BenchmarkScan(b *testing.B) {
 		}
 		n = len(pids)
 		for _, pid := range pids {
-			_, _ = live.Task(pid, true)
+			_, _ = taskWithProcess(live, pid)
 			_, _ = live.Cgroups(pid)
 		}
 	}
@@ -257,14 +257,14 @@ func BenchmarkScan(b *testing.B) {
 // process is not, whether the kernel reports "Kthread:" in status or only
 // PF_KTHREAD in stat.
 func TestIntegrationKernelThread(t *testing.T) {
-	k, err := live.Task(2, false)
+	k, err := live.Task(2)
 	if err != nil {
 		t.Skipf("pid 2 not visible here (a PID namespace?): %v", err)
 	}
 	if !k.Kernel || k.Comm != "kthreadd" {
 		t.Errorf("pid 2: %+v, want the kernel thread kthreadd", k)
 	}
-	self, err := live.Task(os.Getpid(), false)
+	self, err := live.Task(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +341,7 @@ func TestIntegrationReadsDoNotAllocate(t *testing.T) {
 		t.Fatalf("threads of self: %v, %v", tids, err)
 	}
 	for name, f := range map[string]func(){
-		"Task":        func() { _, _ = live.Task(pid, false) },
+		"Task":        func() { _, _ = live.Task(pid) },
 		"Cgroups":     func() { _, _ = live.Cgroups(pid) },
 		"ThreadCreds": func() { _, _, _ = live.ThreadCreds(pid, tids[1]) },
 		"RealTime":    func() { _, _ = live.RealTime(pid) },

@@ -37,23 +37,22 @@ type Task struct {
 	RUID, EUID uint32
 	RGID, EGID uint32
 	Comm       string // from status, unescaped
-	Process    string // libcgroup's procname; "" unless requested
+	Process    string // libcgroup's procname: not read by Task (see ProcName)
 	Kernel     bool   // kernel thread (PF_KTHREAD)
 }
 
 // taskCommLen is TASK_COMM_LEN-1: comm is truncated to 15 bytes.
 const taskCommLen = 15
 
-// Task reads /proc/PID/status, and with withProcess also computes the
-// process name (see ProcName). errors.Is(err, unix.ESRCH) when the task is
-// gone.
+// Task reads /proc/PID/status (Process stays empty: ProcName computes it,
+// when a rule needs it). errors.Is(err, unix.ESRCH) when the task is gone.
 //
 // Kernel comes from status's "Kthread:" field, or, on kernels that do not
 // report it, from PF_KTHREAD in /proc/PID/stat (a second read). "Parent is
 // kthreadd" is not used: user-mode helpers (modprobe, core-dump pipes) are
 // forked with CLONE_PARENT from a kworker and so have ppid 2 while being
 // ordinary user processes.
-func (fs FS) Task(pid int, withProcess bool) (Task, error) {
+func (fs FS) Task(pid int) (Task, error) {
 	sc := getScratch()
 	defer putScratch(sc)
 	b, err := readInto(sc.pidPath(fs.root, pid, "status"), &sc.buf, true)
@@ -80,17 +79,6 @@ func (fs FS) Task(pid int, withProcess bool) (Task, error) {
 			return Task{}, err
 		}
 		t.Kernel = sst.Flags&pfKthread != 0
-	}
-	if withProcess {
-		if t.Kernel {
-			t.Process = t.Comm
-		} else {
-			p, err := fs.procName(sc, pid, t.Comm)
-			if err != nil {
-				return t, err
-			}
-			t.Process = p
-		}
 	}
 	return t, nil
 }

@@ -14,6 +14,25 @@ import (
 
 var fixture = NewFS("testdata/proc")
 
+// taskWithProcess is Task with the process name as the engine completes
+// it: comm for a kernel thread, ProcName for the others.
+func taskWithProcess(fs FS, pid int) (Task, error) {
+	t, err := fs.Task(pid)
+	if err != nil {
+		return t, err
+	}
+	if t.Kernel {
+		t.Process = t.Comm
+		return t, nil
+	}
+	p, err := fs.ProcName(pid, t.Comm)
+	if err != nil {
+		return t, err
+	}
+	t.Process = p
+	return t, nil
+}
+
 func TestTask(t *testing.T) {
 	tests := []struct {
 		name string
@@ -58,28 +77,28 @@ func TestTask(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := fixture.Task(tt.pid, true)
+			got, err := taskWithProcess(fixture, tt.pid)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if got != tt.want {
-				t.Errorf("Task(%d, true)\n got %+v\nwant %+v", tt.pid, got, tt.want)
+				t.Errorf("taskWithProcess(%d)\n got %+v\nwant %+v", tt.pid, got, tt.want)
 			}
-			got, err = fixture.Task(tt.pid, false)
+			got, err = fixture.Task(tt.pid)
 			if err != nil {
 				t.Fatal(err)
 			}
 			want := tt.want
 			want.Process = ""
 			if got != want {
-				t.Errorf("Task(%d, false)\n got %+v\nwant %+v", tt.pid, got, want)
+				t.Errorf("Task(%d)\n got %+v\nwant %+v", tt.pid, got, want)
 			}
 		})
 	}
 }
 
 func TestTaskGone(t *testing.T) {
-	_, err := fixture.Task(999, true)
+	_, err := taskWithProcess(fixture, 999)
 	if !errors.Is(err, unix.ESRCH) {
 		t.Fatalf("err = %v, want ESRCH", err)
 	}
