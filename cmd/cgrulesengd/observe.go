@@ -95,7 +95,7 @@ func (d *daemon) listenObservers(started time.Time) (*observer, error) {
 func (ob *observer) refused(what string) func(uid uint32, pid int32) {
 	return func(uid uint32, pid int32) {
 		if n, ok := ob.refusals.Allow(time.Now()); ok {
-			ob.d.log.WithField("peer_uid", uid).WithField("peer_pid", pid).WithField("not_logged", n).
+			ob.d.log.WithField("peer_uid", uid).WithField("peer_pid", pid).WithField(ratelimit.NotLogged, n).
 				Warnf("%s socket: refused a peer that is not root", what)
 		}
 	}

@@ -141,8 +141,8 @@ type Engine struct {
 	pending []job
 	inline  workState // the reader's, for the moves it makes itself
 
-	missing  *reportLimiter[destKey] // destinations reported missing
-	moveErrs *reportLimiter[moveKey] // failed moves reported, per process and destination
+	missing  ratelimit.Keyed[destKey] // destinations reported missing
+	moveErrs ratelimit.Keyed[moveKey] // failed moves reported, per process and destination
 
 	overflowLog ratelimit.Limiter // one report a second
 	stats       counters
@@ -192,8 +192,8 @@ func New(cfg Config) *Engine {
 		retries: newRetryQueue(),
 
 		marks:    newMarks(cfg.MaxMarks),
-		missing:  newReportLimiter[destKey](reportInterval, maxReports),
-		moveErrs: newReportLimiter[moveKey](reportInterval, maxReports),
+		missing:  ratelimit.Keyed[destKey]{Window: reportInterval, Max: maxReports},
+		moveErrs: ratelimit.Keyed[moveKey]{Window: reportInterval, Max: maxReports},
 	}
 }
 
@@ -221,8 +221,8 @@ type moveKey struct {
 func (e *Engine) SetRules(l *rules.List, names rules.Resolver) {
 	e.rs.Store(newRuleset(l, names))
 	// New rules, new reports: what is still wrong is said again.
-	e.missing.reset()
-	e.moveErrs.reset()
+	e.missing.Reset()
+	e.moveErrs.Reset()
 }
 
 // Start launches the workers, the rescan loop, the retry queue and the
@@ -315,7 +315,7 @@ func (e *Engine) handle(ev *kernel.Event) {
 	case kernel.EventOverflow:
 		e.stats.overflows.Add(1)
 		if n, ok := e.overflowLog.Allow(time.Now()); ok {
-			e.log.WithField("dropped_reports", n).Warn("netlink receive buffer overflowed: kernel events were lost, rescanning /proc")
+			e.log.WithField(ratelimit.NotLogged, n).Warn("netlink receive buffer overflowed: kernel events were lost, rescanning /proc")
 		}
 		e.RequestRescan()
 	}
@@ -462,7 +462,7 @@ func (e *Engine) push(j job) {
 func (e *Engine) queueFull() {
 	e.stats.queueFull.Add(1)
 	if n, ok := e.overflowLog.Allow(time.Now()); ok {
-		e.log.WithField("dropped_reports", n).Warn("classification queue full: events were dropped, rescanning /proc")
+		e.log.WithField(ratelimit.NotLogged, n).Warn("classification queue full: events were dropped, rescanning /proc")
 	}
 	e.RequestRescan()
 }
@@ -694,7 +694,7 @@ moves:
 			e.stats.moves.Add(1)
 			done = append(done, m)
 			// It exists: if it goes away again, say so at once.
-			e.missing.forget(destKey{m.H, m.Path})
+			e.missing.Forget(destKey{m.H, m.Path})
 			e.dests.add(m.H, m.Path)
 		case errors.Is(err, unix.ESRCH):
 			e.stats.gone.Add(1)
@@ -712,7 +712,7 @@ moves:
 			// rt_runtime_us budget; retrying would never succeed.
 			e.stats.errors.Add(1)
 			e.stats.failed[FailedOther].Add(1)
-			if n, ok := e.moveErrs.allow(moveKey{pid, destKey{m.H, m.Path}}, time.Now()); ok {
+			if n, ok := e.moveErrs.Allow(moveKey{pid, destKey{m.H, m.Path}}, time.Now()); ok {
 				e.log.WithFields(moveFields(pid, d.Rule, &m, n)).
 					Errorf("cannot move realtime task (does the destination have cpu.rt_runtime_us?): %v", err)
 			}
@@ -730,7 +730,7 @@ moves:
 			e.stats.failed[FailedOther].Add(1)
 			// Each thread of a multi-threaded setuid reports the change
 			// and may classify the process again: log its failure once.
-			if n, ok := e.moveErrs.allow(moveKey{pid, destKey{m.H, m.Path}}, time.Now()); ok {
+			if n, ok := e.moveErrs.Allow(moveKey{pid, destKey{m.H, m.Path}}, time.Now()); ok {
 				e.log.WithFields(moveFields(pid, d.Rule, &m, n)).Errorf("cannot move task: %v", err)
 			}
 		}
@@ -829,7 +829,7 @@ func isNotExist(err error) bool {
 func moveFields(pid int, r *rules.Rule, m *Move, suppressed int) logrus.Fields {
 	f := logrus.Fields{"pid": pid, "rule": ruleRef(r), "controller": m.Controller, "dest": m.Path}
 	if suppressed > 0 {
-		f["not_logged"] = suppressed
+		f[ratelimit.NotLogged] = suppressed
 	}
 	return f
 }
@@ -842,13 +842,13 @@ func (e *Engine) reportMissing(m *Move, err error) bool {
 	if !isNotExist(err) {
 		return false
 	}
-	n, ok := e.missing.allow(destKey{m.H, m.Path}, time.Now())
+	n, ok := e.missing.Allow(destKey{m.H, m.Path}, time.Now())
 	if !ok {
 		return true
 	}
 	f := logrus.Fields{"controller": m.Controller, "dest": m.Path, "rule": targetRef(m.Target)}
 	if n > 0 {
-		f["not_logged"] = n
+		f[ratelimit.NotLogged] = n
 	}
 	why := "not a template, so it is not created"
 	if m.Templated {

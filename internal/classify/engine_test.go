@@ -552,9 +552,10 @@ func TestEngineMissingDestinationReportedAgain(t *testing.T) {
 	f.e.SetRules(mustParse(t, f.e.cfg.Layout, "alice cpu fixed\n"), testResolver())
 	fails(3) // after a reload
 	fails(3)
-	f.e.missing.mu.Lock()
-	f.e.missing.interval = time.Millisecond
-	f.e.missing.mu.Unlock()
+	// Once the worker is done with the last failure (busy is its barrier),
+	// the limiter can be changed without a race.
+	waitFor(t, "workers idle", func() bool { return f.e.busy.Load() == 0 })
+	f.e.missing.Window = time.Millisecond
 	time.Sleep(5 * time.Millisecond)
 	fails(4) // the interval has passed: reported, with the count
 	if !strings.Contains(f.log.String(), "not_logged=1") {

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cgrulesengd/cgrulesengd/internal/kernel"
+	"github.com/cgrulesengd/cgrulesengd/internal/ratelimit"
 )
 
 // The engine's side of the sticky marks (the table and its states are in
@@ -108,7 +109,7 @@ func (e *Engine) stickyFork(ev *kernel.Event) bool {
 	case forkFull:
 		e.stats.stickyFull.Add(1)
 		if n, ok := e.stickyLog.Allow(time.Now()); ok {
-			e.log.WithFields(logrus.Fields{"pid": ev.TGID, "parent": ev.ParentTGID, "max": e.cfg.MaxMarks, "suppressed_reports": n}).
+			e.log.WithFields(logrus.Fields{"pid": ev.TGID, "parent": ev.ParentTGID, "max": e.cfg.MaxMarks, ratelimit.NotLogged: n}).
 				Warn("sticky: the table of marks is full: a child of a sticky process is classified by the rules")
 		}
 	}

@@ -217,7 +217,7 @@ func (s *Server) refuse(peer *unix.Ucred, pid int32, format string, args ...any)
 		f["pid"] = pid
 	}
 	if n > 0 {
-		f["suppressed_reports"] = n
+		f[ratelimit.NotLogged] = n
 	}
 	s.log.WithFields(f).Warnf("sticky socket: refused: "+format, args...)
 }

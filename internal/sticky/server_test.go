@@ -478,8 +478,8 @@ func TestServerRateLimitsRefusals(t *testing.T) {
 	}
 	time.Sleep(time.Second)
 	ask(t, f.path, encode(-1, 0))
-	if !strings.Contains(f.log.String(), "suppressed_reports=") {
-		t.Errorf("no suppressed_reports count after the flood:\n%s", f.log.String())
+	if !strings.Contains(f.log.String(), "not_logged=") {
+		t.Errorf("no not_logged count after the flood:\n%s", f.log.String())
 	}
 }
 
