@@ -323,3 +323,21 @@ func TestNamesUserGroup(t *testing.T) {
 		t.Error("a rule for anyone names nobody")
 	}
 }
+
+// TestListNames: what a filter in the kernel is told the rules can match.
+func TestListNames(t *testing.T) {
+	for _, c := range []struct {
+		src  string
+		want string
+	}{
+		{"alice cpu a\n@students cpu b\nbob:make cpu c\n*:ssh* cpu d\nbob:make cpu e\n",
+			"{AnyID:true UIDs:[1000 1001] GIDs:[2000] Processes:[make ssh*] AnyExec:false}"},
+		{"alice cpu users/%p\n@staff cpu s\n",
+			"{AnyID:false UIDs:[1000 1002] GIDs:[2001] Processes:[] AnyExec:true}"},
+		{"*:/usr/bin/perl cpu p\n", "{AnyID:true UIDs:[] GIDs:[] Processes:[/usr/bin/perl] AnyExec:false}"},
+	} {
+		if got := fmt.Sprintf("%+v", mustParse(t, c.src, testOptions()).Names()); got != c.want {
+			t.Errorf("Names of\n%s= %s\nwant %s", c.src, got, c.want)
+		}
+	}
+}

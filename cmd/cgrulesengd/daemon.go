@@ -123,6 +123,8 @@ func (d *daemon) run() (err error) {
 		Tasks:  proc.NewFS(o.procRoot),
 		Log:    log,
 		Root:   o.cgroupRoot,
+		// After a burst, the engine's hot table shrinks: hand the memory back.
+		Release: debug.FreeOSMemory,
 	})
 	d.engine.SetRules(list, names)
 	d.rules = list

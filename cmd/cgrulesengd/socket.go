@@ -76,7 +76,7 @@ func (d *daemon) listenSticky() (*sticky.Server, error) {
 	}
 	srv, err := sticky.Listen(sticky.Config{
 		Path: o.socket, UID: uid, GID: gid,
-		Marks: d.engine, Procs: proc.NewFS(o.procRoot), Log: d.log,
+		Marks: d.engine.Marks(), Procs: proc.NewFS(o.procRoot), Log: d.log,
 	})
 	if err != nil {
 		return nil, err

@@ -115,7 +115,8 @@ func newRealFixture(tb testing.TB) *realFixture {
 // even number of them, in b after an odd one.
 func (f *realFixture) classifyOnce(tb testing.TB, st *workState, i int) {
 	f.e.rs.Store(f.sets[(i+1)%2])
-	if out := f.e.classify(st, f.pid, reasonCreds, 0, false, 0); !out.moved {
+	j := job{pid: int32(f.pid), why: reasonCreds}
+	if a := f.e.classify(st, &j, false); a.Moved == 0 {
 		tb.Fatalf("iteration %d: the child was not moved", i)
 	}
 }

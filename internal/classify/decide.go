@@ -6,12 +6,15 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/cgrulesengd/cgrulesengd/internal/cgroupfs"
 	"github.com/cgrulesengd/cgrulesengd/internal/proc"
 	"github.com/cgrulesengd/cgrulesengd/rules"
 )
 
-// Move is one cgroup.procs write the engine has to make.
+// Move is one hierarchy's part of a decision: the task goes to Path in H
+// (for the engine's own writes, one cgroup.procs write).
 type Move struct {
 	H          *cgroupfs.Hierarchy
 	Controller string // the rule's controller name that selected H
@@ -99,14 +102,23 @@ type pair struct {
 	res  *rules.Resolved
 }
 
+// situation is what decide knows of a task besides its ids and process.
+type situation struct {
+	lines []proc.CgroupLine // its cgroups
+	// realtime: it runs under a realtime policy (for ignore_rt).
+	realtime bool
+	// movedByUs: the daemon itself moved the task moments ago (a half-done
+	// credential change, say setgid before setuid): its current cgroup is
+	// then not the user's choice, so only the exact destination counts as
+	// in place.
+	movedByUs bool
+}
+
 // decide matches t against l and works out the moves; it reads nothing but
-// its arguments. rt says whether the task runs under a realtime policy
-// (for ignore_rt). exact says the daemon itself moved the task moments ago
-// (a half-done credential change, say setgid before setuid): its current
-// cgroup is then not the user's choice, so only the exact destination counts
-// as in place. buf is reused to avoid allocations: d.Moves lives in it until
-// the next call.
-func decide(l *rules.List, s *scope, t *rules.Task, rt, exact bool, lines []proc.CgroupLine, buf *decideBuf) (Decision, error) {
+// its arguments. buf is reused to avoid allocations: d.Moves lives in it
+// until the next call.
+func decide(l *rules.List, s *scope, t *rules.Task, at situation, buf *decideBuf) (Decision, error) {
+	lines, rt, exact := at.lines, at.realtime, at.movedByUs
 	d := Decision{Moves: buf.moves[:0]}
 	after := -1
 	for {
@@ -221,4 +233,50 @@ func (s *scope) pairs(res []rules.Resolved, lines []proc.CgroupLine, out []pair,
 		}
 	}
 	return out
+}
+
+// realtime is whether a task runs under a realtime policy, as far as it
+// was read: /proc/PID/stat is read only for an ignore_rt rule and after a
+// move failed with EINVAL.
+type realtime uint8
+
+const (
+	rtUnknown realtime = iota
+	rtNo
+	rtYes
+)
+
+// decideTask is the decide step: the decision for the task read, or why it
+// stays where it is. Whether the task is realtime matters only to an
+// ignore_rt rule, and is read (the one read this step makes) only then.
+func (e *Engine) decideTask(rs *ruleset, t *rules.Task, at situation, buf *decideBuf) (Decision, realtime, verdict) {
+	rt := rtUnknown
+	d, err := decide(rs.list, &e.scope, t, at, buf)
+	if err == nil && d.Rule != nil && d.Rule.IgnoreRT {
+		if rt = e.realTime(t.PID); rt == rtYes {
+			at.realtime = true
+			d, err = decide(rs.list, &e.scope, t, at, buf)
+		}
+	}
+	switch {
+	case err != nil:
+		e.log.WithFields(logrus.Fields{"pid": t.PID, "rule": ruleRef(d.Rule)}).Errorf("cannot expand destination: %v", err)
+		return d, rt, expandError
+	case d.Rule == nil:
+		return d, rt, leftNoRule
+	case d.Ignored:
+		return d, rt, leftIgnore
+	case len(d.Moves) == 0:
+		return d, rt, leftInPlace
+	}
+	return d, rt, proceed
+}
+
+// realTime reads whether pid runs under SCHED_FIFO or SCHED_RR; a task
+// whose policy cannot be read counts as not realtime.
+func (e *Engine) realTime(pid int) realtime {
+	if rt, err := e.cfg.Tasks.RealTime(pid); err == nil && rt {
+		return rtYes
+	}
+	return rtNo
 }

@@ -149,7 +149,7 @@ bob          cpu           ""
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			s := &scope{layout: lay, root: tc.root}
-			d, err := decide(list, s, &tc.task, tc.rt, false, tc.lines, &decideBuf{})
+			d, err := decide(list, s, &tc.task, situation{lines: tc.lines, realtime: tc.rt}, &decideBuf{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -179,7 +179,7 @@ func TestDecideTemplates(t *testing.T) {
 	list := mustParse(t, lay, "@staff cpu groups/%g/%u/%P\n")
 	s := &scope{layout: lay, root: "/r"}
 	task := rules.Task{PID: 77, UID: 1001, GID: 50}
-	d, err := decide(list, s, &task, false, false, cg("/r", "/r", "/r"), &decideBuf{})
+	d, err := decide(list, s, &task, situation{lines: cg("/r", "/r", "/r")}, &decideBuf{})
 	if err != nil {
 		t.Fatal(err)
 	}

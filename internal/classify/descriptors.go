@@ -9,8 +9,8 @@ package classify
 // scans that fail the same way.
 //
 // This file is the engine's whole hook for it: Engine holds fdLog and
-// fdRepair; taskGone, the move loop of classify and scan call
-// lostForDescriptors.
+// fdRepair; the read step (readFailed), the cgroupfs writes
+// (cgroupfsApplier.Apply) and scan call lostForDescriptors.
 
 import (
 	"errors"

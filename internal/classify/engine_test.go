@@ -31,6 +31,8 @@ type fakeTasks struct {
 	rt        map[int]bool   // realtime tasks
 	rtReads   int            // RealTime calls
 	cgReads   map[int]int    // Cgroups calls per pid
+
+	statusReads map[int]int // Task calls per pid
 }
 
 func (f *fakeTasks) RealTime(pid int) (bool, error) {
@@ -87,6 +89,10 @@ func (f *fakeTasks) Task(pid int) (proc.Task, error) {
 	if f.onTaskAll != nil {
 		f.onTaskAll(pid)
 	}
+	if f.statusReads == nil {
+		f.statusReads = map[int]int{}
+	}
+	f.statusReads[pid]++
 	t, ok := f.tasks[pid]
 	hook := f.onTask
 	f.onTask = nil
@@ -320,7 +326,7 @@ func TestEngineFollowsForkRaces(t *testing.T) {
 	})
 	waitFor(t, "parent done", func() bool {
 		h, _ := f.e.hot.get(100)
-		return h.state == stDone
+		return h.state == hotDone
 	})
 	// A fork stamped well after the parent's move inherited the new cgroup:
 	// it must not cost a classification.
@@ -917,7 +923,7 @@ func TestEngineRetriesBounded(t *testing.T) {
 	f.e.Handle(uidEvent(100))
 	waitFor(t, "retries done", func() bool {
 		h, _ := f.e.hot.get(100)
-		return f.e.Stats().Retries == 3 && h.state == stDone
+		return f.e.Stats().Retries == 3 && h.state == hotDone
 	})
 	time.Sleep(100 * time.Millisecond)
 	if s := f.e.Stats(); s.Retries != 3 || f.e.retries.len() != 0 {
@@ -947,7 +953,7 @@ func TestEngineNoRuleReadsNothingMore(t *testing.T) {
 	f.e.Handle(&kernel.Event{What: kernel.EventUID, PID: 100, TGID: 100, EUID: 1001})
 	f.e.Handle(uidEvent(101))
 	waitFor(t, "alice's make moved", func() bool { return f.tasks.where(101, f.cpu) == "/users/alice" })
-	waitFor(t, "bob's task looked at", func() bool { h, ok := f.e.hot.get(100); return ok && h.state == stDone })
+	waitFor(t, "bob's task looked at", func() bool { h, ok := f.e.hot.get(100); return ok && h.state == hotDone })
 	f.tasks.mu.Lock()
 	defer f.tasks.mu.Unlock()
 	if n := f.tasks.cgReads[100]; n != 0 {

@@ -5,26 +5,32 @@ import (
 )
 
 // The hot table holds the processes the engine is busy with or has just
-// moved: queued (a classification is waiting for a worker or a retry),
-// running (being classified), or done (classified; its FORK events are
-// still followed for a while). It exists for fork races: a child forked
-// before its parent's move inherits the old cgroups, and the kernel queues
-// the child's FORK event after the parent's credential change, so a FORK
-// whose parent is hot is followed.
+// moved. It exists for fork races: a child forked before its parent's move
+// inherits the old cgroups, and the kernel queues the child's FORK event
+// after the parent's credential change, so a FORK whose parent is hot is
+// followed (follows).
 //
-// Every change goes through one of its transitions, each under the table's
-// mutex:
+// A process's entry is in one of the states of hotState; every change goes
+// through one of the transitions below, each under the table's mutex
+// (TestHotTransitions walks them all, one row each):
 //
-//	noted     an event (or a scan, a retry, a followed fork) wants the pid
-//	          classified: absent or done -> queued (the caller queues a job);
-//	          queued -> queued (coalesced); running -> running, again
-//	claimed   a worker takes the job: queued -> running; an exited process
-//	          is dropped instead
-//	finished  the classification ended: running -> queued (again, or
-//	          retry after EINVAL) or done (with the time, for FORKs)
-//	exited    the kernel reported the process's EXIT: done entries are
-//	          dropped, others marked and dropped when they finish
-//	expired   the sweeper drops done entries older than the window
+//	noted       an event (a scan, a followed fork) wants the pid classified:
+//	            absent or done -> queued (the caller queues a job);
+//	            queued -> queued (coalesced); handedOff -> queued (coalesced:
+//	            the read the job carries is stale now); running -> running,
+//	            once more afterwards (again)
+//	claimed     a worker takes the job: queued -> running (it reads the
+//	            task), handedOff -> running (it applies the read it
+//	            carries); an exited process is dropped instead
+//	handedOff   the event reader found the move not cheap and hands its
+//	            read to a worker: running -> handedOff (-> queued when an
+//	            event came meanwhile)
+//	finished    the classification ended: running -> queued (again, or a
+//	            retry after EINVAL) or done (with the time of the move,
+//	            for FORKs)
+//	exited      the kernel reported the process's EXIT: done entries are
+//	            dropped, others marked and dropped when they end
+//	expired     the sweeper drops done entries older than the window
 //
 // and, for the /proc scans, scanClaimed and scanFinished, which skip a pid
 // a worker owns but make a running one run again.
@@ -33,22 +39,34 @@ type hotTable struct {
 	m    map[int32]hotEntry
 	max  int // bound on len(m): a full table is repaired like an overflow
 	peak int // largest len(m) since the last rebuild
+
+	// filter, when not nil, is told when a pid becomes hot or stops being
+	// hot (see Filter); it is called under mu, and is cheap.
+	filter Filter
 }
 
-// hot table states
+// hotState is where a process is in the table.
+type hotState uint8
+
 const (
-	stQueued uint8 = iota + 1
-	stRunning
-	stDone
+	hotAbsent    hotState = iota // not in the table
+	hotQueued                    // a job will read and classify the task
+	hotHandedOff                 // a job carries the event reader's read and decision: it only applies them
+	hotRunning                   // being classified, or its placement is in flight
+	hotDone                      // classified; its FORKs are followed for a while
 )
 
+func (s hotState) String() string {
+	return [...]string{"absent", "queued", "handedOff", "running", "done"}[s]
+}
+
 type hotEntry struct {
-	state  uint8
-	again  bool   // a new event arrived while running: classify once more
-	exited bool   // EXIT seen while queued/running: drop on completion
-	doneAt uint64 // CLOCK_MONOTONIC ns when the classification finished
+	state  hotState
+	again  bool   // running: an event came meanwhile, classify once more
+	exited bool   // EXIT seen while queued/running: drop when it ends
+	doneAt uint64 // done: CLOCK_MONOTONIC ns when the classification ended (the move's time)
 	tid    int32  // thread (not the main one) that reported the latest UID/GID change
-	moved  bool   // the daemon moved this task while it was hot
+	moved  bool   // the daemon moved this task while it was hot (see decide's exact)
 }
 
 // A multi-threaded setuid (glibc, Go, Java) changes the threads one at a
@@ -82,51 +100,77 @@ func (t *hotTable) noted(pid, tid int32) noteResult {
 		// The pid was reused after its process exited (the kernel reported
 		// that EXIT before this event): nothing of the old entry applies
 		// to the new process.
-		h = hotEntry{state: h.state}
-		if h.state == stRunning {
-			h.again = true
-		}
+		h = hotEntry{state: h.state, again: h.state == hotRunning}
 	}
 	if tid != pid && tid > 0 {
 		h.tid = tid
 	}
-	if ok {
-		switch h.state {
-		case stQueued:
-			t.m[pid] = h
-			return noteCoalesced
-		case stRunning:
-			h.again = true
-			t.m[pid] = h
-			return noteAgain
-		}
+	switch h.state {
+	case hotQueued, hotHandedOff:
+		h.state = hotQueued
+		t.m[pid] = h
+		return noteCoalesced
+	case hotRunning:
+		h.again = true
+		t.m[pid] = h
+		return noteAgain
 	}
 	if !ok && len(t.m) >= t.max {
 		return noteFull
 	}
-	h.state, h.again, h.exited = stQueued, false, false
+	h.state, h.again, h.exited = hotQueued, false, false
 	t.store(pid, h)
 	return noteQueued
 }
 
-// claimed marks a queued pid running for a worker and returns the thread
-// whose ids to read and whether the daemon moved the task while it was hot
-// (see decide's exact). ok is false, and the entry gone, when the process
-// exited after the events that queued it: there is nothing left to move.
-func (t *hotTable) claimed(pid int32) (tid int32, exact, ok bool) {
+// claim is what a worker learns when it takes a job.
+type claim struct {
+	tid   int32 // the thread whose ids to read (0: the main thread)
+	exact bool  // the daemon moved the task while it was hot (see decide)
+	// carried: the job's read and decision still hold (handed off by the
+	// event reader, no event since); otherwise the task is read again.
+	carried bool
+}
+
+// claimed marks a queued pid running for a worker. ok is false, and the
+// entry gone, when the process exited after the events that queued it:
+// there is nothing left to move.
+func (t *hotTable) claimed(pid int32) (c claim, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	h := t.m[pid]
 	if h.exited {
-		delete(t.m, pid)
-		return 0, false, false
+		t.drop(pid)
+		return claim{}, false
 	}
-	h.state = stRunning
+	c = claim{tid: h.tid, exact: h.moved, carried: h.state == hotHandedOff}
 	// The thread is consumed by this run: later events name their own.
-	tid, exact = h.tid, h.moved
-	h.tid = 0
+	h.state, h.tid = hotRunning, 0
 	t.store(pid, h)
-	return tid, exact, true
+	return c, true
+}
+
+// handedOff ends the event reader's run of a claimed pid whose move was not
+// cheap: a worker takes the job with the read it carries (handedOff), or,
+// when an event or a scan came meanwhile, reads the task again (queued).
+func (t *hotTable) handedOff(pid, tid int32) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	h := t.m[pid]
+	h.state = hotHandedOff
+	if h.again {
+		h.state, h.again = hotQueued, false
+	}
+	if h.tid == 0 {
+		h.tid = tid
+	}
+	t.store(pid, h)
+}
+
+// outcome is how a classification ended, for the hot table.
+type outcome struct {
+	moved bool // at least one move was made
+	retry bool // EINVAL: the task is still being set up; classify it again later
 }
 
 // finishResult says what comes after a classification.
@@ -138,31 +182,30 @@ const (
 	finishRetry                     // queued for a retry (EINVAL): queue a job later
 )
 
-// finished ends the classification of a running pid claimed with tid:
-// moved says it was moved, retry that the move must be retried (the task
-// was still being created); now is the CLOCK_MONOTONIC time.
-func (t *hotTable) finished(pid, tid int32, moved, retry bool, now uint64) finishResult {
+// finished ends the classification of a running pid claimed with tid; at is
+// the CLOCK_MONOTONIC time of its move (or of the end, when nothing moved).
+func (t *hotTable) finished(pid, tid int32, out outcome, at uint64) finishResult {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	h := t.m[pid]
-	h.moved = h.moved || moved
+	h.moved = h.moved || out.moved
 	res := finishDone
 	switch {
-	case retry:
+	case out.retry:
 		// Still being created: stay hot (queued) so its forks are followed.
-		h.state, h.again = stQueued, false
+		h.state, h.again = hotQueued, false
 		if h.tid == 0 {
 			h.tid = tid
 		}
 		res = finishRetry
 	case h.again && !h.exited:
-		h.state, h.again = stQueued, false
+		h.state, h.again = hotQueued, false
 		res = finishAgain
 	default:
-		h.state, h.doneAt = stDone, now
+		h.state, h.doneAt = hotDone, at
 	}
-	if h.state == stDone && h.exited {
-		delete(t.m, pid)
+	if h.state == hotDone && h.exited {
+		t.drop(pid)
 	} else {
 		t.store(pid, h)
 	}
@@ -170,22 +213,22 @@ func (t *hotTable) finished(pid, tid int32, moved, retry bool, now uint64) finis
 }
 
 // scanClaimed marks pid running for a /proc scan, unless a worker owns it
-// (queued or running): a queued job reads the task when it runs, after the
-// scan's moment; a running one may have read it before the events the scan
-// stands in for were lost, so it is made to run once more. exact is as for
-// claimed.
+// (queued, handed off or running): a queued job reads the task when it
+// runs, after the scan's moment; a running one may have read it before the
+// events the scan stands in for were lost, so it is made to run once more.
+// exact is as for claimed.
 func (t *hotTable) scanClaimed(pid int32) (exact, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	h, busy := t.m[pid]
-	if busy && h.state != stDone {
-		if h.state == stRunning && !h.again {
+	if busy && h.state != hotDone {
+		if h.state == hotRunning && !h.again {
 			h.again = true
 			t.m[pid] = h
 		}
 		return false, false
 	}
-	h.state = stRunning
+	h.state = hotRunning
 	h.tid = 0
 	t.store(pid, h)
 	return h.moved, true
@@ -195,22 +238,23 @@ func (t *hotTable) scanClaimed(pid int32) (exact, ok bool) {
 // meanwhile queues it again (finishAgain); a retry keeps it queued
 // (finishRetry); otherwise a task moved (or to be retried) stays done for
 // its FORKs, and one left alone leaves the table, to keep it small.
-func (t *hotTable) scanFinished(pid int32, moved, retry bool, now uint64) finishResult {
+func (t *hotTable) scanFinished(pid int32, out outcome, at uint64) finishResult {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	h := t.m[pid]
+	moved := h.moved || out.moved
 	switch {
 	case h.again && !h.exited:
-		h.state, h.again = stQueued, false
+		h.state, h.again = hotQueued, false
 		t.m[pid] = h
 		return finishAgain
-	case retry && !h.exited:
-		t.m[pid] = hotEntry{state: stQueued, moved: h.moved || moved}
+	case out.retry && !h.exited:
+		t.m[pid] = hotEntry{state: hotQueued, moved: moved}
 		return finishRetry
-	case moved || retry || h.again:
-		t.m[pid] = hotEntry{state: stDone, doneAt: now, moved: h.moved || moved}
+	case out.moved || out.retry || h.again:
+		t.store(pid, hotEntry{state: hotDone, doneAt: at, moved: moved})
 	default:
-		delete(t.m, pid)
+		t.drop(pid)
 	}
 	return finishDone
 }
@@ -219,24 +263,25 @@ func (t *hotTable) scanFinished(pid int32, moved, retry bool, now uint64) finish
 // kernel before its EXIT, so they have been handled already.
 func (t *hotTable) exited(pid int32) {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	if h, ok := t.m[pid]; ok {
-		if h.state == stDone {
-			delete(t.m, pid)
+		if h.state == hotDone {
+			t.drop(pid)
 		} else {
 			h.exited = true
 			t.m[pid] = h
 		}
 	}
-	t.mu.Unlock()
 }
 
-// dropExitedQueued drops pid if it is queued and has exited (its EXIT came
-// in the same read as the event that queued it) and reports whether it did.
+// dropExitedQueued drops pid if it waits for a worker and has exited (its
+// EXIT came in the same read as the event that queued it) and reports
+// whether it did.
 func (t *hotTable) dropExitedQueued(pid int32) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if h, ok := t.m[pid]; ok && h.exited && h.state == stQueued {
-		delete(t.m, pid)
+	if h, ok := t.m[pid]; ok && h.exited && (h.state == hotQueued || h.state == hotHandedOff) {
+		t.drop(pid)
 		return true
 	}
 	return false
@@ -245,14 +290,14 @@ func (t *hotTable) dropExitedQueued(pid int32) bool {
 // forget drops pid (its job could not be queued: nothing will run for it).
 func (t *hotTable) forget(pid int32) {
 	t.mu.Lock()
-	delete(t.m, pid)
-	t.mu.Unlock()
+	defer t.mu.Unlock()
+	t.drop(pid)
 }
 
 // follows reports whether a child that parent forked at CLOCK_MONOTONIC
-// time ts must be classified: the parent is queued or running, or was
-// classified no earlier than slack ns before ts (a fork stamped before the
-// move, or so close after it that the clocks cannot tell).
+// time ts must be classified: the parent is queued, handed off or running,
+// or was classified no earlier than slack ns before ts (a fork stamped
+// before the move, or so close after it that the clocks cannot tell).
 func (t *hotTable) follows(parent int32, ts, slack uint64) bool {
 	t.mu.Lock()
 	h, ok := t.m[parent]
@@ -260,13 +305,10 @@ func (t *hotTable) follows(parent int32, ts, slack uint64) bool {
 	if !ok {
 		return false
 	}
-	switch h.state {
-	case stQueued, stRunning:
-		return true
-	case stDone:
+	if h.state == hotDone {
 		return h.doneAt != 0 && ts < h.doneAt+slack
 	}
-	return false
+	return true
 }
 
 // expired drops the done entries older than window ns at now. It reports
@@ -276,8 +318,8 @@ func (t *hotTable) expired(now, window uint64) (rebuilt bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for pid, h := range t.m {
-		if h.state == stDone && now-h.doneAt > window {
-			delete(t.m, pid)
+		if h.state == hotDone && now-h.doneAt > window {
+			t.drop(pid)
 		}
 	}
 	t.m, t.peak, rebuilt = shrink(t.m, t.peak)
@@ -299,25 +341,45 @@ func shrink[K comparable, V any](m map[K]V, peak int) (map[K]V, int, bool) {
 	return fresh, len(fresh), true
 }
 
-// store writes an entry and tracks the peak size. t.mu is held.
+// store writes an entry, tracks the peak size and tells the filter what
+// its FORKs and EXIT mean now. t.mu is held.
 func (t *hotTable) store(pid int32, h hotEntry) {
+	old, had := t.m[pid]
 	t.m[pid] = h
 	if n := len(t.m); n > t.peak {
 		t.peak = n
 	}
+	if t.filter != nil && (!had || old.movedAt() != h.movedAt()) {
+		t.filter.Hot(pid, h.movedAt())
+	}
 }
 
-// len is the number of entries.
-func (t *hotTable) len() int {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.m)
+// movedAt is what Filter.Hot says of an entry: when its classification
+// ended, or 0 while it is still to run or running.
+func (h hotEntry) movedAt() uint64 {
+	if h.state == hotDone {
+		return h.doneAt
+	}
+	return 0
 }
 
-// get returns pid's entry (for tests).
-func (t *hotTable) get(pid int32) (hotEntry, bool) {
+// drop deletes an entry and tells the filter. t.mu is held.
+func (t *hotTable) drop(pid int32) {
+	if _, ok := t.m[pid]; !ok {
+		return
+	}
+	delete(t.m, pid)
+	if t.filter != nil {
+		t.filter.Cold(pid)
+	}
+}
+
+// attach makes f the table's filter and tells it every entry held now.
+func (t *hotTable) attach(f Filter) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	h, ok := t.m[pid]
-	return h, ok
+	t.filter = f
+	for pid, h := range t.m {
+		f.Hot(pid, h.movedAt())
+	}
 }

@@ -1,145 +1,192 @@
 package classify
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 )
 
-// The hot table's transitions, one at a time (the engine tests exercise
-// them together).
-
-func mustState(t *testing.T, h *hotTable, pid int32, want uint8) hotEntry {
-	t.Helper()
+// entryString renders pid's entry for the transition table: its state and
+// what it carries ("absent", "queued tid=11", "done moved at=1000").
+func entryString(h *hotTable, pid int32) string {
 	e, ok := h.get(pid)
-	if want == 0 {
-		if ok {
-			t.Fatalf("pid %d: entry %+v, want none", pid, e)
+	if !ok {
+		return "absent"
+	}
+	out := []string{e.state.String()}
+	if e.tid != 0 {
+		out = append(out, fmt.Sprintf("tid=%d", e.tid))
+	}
+	if e.again {
+		out = append(out, "again")
+	}
+	if e.exited {
+		out = append(out, "exited")
+	}
+	if e.moved {
+		out = append(out, "moved")
+	}
+	if e.state == hotDone {
+		out = append(out, fmt.Sprintf("at=%d", e.doneAt))
+	}
+	return strings.Join(out, " ")
+}
+
+var (
+	moved = outcome{moved: true}
+	retry = outcome{retry: true}
+	left  = outcome{}
+)
+
+// TestHotTransitions walks every transition of hot.go's diagram, one step
+// per row: what the transition returned, and the entry of the row's pid
+// afterwards. A row with a bound starts a fresh table.
+func TestHotTransitions(t *testing.T) {
+	var h *hotTable
+	fresh := func(max int) func() string {
+		return func() string { h = newHotTable(max); return "" }
+	}
+	noted := func(pid, tid int32) func() string {
+		return func() string { return [...]string{"queued", "coalesced", "again", "full"}[h.noted(pid, tid)] }
+	}
+	claimed := func(pid int32) func() string {
+		return func() string {
+			c, ok := h.claimed(pid)
+			if !ok {
+				return "gone"
+			}
+			return fmt.Sprintf("tid=%d exact=%v carried=%v", c.tid, c.exact, c.carried)
 		}
-		return e
 	}
-	if !ok || e.state != want {
-		t.Fatalf("pid %d: entry %+v (present %v), want state %d", pid, e, ok, want)
+	handedOff := func(pid, tid int32) func() string {
+		return func() string { h.handedOff(pid, tid); return "" }
 	}
-	return e
-}
+	finishName := func(r finishResult) string { return [...]string{"done", "again", "retry"}[r] }
+	finished := func(pid, tid int32, out outcome, at uint64) func() string {
+		return func() string { return finishName(h.finished(pid, tid, out, at)) }
+	}
+	scanClaimed := func(pid int32) func() string {
+		return func() string { exact, ok := h.scanClaimed(pid); return fmt.Sprintf("exact=%v ok=%v", exact, ok) }
+	}
+	scanFinished := func(pid int32, out outcome, at uint64) func() string {
+		return func() string { return finishName(h.scanFinished(pid, out, at)) }
+	}
+	exited := func(pid int32) func() string { return func() string { h.exited(pid); return "" } }
+	dropExited := func(pid int32) func() string { return func() string { return fmt.Sprint(h.dropExitedQueued(pid)) } }
+	forget := func(pid int32) func() string { return func() string { h.forget(pid); return "" } }
+	expired := func(now, window uint64) func() string {
+		return func() string { return fmt.Sprintf("rebuilt=%v", h.expired(now, window)) }
+	}
 
-func TestHotNoted(t *testing.T) {
-	h := newHotTable(2)
-	if r := h.noted(10, 10); r != noteQueued {
-		t.Fatalf("first note: %v, want queued", r)
-	}
-	mustState(t, h, 10, stQueued)
-	if r := h.noted(10, 11); r != noteCoalesced {
-		t.Fatalf("second note: %v, want coalesced", r)
-	}
-	if e := mustState(t, h, 10, stQueued); e.tid != 11 {
-		t.Errorf("the reporting thread is not kept: %+v", e)
-	}
-	if r := h.noted(20, 0); r != noteQueued {
-		t.Fatal(r)
-	}
-	if r := h.noted(30, 30); r != noteFull {
-		t.Fatalf("note beyond the bound: %v, want full", r)
-	}
-	mustState(t, h, 30, 0)
-	// A known pid is noted even when the table is full.
-	if _, _, ok := h.claimed(10); !ok {
-		t.Fatal("claim failed")
-	}
-	if r := h.noted(10, 10); r != noteAgain {
-		t.Fatalf("note while running: %v, want again", r)
-	}
-	if e := mustState(t, h, 10, stRunning); !e.again {
-		t.Errorf("again not set: %+v", e)
-	}
-}
+	steps := []struct {
+		name  string
+		pid   int32
+		do    func() string
+		want  string
+		entry string // pid's entry afterwards
+	}{
+		// noted, on a table of two.
+		{"a table of two", 0, fresh(2), "", "absent"},
+		{"first note", 10, noted(10, 10), "queued", "queued"},
+		{"second note: the reporting thread is kept", 10, noted(10, 11), "coalesced", "queued tid=11"},
+		{"another pid", 20, noted(20, 0), "queued", "queued"},
+		{"note beyond the bound", 30, noted(30, 30), "full", "absent"},
+		{"a known pid is noted even when the table is full: claim", 10, claimed(10), "tid=11 exact=false carried=false", "running"},
+		{"note while running: again", 10, noted(10, 10), "again", "running again"},
 
-func TestHotClaimedFinished(t *testing.T) {
-	h := newHotTable(10)
-	h.noted(10, 12) // thread 12 reported
-	tid, exact, ok := h.claimed(10)
-	if !ok || tid != 12 || exact {
-		t.Fatalf("claimed: tid %d exact %v ok %v", tid, exact, ok)
-	}
-	if e := mustState(t, h, 10, stRunning); e.tid != 0 {
-		t.Errorf("the thread is not consumed: %+v", e)
-	}
-	if r := h.finished(10, tid, true, false, 1000); r != finishDone {
-		t.Fatalf("finished: %v, want done", r)
-	}
-	if e := mustState(t, h, 10, stDone); e.doneAt != 1000 || !e.moved {
-		t.Errorf("done entry %+v", e)
-	}
-	// Noted again after done: queued, and the move is remembered (exact).
-	if r := h.noted(10, 10); r != noteQueued {
-		t.Fatal(r)
-	}
-	if _, exact, _ := h.claimed(10); !exact {
-		t.Error("a task the daemon moved while hot is not exact")
-	}
-	// An event while running: run again.
-	h.noted(10, 10)
-	if r := h.finished(10, 0, false, false, 2000); r != finishAgain {
-		t.Fatalf("finished with an event meanwhile: %v, want again", r)
-	}
-	if e := mustState(t, h, 10, stQueued); e.again {
-		t.Errorf("again not cleared: %+v", e)
-	}
-	// A retry keeps it queued, with its thread for the next run.
-	h.claimed(10)
-	if r := h.finished(10, 14, false, true, 3000); r != finishRetry {
-		t.Fatalf("finished with retry: %v", r)
-	}
-	if e := mustState(t, h, 10, stQueued); e.tid != 14 {
-		t.Errorf("retry entry %+v, want tid 14 kept", e)
-	}
-}
+		// claimed and finished.
+		{"a table of ten", 0, fresh(10), "", "absent"},
+		{"thread 12 reported", 10, noted(10, 12), "queued", "queued tid=12"},
+		{"claimed: the thread is consumed", 10, claimed(10), "tid=12 exact=false carried=false", "running"},
+		{"finished, moved", 10, finished(10, 12, moved, 1000), "done", "done moved at=1000"},
+		{"noted again after done", 10, noted(10, 10), "queued", "queued moved"},
+		{"a task the daemon moved while hot is exact", 10, claimed(10), "tid=0 exact=true carried=false", "running moved"},
+		{"an event while running", 10, noted(10, 10), "again", "running again moved"},
+		{"finished with an event meanwhile: queued again", 10, finished(10, 0, left, 2000), "again", "queued moved"},
+		{"claimed again", 10, claimed(10), "tid=0 exact=true carried=false", "running moved"},
+		{"a retry keeps it queued, with its thread for the next run", 10, finished(10, 14, retry, 3000), "retry", "queued tid=14 moved"},
 
-func TestHotExited(t *testing.T) {
-	h := newHotTable(10)
-	// Exit of a queued task: the claim finds nothing to do, the entry goes.
-	h.noted(10, 10)
-	h.exited(10)
-	if _, _, ok := h.claimed(10); ok {
-		t.Fatal("claimed an exited task")
+		// handedOff: the reader gives its read to a worker.
+		{"queued by thread 41", 40, noted(40, 41), "queued", "queued tid=41"},
+		{"the reader claims it", 40, claimed(40), "tid=41 exact=false carried=false", "running"},
+		{"and hands it off, keeping the thread", 40, handedOff(40, 41), "", "handedOff tid=41"},
+		{"an event for a handed-off pid: the carried read is stale", 40, noted(40, 40), "coalesced", "queued tid=41"},
+		{"the worker reads again", 40, claimed(40), "tid=41 exact=false carried=false", "running"},
+		{"queued", 50, noted(50, 50), "queued", "queued"},
+		{"claimed by the reader", 50, claimed(50), "tid=0 exact=false carried=false", "running"},
+		{"handed off", 50, handedOff(50, 0), "", "handedOff"},
+		{"the worker applies what the reader read", 50, claimed(50), "tid=0 exact=false carried=true", "running"},
+		{"queued", 60, noted(60, 60), "queued", "queued"},
+		{"claimed by the reader", 60, claimed(60), "tid=0 exact=false carried=false", "running"},
+		{"a scan meanwhile skips it, and it must run again", 60, scanClaimed(60), "exact=false ok=false", "running again"},
+		{"so the hand-off is read again", 60, handedOff(60, 0), "", "queued"},
+		{"queued", 70, noted(70, 70), "queued", "queued"},
+		{"claimed", 70, claimed(70), "tid=0 exact=false carried=false", "running"},
+		{"handed off", 70, handedOff(70, 0), "", "handedOff"},
+		{"exits", 70, exited(70), "", "handedOff exited"},
+		{"in the same batch: dropped", 70, dropExited(70), "true", "absent"},
+
+		// exited.
+		{"a table of ten", 0, fresh(10), "", "absent"},
+		{"queued", 10, noted(10, 10), "queued", "queued"},
+		{"exit of a queued task", 10, exited(10), "", "queued exited"},
+		{"the claim finds nothing to do, the entry goes", 10, claimed(10), "gone", "absent"},
+		{"queued", 20, noted(20, 20), "queued", "queued"},
+		{"claimed", 20, claimed(20), "tid=0 exact=false carried=false", "running"},
+		{"exit while running", 20, exited(20), "", "running exited"},
+		{"dropped when finished", 20, finished(20, 0, moved, 1), "done", "absent"},
+		{"queued by thread 31", 30, noted(30, 31), "queued", "queued tid=31"},
+		{"claimed", 30, claimed(30), "tid=31 exact=false carried=false", "running"},
+		{"moved", 30, finished(30, 0, moved, 1), "done", "done moved at=1"},
+		{"noted", 30, noted(30, 30), "queued", "queued moved"},
+		{"claimed", 30, claimed(30), "tid=0 exact=true carried=false", "running moved"},
+		{"exits while running", 30, exited(30), "", "running exited moved"},
+		{"an event for an exited running pid is a new process on a reused pid: again, without the old thread or move",
+			30, noted(30, 30), "again", "running again"},
+		{"queued", 40, noted(40, 40), "queued", "queued"},
+		{"claimed", 40, claimed(40), "tid=0 exact=false carried=false", "running"},
+		{"moved", 40, finished(40, 0, moved, 1), "done", "done moved at=1"},
+		{"exit of a done task drops it", 40, exited(40), "", "absent"},
+		{"queued", 50, noted(50, 50), "queued", "queued"},
+		{"a live queued task is not dropped", 50, dropExited(50), "false", "queued"},
+		{"exits", 50, exited(50), "", "queued exited"},
+		{"an exited queued task is", 50, dropExited(50), "true", "absent"},
+		{"queued", 80, noted(80, 80), "queued", "queued"},
+		{"forgotten (its job could not be queued)", 80, forget(80), "", "absent"},
+
+		// expired.
+		{"queued", 90, noted(90, 90), "queued", "queued"},
+		{"claimed", 90, claimed(90), "tid=0 exact=false carried=false", "running"},
+		{"done at 100", 90, finished(90, 0, moved, 100), "done", "done moved at=100"},
+		{"not expired within the window", 90, expired(500, 500), "rebuilt=false", "done moved at=100"},
+		{"expired after it", 90, expired(1000, 500), "rebuilt=false", "absent"},
+
+		// scans.
+		{"a table of ten", 0, fresh(10), "", "absent"},
+		{"the scan claims a cold pid", 1, scanClaimed(1), "exact=false ok=true", "running"},
+		{"nothing happened: dropped", 1, scanFinished(1, left, 10), "done", "absent"},
+		{"scan claim", 2, scanClaimed(2), "exact=false ok=true", "running"},
+		{"moved: stays done for its forks", 2, scanFinished(2, moved, 10), "done", "done moved at=10"},
+		{"a second scan of a task the daemon moved: exact", 2, scanClaimed(2), "exact=true ok=true", "running moved"},
+		{"left alone this time: it leaves the table", 2, scanFinished(2, left, 20), "done", "absent"},
+		{"queued by a worker", 3, noted(3, 3), "queued", "queued"},
+		{"the scan skips a queued pid", 3, scanClaimed(3), "exact=false ok=false", "queued"},
+		{"the worker claims it", 3, claimed(3), "tid=0 exact=false carried=false", "running"},
+		{"the scan skips a running pid, which runs again", 3, scanClaimed(3), "exact=false ok=false", "running again"},
+		{"scan claim", 4, scanClaimed(4), "exact=false ok=true", "running"},
+		{"an event during the scan's classification", 4, noted(4, 4), "again", "running again"},
+		{"queued again", 4, scanFinished(4, left, 30), "again", "queued"},
+		{"scan claim", 5, scanClaimed(5), "exact=false ok=true", "running"},
+		{"EINVAL during the scan: queued for a retry", 5, scanFinished(5, retry, 40), "retry", "queued"},
 	}
-	mustState(t, h, 10, 0)
-	// Exit while running: dropped when finished.
-	h.noted(20, 20)
-	h.claimed(20)
-	h.exited(20)
-	if r := h.finished(20, 0, true, false, 1); r != finishDone {
-		t.Fatal(r)
+	for i, s := range steps {
+		if got := s.do(); got != s.want {
+			t.Fatalf("step %d (%s): got %q, want %q", i, s.name, got, s.want)
+		}
+		if got := entryString(h, s.pid); got != s.entry {
+			t.Fatalf("step %d (%s): pid %d is %q, want %q", i, s.name, s.pid, got, s.entry)
+		}
 	}
-	mustState(t, h, 20, 0)
-	// An event for an exited running pid is a new process on a reused pid:
-	// it runs again, without the old entry's thread or move.
-	h.noted(30, 31)
-	h.claimed(30)
-	h.finished(30, 0, true, false, 1)
-	h.noted(30, 30)
-	h.claimed(30)
-	h.exited(30)
-	h.noted(30, 30)
-	e := mustState(t, h, 30, stRunning)
-	if !e.again || e.exited || e.moved {
-		t.Errorf("reused pid's entry %+v, want again, not exited, not moved", e)
-	}
-	// Exit of a done task drops it.
-	h.noted(40, 40)
-	h.claimed(40)
-	h.finished(40, 0, true, false, 1)
-	h.exited(40)
-	mustState(t, h, 40, 0)
-	// dropExitedQueued: only queued and exited.
-	h.noted(50, 50)
-	if h.dropExitedQueued(50) {
-		t.Error("dropped a live queued task")
-	}
-	h.exited(50)
-	if !h.dropExitedQueued(50) {
-		t.Error("kept an exited queued task")
-	}
-	mustState(t, h, 50, 0)
 }
 
 func TestHotFollows(t *testing.T) {
@@ -156,7 +203,12 @@ func TestHotFollows(t *testing.T) {
 	if !h.follows(10, 5, slack) {
 		t.Error("did not follow the fork of a running parent")
 	}
-	h.finished(10, 0, true, false, 1000)
+	h.handedOff(10, 0)
+	if !h.follows(10, 5, slack) {
+		t.Error("did not follow the fork of a handed-off parent")
+	}
+	h.claimed(10)
+	h.finished(10, 0, moved, 1000)
 	for _, c := range []struct {
 		ts   uint64
 		want bool
@@ -172,19 +224,25 @@ func TestHotExpired(t *testing.T) {
 	h.noted(1, 1) // queued: never expires
 	h.noted(2, 2)
 	h.claimed(2)
-	h.finished(2, 0, true, false, 100)
+	h.finished(2, 0, moved, 100)
 	h.noted(3, 3)
 	h.claimed(3)
-	h.finished(3, 0, true, false, 900)
+	h.finished(3, 0, moved, 900)
 	h.expired(1000, 500)
-	mustState(t, h, 1, stQueued)
-	mustState(t, h, 2, 0)
-	mustState(t, h, 3, stDone)
+	if got := entryString(h, 1); got != "queued" {
+		t.Errorf("pid 1 is %q, want queued", got)
+	}
+	if got := entryString(h, 2); got != "absent" {
+		t.Errorf("pid 2 is %q, want absent", got)
+	}
+	if got := entryString(h, 3); got != "done moved at=900" {
+		t.Errorf("pid 3 is %q, want done", got)
+	}
 	// A burst, then quiet: the map is rebuilt once it is down to an eighth.
 	for pid := int32(100); pid < 100+2048; pid++ {
 		h.noted(pid, pid)
 		h.claimed(pid)
-		h.finished(pid, 0, false, false, 2000)
+		h.finished(pid, 0, left, 2000)
 	}
 	if h.expired(2100, 500) {
 		t.Error("rebuilt while the burst's entries are young")
@@ -200,50 +258,23 @@ func TestHotExpired(t *testing.T) {
 	}
 }
 
-func TestHotScan(t *testing.T) {
+// TestHotFilter: a filter hears when a pid becomes hot, when its
+// classification ends (the time of its move), and when it leaves the
+// table; attached late, it hears what the table holds.
+func TestHotFilter(t *testing.T) {
 	h := newHotTable(10)
-	// A task nobody owns: classified by the scan, dropped if nothing happened.
-	if _, ok := h.scanClaimed(1); !ok {
-		t.Fatal("scan could not claim a cold pid")
+	h.noted(5, 5) // before the filter
+	f := &recordingFilter{}
+	h.attach(f)
+	h.noted(10, 10)
+	h.noted(10, 11) // coalesced: nothing new
+	h.claimed(10)
+	h.finished(10, 0, moved, 1000)
+	h.exited(10)
+	h.scanClaimed(20)
+	h.scanFinished(20, left, 5)
+	want := "hot 5 0; hot 10 0; hot 10 1000; cold 10; hot 20 0; cold 20"
+	if got := f.String(); got != want {
+		t.Errorf("filter heard %q, want %q", got, want)
 	}
-	if r := h.scanFinished(1, false, false, 10); r != finishDone {
-		t.Fatal(r)
-	}
-	mustState(t, h, 1, 0)
-	// Moved: stays done for its forks.
-	h.scanClaimed(2)
-	h.scanFinished(2, true, false, 10)
-	if e := mustState(t, h, 2, stDone); !e.moved || e.doneAt != 10 {
-		t.Errorf("entry %+v", e)
-	}
-	// A second scan of a task the daemon moved: exact.
-	if exact, ok := h.scanClaimed(2); !ok || !exact {
-		t.Errorf("scanClaimed after a move: exact %v ok %v", exact, ok)
-	}
-	h.scanFinished(2, false, false, 20)
-	// Queued by a worker: skipped. Running: skipped, and runs again.
-	h.noted(3, 3)
-	if _, ok := h.scanClaimed(3); ok {
-		t.Error("the scan took a queued pid")
-	}
-	h.claimed(3)
-	if _, ok := h.scanClaimed(3); ok {
-		t.Error("the scan took a running pid")
-	}
-	if e := mustState(t, h, 3, stRunning); !e.again {
-		t.Error("a running pid the scan skipped will not run again")
-	}
-	// An event during the scan's classification: queued again.
-	h.scanClaimed(4)
-	h.noted(4, 4)
-	if r := h.scanFinished(4, false, false, 30); r != finishAgain {
-		t.Fatalf("scanFinished after an event: %v, want again", r)
-	}
-	mustState(t, h, 4, stQueued)
-	// EINVAL during the scan: queued for a retry.
-	h.scanClaimed(5)
-	if r := h.scanFinished(5, false, true, 40); r != finishRetry {
-		t.Fatalf("scanFinished with retry: %v", r)
-	}
-	mustState(t, h, 5, stQueued)
 }

@@ -67,31 +67,34 @@ const (
 	markFull                           // the table is full: nothing was marked
 )
 
-// ErrMarksFull is returned by Engine.Mark when the table of sticky marks
+// ErrMarksFull is returned by Marks.Mark when the table of sticky marks
 // holds Config.MaxMarks entries.
 var ErrMarksFull = errors.New("the table of sticky marks is full")
 
-// marks is the table of sticky marks. It is safe for concurrent use. The
-// event path (sticky, inherit, exit) reads n without the lock, so that a
+// markTable is the table of sticky marks. It is safe for concurrent use.
+// The event path (sticky, inherit, exit) reads n without the lock, so that a
 // daemon without marks pays one atomic load per event; with marks, each
-// method holds mu for one or two map operations, never across a system call
-// or I/O, so a socket client cannot hold up the reader.
-type marks struct {
+// method holds mu for one or two map operations (and a call to the filter,
+// which is cheap), never across a system call of its own or I/O, so a
+// socket client cannot hold up the reader.
+type markTable struct {
 	n    atomic.Int32 // len(m)
 	mu   sync.Mutex
 	m    map[int32]mark
 	max  int
 	peak int // largest len(m) since the map was last rebuilt (see prune)
+
+	filter Filter // told of every mark made and dropped (under mu); may be nil
 }
 
-func newMarks(max int) *marks {
-	return &marks{m: make(map[int32]mark), max: max}
+func newMarkTable(max int) *markTable {
+	return &markTable{m: make(map[int32]mark), max: max}
 }
 
-func (t *marks) len() int { return int(t.n.Load()) }
+func (t *markTable) len() int { return int(t.n.Load()) }
 
 // sticky reports whether pid is marked. Event path.
-func (t *marks) sticky(pid int32) bool {
+func (t *markTable) sticky(pid int32) bool {
 	if t.n.Load() == 0 {
 		return false
 	}
@@ -102,22 +105,38 @@ func (t *marks) sticky(pid int32) bool {
 }
 
 // put stores a mark; the caller holds mu and has checked the bound.
-func (t *marks) put(pid int32, m mark) {
+func (t *markTable) put(pid int32, m mark) {
 	t.m[pid] = m
 	if n := len(t.m); n > t.peak {
 		t.peak = n
 	}
 	t.n.Store(int32(len(t.m)))
+	if t.filter != nil {
+		t.filter.Marked(pid, m.children)
+	}
 }
 
-func (t *marks) del(pid int32) {
+func (t *markTable) del(pid int32) {
 	delete(t.m, pid)
 	t.n.Store(int32(len(t.m)))
+	if t.filter != nil {
+		t.filter.Unmarked(pid)
+	}
+}
+
+// attach makes f the table's filter and tells it every mark held now.
+func (t *markTable) attach(f Filter) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.filter = f
+	for pid, m := range t.m {
+		f.Marked(pid, m.children)
+	}
 }
 
 // add marks the process that has pid and started at start (clock ticks
 // after boot), at CLOCK_MONOTONIC time now. tick is as for mark.same.
-func (t *marks) add(pid int32, start uint64, children bool, now uint64, tick func(uint64) uint64) markResult {
+func (t *markTable) add(pid int32, start uint64, children bool, now uint64, tick func(uint64) uint64) markResult {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	res := markAdded
@@ -139,7 +158,7 @@ func (t *marks) add(pid int32, start uint64, children bool, now uint64, tick fun
 }
 
 // remove drops pid's mark (cancel, EXIT); it reports whether there was one.
-func (t *marks) remove(pid int32) bool {
+func (t *markTable) remove(pid int32) bool {
 	if t.n.Load() == 0 {
 		return false
 	}
@@ -154,7 +173,7 @@ func (t *marks) remove(pid int32) bool {
 
 // removeIf drops pid's mark only if it was made for the process that
 // started at start.
-func (t *marks) removeIf(pid int32, start uint64, tick func(uint64) uint64) bool {
+func (t *markTable) removeIf(pid int32, start uint64, tick func(uint64) uint64) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if m, ok := t.m[pid]; ok && m.same(start, tick) {
@@ -176,7 +195,7 @@ const (
 // fork handles the FORK of process child by process parent, stamped ts
 // (CLOCK_MONOTONIC ns). stale reports that the child's pid held the mark of
 // an earlier process, which fork dropped. Event path: map operations only.
-func (t *marks) fork(parent, child int32, ts uint64) (res forkResult, stale bool) {
+func (t *markTable) fork(parent, child int32, ts uint64) (res forkResult, stale bool) {
 	if t.n.Load() == 0 {
 		return forkNone, false
 	}
@@ -217,7 +236,7 @@ type markSnap struct {
 // errors keep the mark). It reads /proc without holding the lock and applies
 // its decisions only to marks that did not change meanwhile. It returns the
 // dropped pids.
-func (t *marks) prune(startOf func(pid int32) (uint64, error), gone func(error) bool, tick func(uint64) uint64) []int32 {
+func (t *markTable) prune(startOf func(pid int32) (uint64, error), gone func(error) bool, tick func(uint64) uint64) []int32 {
 	if t.n.Load() == 0 {
 		return nil
 	}

@@ -24,7 +24,7 @@ const sec = uint64(time.Second)
 // TestMarksStateMachine walks the states of marks.go's diagram, one step per
 // row, on one table.
 func TestMarksStateMachine(t *testing.T) {
-	tb := newMarks(3)
+	tb := newMarkTable(3)
 	type step struct {
 		name  string
 		do    func() string // returns what happened, compared with want
@@ -93,7 +93,7 @@ func TestMarksStateMachine(t *testing.T) {
 // gone or replaced (by start time), keeps the others, and pins the start
 // time of an inherited mark whose process is still there.
 func TestMarksPrune(t *testing.T) {
-	tb := newMarks(100)
+	tb := newMarkTable(100)
 	tb.add(1, 50, false, 1*sec, tick10ms) // alive, same start
 	tb.add(2, 50, false, 1*sec, tick10ms) // gone
 	tb.add(3, 50, false, 1*sec, tick10ms) // pid reused: another start time
@@ -137,7 +137,7 @@ func TestMarksPrune(t *testing.T) {
 // client re-marked the pid for a new process) is not dropped on the strength
 // of the old reading.
 func TestMarksPruneKeepsWhatChanged(t *testing.T) {
-	tb := newMarks(10)
+	tb := newMarkTable(10)
 	tb.add(1, 50, false, 1*sec, tick10ms)
 	startOf := func(pid int32) (uint64, error) {
 		// While prune reads, the old process exits and a new one on the
@@ -157,7 +157,7 @@ func TestMarksPruneKeepsWhatChanged(t *testing.T) {
 // TestMarksPruneShrinks: after a burst of marks has gone, the map is
 // rebuilt.
 func TestMarksPruneShrinks(t *testing.T) {
-	tb := newMarks(1 << 20)
+	tb := newMarkTable(1 << 20)
 	for pid := int32(1); pid <= 2048; pid++ {
 		tb.add(pid, 1, false, sec, tick10ms)
 	}
@@ -199,7 +199,7 @@ func exitEvent(pid int) *kernel.Event {
 
 func mustMark(t *testing.T, e *Engine, pid int32, start uint64, children bool) {
 	t.Helper()
-	if added, err := e.Mark(pid, start, children); err != nil || !added {
+	if added, err := e.Marks().Mark(pid, start, children); err != nil || !added {
 		t.Fatalf("Mark(%d): added %v, %v", pid, added, err)
 	}
 }
@@ -245,16 +245,16 @@ func TestEngineStickyEvents(t *testing.T) {
 	}
 
 	// Cancel: the next event is acted on. EXIT: the mark is gone.
-	if !f.e.Unmark(100) {
+	if !f.e.Marks().Unmark(100) {
 		t.Fatal("Unmark(100) found no mark")
 	}
 	f.e.Handle(uidEvent(100))
 	waitFor(t, "cancelled task moved", func() bool { return f.tasks.where(100, f.cpu) == "/users/alice" })
 	f.e.Handle(exitEvent(201))
-	if f.e.Sticky(201) {
+	if f.e.Marks().Sticky(201) {
 		t.Error("pid 201 still sticky after its EXIT")
 	}
-	if !f.e.Sticky(202) {
+	if !f.e.Marks().Sticky(202) {
 		t.Error("pid 202 lost its mark with its parent's EXIT")
 	}
 	l := f.log.String()
@@ -305,7 +305,7 @@ func TestEngineStickyScans(t *testing.T) {
 	st.mu.Unlock()
 	f.e.Handle(&kernel.Event{What: kernel.EventOverflow})
 	waitFor(t, "the reused pid classified by the rescan", func() bool { return f.tasks.where(100, f.cpu) == "/users/alice" })
-	if f.e.Sticky(100) {
+	if f.e.Marks().Sticky(100) {
 		t.Error("the stale mark of pid 100 survived the rescan")
 	}
 	if got := f.tasks.where(102, f.cpu); got != "/special" {
@@ -323,7 +323,7 @@ func TestEngineStickyFull(t *testing.T) {
 	f.tasks.add(100, 1000, "/special")
 	f.tasks.add(101, 1000, "/special")
 	mustMark(t, f.e, 100, 1, true)
-	if _, err := f.e.Mark(101, 1, false); !errors.Is(err, ErrMarksFull) {
+	if _, err := f.e.Marks().Mark(101, 1, false); !errors.Is(err, ErrMarksFull) {
 		t.Fatalf("Mark with a full table: %v, want ErrMarksFull", err)
 	}
 	f.e.Start()
@@ -365,7 +365,7 @@ func BenchmarkHandleSticky(b *testing.B) {
 			e := New(Config{Log: quietLogger(io.Discard)})
 			e.log.SetLevel(logrus.ErrorLevel)
 			for pid := 0; pid < n; pid++ {
-				_, _ = e.Mark(int32(100000+pid), 1, false)
+				_, _ = e.Marks().Mark(int32(100000+pid), 1, false)
 			}
 			ev := forkEvent(1, 2, 1)
 			b.ReportAllocs()

@@ -1,6 +1,10 @@
 package classify
 
-import "sync/atomic"
+import (
+	"fmt"
+	"strings"
+	"sync/atomic"
+)
 
 // counters are updated from the reader, the workers and the rescan loop.
 type counters struct {
@@ -10,8 +14,6 @@ type counters struct {
 	rescans, scanned                      atomic.Uint64
 	moves, created, retries, gone, errors atomic.Uint64
 	inline                                atomic.Uint64
-
-	stickyAdded, stickyRefused, stickySkipped, stickyFull atomic.Uint64
 
 	byKind [NumKinds]atomic.Uint64
 	moved  [NumMoveReasons]atomic.Uint64
@@ -115,8 +117,8 @@ func (e *Engine) Stats() Stats {
 		Rescans: c.rescans.Load(), Scanned: c.scanned.Load(),
 		Moves: c.moves.Load(), Created: c.created.Load(), Retries: c.retries.Load(),
 		Gone: c.gone.Load(), Errors: c.errors.Load(), Inline: c.inline.Load(),
-		StickyMarks: uint64(e.marks.len()), StickyAdded: c.stickyAdded.Load(), StickyRefused: c.stickyRefused.Load(),
-		StickySkipped: c.stickySkipped.Load(), StickyFull: c.stickyFull.Load(),
+		StickyMarks: uint64(e.marks.t.len()), StickyAdded: e.marks.added.Load(), StickyRefused: e.marks.refused.Load(),
+		StickySkipped: e.marks.skipped.Load(), StickyFull: e.marks.full.Load(),
 		DestinationsDropped: e.dests.dropped.Load(),
 	}
 	load := func(dst []uint64, src []atomic.Uint64) {
@@ -135,3 +137,13 @@ func (e *Engine) Stats() Stats {
 // Latency is the distribution of event-to-moved times so far (see
 // LatencyBounds).
 func (e *Engine) Latency() Latency { return e.latency.snapshot() }
+
+// String renders stats as key=value pairs for logs.
+func (s Stats) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "events=%d creds=%d execs=%d forks_followed=%d children_followed=%d coalesced=%d overflows=%d queue_full=%d rescans=%d scanned=%d moves=%d created=%d retries=%d gone=%d errors=%d inline=%d",
+		s.Events, s.Creds, s.Execs, s.ForksFollowed, s.ChildrenFollowed, s.Coalesced, s.Overflows, s.QueueFull, s.Rescans, s.Scanned, s.Moves, s.Created, s.Retries, s.Gone, s.Errors, s.Inline)
+	fmt.Fprintf(&b, " sticky_marks=%d sticky_added=%d sticky_refused=%d sticky_skipped=%d sticky_full=%d",
+		s.StickyMarks, s.StickyAdded, s.StickyRefused, s.StickySkipped, s.StickyFull)
+	return b.String()
+}

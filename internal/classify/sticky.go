@@ -2,6 +2,7 @@ package classify
 
 import (
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -11,18 +12,32 @@ import (
 	"github.com/cgrulesengd/cgrulesengd/internal/ratelimit"
 )
 
-// The engine's side of the sticky marks (the table and its states are in
-// marks.go). Mark, Unmark and Forget are called by the sticky socket's
-// server from its own goroutines; the event path calls stickySkip,
-// stickyFork and stickyExit, which cost one atomic load while no process is
-// marked, and a short critical section otherwise; scan calls pruneMarks.
+// Marks are the sticky marks as the sticky socket's server sees them (it
+// implements sticky.Marks): Mark, Unmark and Forget are called from the
+// server's goroutines, Refused counts what it turned down. The engine owns
+// the Marks (Engine.Marks) and consults them on its event path: skip, fork
+// and exit cost one atomic load while no process is marked, and a short
+// critical section otherwise; every scan calls prune. The table and the
+// states of a mark are in marks.go.
+type Marks struct {
+	t   *markTable
+	log *logrus.Logger
+	max int
+
+	added, refused, skipped, full atomic.Uint64 // see Stats
+	fullLog                       ratelimit.Limiter
+}
+
+func newMarks(max int, log *logrus.Logger) *Marks {
+	return &Marks{t: newMarkTable(max), log: log, max: max}
+}
 
 // ticksPerSecond is USER_HZ, the unit of /proc/PID/stat's start time: 100
 // on every architecture Go runs on under Linux.
 const ticksPerSecond = 100
 
-// startTimes is what pruneMarks needs from Config.Tasks (proc.FS has it):
-// the start time of a process, ESRCH once it is gone.
+// startTimes is what prune needs from Config.Tasks (proc.FS has it): the
+// start time of a process, ESRCH once it is gone.
 type startTimes interface {
 	StartTime(pid int) (uint64, error)
 }
@@ -35,31 +50,31 @@ type startTimes interface {
 // is false); a mark left on the pid by an earlier process is replaced. The
 // error is ErrMarksFull when Config.MaxMarks marks are held. Safe for
 // concurrent use; it does no I/O.
-func (e *Engine) Mark(pid int32, start uint64, children bool) (added bool, err error) {
-	res := e.marks.add(pid, start, children, kernel.Now(), bootTicks())
+func (m *Marks) Mark(pid int32, start uint64, children bool) (added bool, err error) {
+	res := m.t.add(pid, start, children, kernel.Now(), bootTicks())
 	switch res {
 	case markFull:
-		e.stats.stickyFull.Add(1)
+		m.full.Add(1)
 		return false, ErrMarksFull
 	case markKept:
-		if e.log.IsLevelEnabled(logrus.DebugLevel) {
-			e.log.WithFields(logrus.Fields{"pid": pid}).Debug("sticky: already marked, its first flags stay")
+		if m.log.IsLevelEnabled(logrus.DebugLevel) {
+			m.log.WithFields(logrus.Fields{"pid": pid}).Debug("sticky: already marked, its first flags stay")
 		}
 		return false, nil
 	}
-	e.stats.stickyAdded.Add(1)
-	if e.log.IsLevelEnabled(logrus.DebugLevel) {
-		e.log.WithFields(logrus.Fields{"pid": pid, "children": children, "by": "socket", "replaced_stale": res == markReplaced}).Debug("sticky: marked")
+	m.added.Add(1)
+	if m.log.IsLevelEnabled(logrus.DebugLevel) {
+		m.log.WithFields(logrus.Fields{"pid": pid, "children": children, "by": "socket", "replaced_stale": res == markReplaced}).Debug("sticky: marked")
 	}
 	return true, nil
 }
 
 // Unmark cancels pid's mark (libcgroup's CGROUP_DAEMON_CANCEL_UNCHANGE_PROCESS):
 // later events are acted on again. It reports whether pid was marked.
-func (e *Engine) Unmark(pid int32) bool {
-	ok := e.marks.remove(pid)
+func (m *Marks) Unmark(pid int32) bool {
+	ok := m.t.remove(pid)
 	if ok {
-		e.logUnmark(pid, "cancel")
+		m.logUnmark(pid, "cancel")
 	}
 	return ok
 }
@@ -68,78 +83,79 @@ func (e *Engine) Unmark(pid int32) bool {
 // start, and only then: the socket's server calls it when the process it
 // has just marked turns out to have exited meanwhile, so that the mark is
 // not left for the next process that gets the pid.
-func (e *Engine) Forget(pid int32, start uint64) {
-	if e.marks.removeIf(pid, start, bootTicks()) {
-		e.logUnmark(pid, "gone")
+func (m *Marks) Forget(pid int32, start uint64) {
+	if m.t.removeIf(pid, start, bootTicks()) {
+		m.logUnmark(pid, "gone")
 	}
 }
 
 // Refused counts a sticky socket request that was refused (not allowed for
 // the client, malformed, or not answered in time).
-func (e *Engine) Refused() { e.stats.stickyRefused.Add(1) }
+func (m *Marks) Refused() { m.refused.Add(1) }
 
 // Sticky reports whether pid is marked.
-func (e *Engine) Sticky(pid int32) bool { return e.marks.sticky(pid) }
+func (m *Marks) Sticky(pid int32) bool { return m.t.sticky(pid) }
 
-// stickySkip reports whether pid is marked, counting the skip. Event path
-// and classify.
-func (e *Engine) stickySkip(pid int32) bool {
-	if !e.marks.sticky(pid) {
+// skip reports whether pid is marked, counting the skip. Event path and
+// classifications.
+func (m *Marks) skip(pid int32) bool {
+	if !m.t.sticky(pid) {
 		return false
 	}
-	e.stats.stickySkipped.Add(1)
+	m.skipped.Add(1)
 	return true
 }
 
-// stickyFork passes a mark with children on to a new process and drops a
-// stale mark of its pid; it reports whether the child is now marked (it must
-// not be followed, then). Event path.
-func (e *Engine) stickyFork(ev *kernel.Event) bool {
-	res, stale := e.marks.fork(ev.ParentTGID, ev.TGID, ev.Timestamp)
+// fork passes a mark with children on to a new process and drops a stale
+// mark of its pid; it reports whether the child is now marked (it must not
+// be followed, then). Event path.
+func (m *Marks) fork(ev *kernel.Event) bool {
+	res, stale := m.t.fork(ev.ParentTGID, ev.TGID, ev.Timestamp)
 	if stale {
-		e.logUnmark(ev.TGID, "stale")
+		m.logUnmark(ev.TGID, "stale")
 	}
 	switch res {
 	case forkInherited:
-		e.stats.stickyAdded.Add(1)
-		if e.log.IsLevelEnabled(logrus.DebugLevel) {
-			e.log.WithFields(logrus.Fields{"pid": ev.TGID, "parent": ev.ParentTGID, "children": true, "by": "fork"}).Debug("sticky: marked")
+		m.added.Add(1)
+		if m.log.IsLevelEnabled(logrus.DebugLevel) {
+			m.log.WithFields(logrus.Fields{"pid": ev.TGID, "parent": ev.ParentTGID, "children": true, "by": "fork"}).Debug("sticky: marked")
 		}
 		return true
 	case forkFull:
-		e.stats.stickyFull.Add(1)
-		if n, ok := e.stickyLog.Allow(time.Now()); ok {
-			e.log.WithFields(logrus.Fields{"pid": ev.TGID, "parent": ev.ParentTGID, "max": e.cfg.MaxMarks, ratelimit.NotLogged: n}).
+		m.full.Add(1)
+		if n, ok := m.fullLog.Allow(time.Now()); ok {
+			m.log.WithFields(logrus.Fields{"pid": ev.TGID, "parent": ev.ParentTGID, "max": m.max, ratelimit.NotLogged: n}).
 				Warn("sticky: the table of marks is full: a child of a sticky process is classified by the rules")
 		}
 	}
 	return false
 }
 
-// stickyExit drops the mark of a process that exited. Event path.
-func (e *Engine) stickyExit(pid int32) {
-	if e.marks.remove(pid) {
-		e.logUnmark(pid, "exit")
+// exit drops the mark of a process that exited. Event path.
+func (m *Marks) exit(pid int32) {
+	if m.t.remove(pid) {
+		m.logUnmark(pid, "exit")
 	}
 }
 
-func (e *Engine) logUnmark(pid int32, reason string) {
-	if e.log.IsLevelEnabled(logrus.DebugLevel) {
-		e.log.WithFields(logrus.Fields{"pid": pid, "reason": reason}).Debug("sticky: unmarked")
+func (m *Marks) logUnmark(pid int32, reason string) {
+	if m.log.IsLevelEnabled(logrus.DebugLevel) {
+		m.log.WithFields(logrus.Fields{"pid": pid, "reason": reason}).Debug("sticky: unmarked")
 	}
 }
 
-// pruneMarks drops the marks of processes that are gone or whose pid now
-// names another process (an EXIT lost in an overflow), before a scan.
-func (e *Engine) pruneMarks() {
-	st, ok := e.cfg.Tasks.(startTimes)
-	if !ok || e.marks.len() == 0 {
+// prune drops the marks of processes that are gone or whose pid now names
+// another process (an EXIT lost in an overflow), before a scan. tasks
+// gives start times when it can (proc.FS does).
+func (m *Marks) prune(tasks Tasks) {
+	st, ok := tasks.(startTimes)
+	if !ok || m.t.len() == 0 {
 		return
 	}
 	startOf := func(pid int32) (uint64, error) { return st.StartTime(int(pid)) }
 	gone := func(err error) bool { return errors.Is(err, unix.ESRCH) || isNotExist(err) }
-	for _, pid := range e.marks.prune(startOf, gone, bootTicks()) {
-		e.logUnmark(pid, "stale")
+	for _, pid := range m.t.prune(startOf, gone, bootTicks()) {
+		m.logUnmark(pid, "stale")
 	}
 }
 

@@ -29,8 +29,8 @@
 // removes it.
 //
 // The marks themselves, and what they do to events, live in package
-// classify (Engine.Mark); this package only speaks the protocol and checks
-// the client's right to ask.
+// classify (classify.Marks, which the daemon hands to Listen); this package
+// only speaks the protocol and checks the client's right to ask.
 //
 // Privileges: creating the socket needs write access to its directory, and
 // chown needs CAP_CHOWN for an owner other than the daemon's; reading other

@@ -14,7 +14,7 @@ import (
 	"github.com/cgrulesengd/cgrulesengd/internal/unixsock"
 )
 
-// Marks is where the server carries requests out: *classify.Engine in the
+// Marks is where the server carries requests out: *classify.Marks in the
 // daemon, a fake in tests. Its methods must not block.
 type Marks interface {
 	// Mark marks process pid, which started at start (proc.Ident's

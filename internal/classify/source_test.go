@@ -2,12 +2,17 @@ package classify
 
 import (
 	"errors"
+	"fmt"
+	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
-	"github.com/cgrulesengd/cgrulesengd/internal/kernel"
 	"golang.org/x/sys/unix"
+
+	"github.com/cgrulesengd/cgrulesengd/internal/kernel"
+	"github.com/cgrulesengd/cgrulesengd/rules"
 )
 
 // TestBatcherPause: below batchRate every read is followed at once by the
@@ -145,5 +150,76 @@ func TestRunGivesUp(t *testing.T) {
 	err := f.e.Run(src)
 	if !errors.Is(err, unix.EIO) || src.n != maxReadFailures {
 		t.Fatalf("Run = %v after %d reads, want EIO after %d", err, src.n, maxReadFailures)
+	}
+}
+
+// recordingFilter records what the engine tells a filtering source.
+type recordingFilter struct {
+	mu    sync.Mutex
+	calls []string
+	rules []rules.Names
+}
+
+func (f *recordingFilter) add(format string, args ...any) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, fmt.Sprintf(format, args...))
+}
+
+func (f *recordingFilter) Rules(n rules.Names) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.rules = append(f.rules, n)
+}
+
+func (f *recordingFilter) Hot(pid int32, movedAt uint64) { f.add("hot %d %d", pid, movedAt) }
+func (f *recordingFilter) Cold(pid int32)                { f.add("cold %d", pid) }
+func (f *recordingFilter) Marked(pid int32, children bool) {
+	f.add("marked %d children=%v", pid, children)
+}
+func (f *recordingFilter) Unmarked(pid int32) { f.add("unmarked %d", pid) }
+
+func (f *recordingFilter) String() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return strings.Join(f.calls, "; ")
+}
+
+// filteringSource is a fakeSource that filters in the kernel.
+type filteringSource struct {
+	fakeSource
+	recordingFilter
+}
+
+// TestRunTellsTheFilter: a source that filters is told, when Run starts,
+// the rules, the marks and the hot processes held, then every reload,
+// mark, move and exit; the netlink source (no Filter) is told nothing.
+func TestRunTellsTheFilter(t *testing.T) {
+	f := newFixture(t, "alice cpu users/alice\n@staff cpu staff\nalice:make cpu make\n", Config{})
+	f.tasks.add(100, 1000, "/")
+	mustMark(t, f.e, 300, 1, true)
+	src := &filteringSource{}
+	if err := f.e.Run(src); err != nil { // attaches, reads nothing, returns
+		t.Fatal(err)
+	}
+	if len(src.rules) != 1 || fmt.Sprintf("%+v", src.rules[0]) != "{AnyID:false UIDs:[1000] GIDs:[50] Processes:[make] AnyExec:false}" {
+		t.Errorf("rules told at start: %+v", src.rules)
+	}
+	f.e.Start()
+	defer f.e.Stop()
+	f.e.Handle(uidEvent(100))
+	waitFor(t, "move", func() bool { return f.tasks.where(100, f.cpu) == "/users/alice" })
+	waitFor(t, "done", func() bool { h, _ := f.e.hot.get(100); return h.state == hotDone })
+	f.e.Handle(forkEvent(300, 301, kernel.Now())) // inherits the mark
+	f.e.Handle(exitEvent(100))
+	f.e.Handle(exitEvent(301))
+	f.e.SetRules(mustParse(t, f.e.cfg.Layout, "bob cpu b\n"), testResolver())
+	got := src.String()
+	re := regexp.MustCompile(`^marked 300 children=true; hot 100 0; hot 100 [1-9][0-9]*; marked 301 children=true; cold 100; unmarked 301$`)
+	if !re.MatchString(got) {
+		t.Errorf("filter heard %q, want %s", got, re)
+	}
+	if len(src.rules) != 2 || fmt.Sprint(src.rules[1].UIDs) != "[1001]" {
+		t.Errorf("rules told after the reload: %+v", src.rules)
 	}
 }

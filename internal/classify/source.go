@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/cgrulesengd/cgrulesengd/internal/kernel"
+	"github.com/cgrulesengd/cgrulesengd/rules"
 )
 
 // Source is where the reader takes kernel events from: a *kernel.Conn in
@@ -15,6 +16,45 @@ type Source interface {
 	// Read blocks until events are available and appends them to dst
 	// (see kernel.Conn.Read); after Close it returns kernel.ErrClosed.
 	Read(dst []kernel.Event) ([]kernel.Event, error)
+}
+
+// Filter is implemented by a Source that can leave out, before they reach
+// user space, the events the engine does not need (issue 21's eBPF source;
+// the netlink source does not implement it and delivers everything). Run
+// finds it with a type assertion on its Source, tells it everything it
+// holds at once, and from then on every change:
+//
+//   - Rules: after every SetRules, the ids and process names the rules in
+//     force can match. UID and GID events whose new ids are outside them
+//     (unless Names.AnyID), and EXEC events of programs outside
+//     Names.Processes (unless Names.AnyExec; none at all when the rules
+//     name no process), are not needed.
+//   - Hot and Cold: the FORKs of a hot process are needed while it is
+//     queued or being classified (movedAt 0), and, once its classification
+//     ended at movedAt (CLOCK_MONOTONIC ns, the time of its move), those
+//     stamped before movedAt + Config.ForkSlack; a child it forks in that
+//     window becomes hot too (the engine says so when it follows the FORK).
+//     Cold: the process left the table.
+//   - Marked and Unmarked: the sticky marks. A marked process's UID, GID
+//     and EXEC events are not acted on; with children, the FORKs of the
+//     process are needed (the child inherits the mark, and the engine says
+//     so with Marked), and so on down.
+//   - EXIT events are needed for every process that is hot or marked, and
+//     for no other.
+//
+// Losing a needed event is repaired like a kernel overflow: the source
+// delivers kernel.EventOverflow once the loss is over.
+//
+// Every method must be cheap (a map update) and must not block or call
+// back into the engine: they are called on the event reader, the workers
+// and the scans, Hot, Cold, Marked and Unmarked under the lock of the
+// table that changed (so that they arrive in the order of the changes).
+type Filter interface {
+	Rules(rules.Names)
+	Hot(pid int32, movedAt uint64)
+	Cold(pid int32)
+	Marked(pid int32, children bool)
+	Unmarked(pid int32)
 }
 
 // maxReadFailures is how many failed reads in a row end Run.
@@ -30,6 +70,9 @@ const readBatch = 256
 // that calls HandleBatch; it waits on nothing but src, and on the batching
 // policy's short pauses under a storm (see batcher).
 func (e *Engine) Run(src Source) error {
+	if f, ok := src.(Filter); ok {
+		e.attach(f)
+	}
 	buf := make([]kernel.Event, 0, readBatch)
 	failures := 0
 	var b batcher
