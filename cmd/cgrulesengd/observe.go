@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/cgrulesengd/cgrulesengd/internal/classify"
 	"github.com/cgrulesengd/cgrulesengd/internal/kernel"
 	"github.com/cgrulesengd/cgrulesengd/internal/metrics"
 	"github.com/cgrulesengd/cgrulesengd/internal/ratelimit"
@@ -83,7 +83,8 @@ func (d *daemon) listenObservers(started time.Time) (*observer, error) {
 		reg.MustRegister(
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 			collectors.NewGoCollector(),
-			metrics.NewCollector(ob.snapshot, metrics.NewUsageReader(d.layout), o.maxDests, d.engine.ForgetDestination),
+			metrics.NewCollector(append(classify.Defs(), classify.KernelDefs()...), ob.snapshot,
+				metrics.NewUsageReader(d.layout), o.maxDests, d.engine.ForgetDestination),
 		)
 		ob.metrics = metrics.Serve(ln, reg, func(err error) { d.log.Error(err) })
 		d.log.WithField("address", a.String()).Info("serving metrics")
@@ -139,12 +140,11 @@ func (ob *observer) close() {
 // report is the status socket's answer, made when a client asks.
 func (ob *observer) report() *status.Report {
 	d := ob.d
-	snap := ob.snapshot(0)
 	hits := d.engine.RuleHits()
 	r := &status.Report{
 		Version: version, PID: os.Getpid(), Started: ob.started, Now: time.Now(),
 		Mode: d.layout.Mode(), CgroupRoot: d.opt.cgroupRoot,
-		Rules: len(hits), Counters: statusCounters(snap.Samples),
+		Rules: len(hits), Counters: statusCounters(ob.counters()),
 	}
 	for _, h := range hits {
 		r.RuleHits = append(r.RuleHits, status.RuleHit{Rule: ruleName(h.Rule), Text: h.Rule.Text, Hits: h.Hits})
@@ -157,59 +157,45 @@ func (ob *observer) report() *status.Report {
 
 func ruleName(r *rules.Rule) string { return fmt.Sprintf("%s:%d", r.File, r.Line) }
 
-// snapshot is what a scrape (or --status) reads: the engine's and the
-// kernel reader's counters, the rules and reloads, the latency histogram,
-// and up to maxDests destinations in use.
-func (ob *observer) snapshot(maxDests int) metrics.Snapshot {
-	d := ob.d
+// counters are the engine's and the kernel reader's counters, with their
+// definitions (classify's table).
+func (ob *observer) counters() []classify.Value {
 	var ks kernel.Stats
-	if c := d.conn.Load(); c != nil {
+	if c := ob.d.conn.Load(); c != nil {
 		ks = c.Stats()
 	}
-	s := metrics.Snapshot{Samples: metrics.EngineSamples(d.engine.Stats(), ks)}
-	add := func(name, help string, kind metrics.Kind, label, lv string, v float64) {
-		s.Samples = append(s.Samples, metrics.Sample{Name: "cgrulesengd_" + name, Help: help, Kind: kind, Label: label, LabelValue: lv, Value: v})
-	}
-	hits := d.engine.RuleHits()
-	add("rules", "Rules in force.", metrics.Gauge, "", "", float64(len(hits)))
-	for _, h := range hits {
-		add("rule_hits_total", "Classifications a rule decided since it was loaded, by the rule's file:line.", metrics.Counter, "rule", ruleName(h.Rule), float64(h.Hits))
+	return append(ob.d.engine.Stats().Values(), classify.KernelValues(ks)...)
+}
+
+// snapshot is what a scrape reads: the counters, the rules' hits, the
+// reloads, the latency histogram, and up to maxDests destinations in use.
+func (ob *observer) snapshot(maxDests int) metrics.Snapshot {
+	d := ob.d
+	s := metrics.Snapshot{Counters: ob.counters(), Latency: d.engine.Latency()}
+	for _, h := range d.engine.RuleHits() {
+		s.RuleHits = append(s.RuleHits, metrics.RuleHit{Rule: ruleName(h.Rule), Hits: h.Hits})
 	}
 	ob.mu.Lock()
-	ok, bad, last := ob.reloadsOK, ob.reloadsBad, ob.lastReload
-	ob.mu.Unlock()
-	add("reloads_total", "Reloads of the rules, by result (a failed one keeps the rules before).", metrics.Counter, "result", "ok", float64(ok))
-	add("reloads_total", "Reloads of the rules, by result (a failed one keeps the rules before).", metrics.Counter, "result", "failed", float64(bad))
-	if last != nil {
-		success := 0.0
-		if last.OK {
-			success = 1
-		}
-		add("last_reload_timestamp_seconds", "When the rules were last reloaded (Unix time).", metrics.Gauge, "", "", float64(last.Time.UnixNano())/1e9)
-		add("last_reload_success", "Whether the last reload succeeded (1) or kept the rules before (0).", metrics.Gauge, "", "", success)
+	s.Reloads = metrics.Reloads{OK: ob.reloadsOK, Failed: ob.reloadsBad}
+	if last := ob.lastReload; last != nil {
+		s.Reloads.Last, s.Reloads.LastOK = last.Time, last.OK
 	}
-	s.Histograms = []metrics.Histogram{metrics.LatencyHistogram(d.engine.Latency())}
+	ob.mu.Unlock()
 	s.Destinations, s.DestinationsTotal = d.engine.Destinations(maxDests)
 	return s
 }
 
-// statusCounters groups the samples for --status: a labelled family is a
-// group of its own (events: fork 3, exec 1, ...), the others are listed
-// under "counters"; rules, reloads and per-rule hits have fields of their
-// own in the report.
-func statusCounters(samples []metrics.Sample) []status.Counter {
-	var labelled, single []status.Counter
-	for _, s := range samples {
-		name := strings.TrimSuffix(strings.TrimPrefix(s.Name, "cgrulesengd_"), "_total")
-		switch name {
-		case "rule_hits", "rules", "reloads", "last_reload_timestamp_seconds", "last_reload_success":
-			continue // the report has them in fields of their own
-		}
-		if s.Label != "" {
-			labelled = append(labelled, status.Counter{Group: name, Name: s.LabelValue, Value: uint64(s.Value)})
+// statusCounters arranges the table of counters for --status: each group
+// (events: fork 3, exec 1, ...) is a line of its own, first; the counters
+// of their own follow under "counters".
+func statusCounters(vals []classify.Value) []status.Counter {
+	var grouped, single []status.Counter
+	for _, v := range vals {
+		if v.Group != "" {
+			grouped = append(grouped, status.Counter{Group: v.Group, Name: v.Name, Value: v.Value})
 		} else {
-			single = append(single, status.Counter{Group: "counters", Name: name, Value: uint64(s.Value)})
+			single = append(single, status.Counter{Group: "counters", Name: v.Name, Value: v.Value})
 		}
 	}
-	return append(labelled, single...)
+	return append(grouped, single...)
 }

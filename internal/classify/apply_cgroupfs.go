@@ -47,13 +47,15 @@ func (a *cgroupfsApplier) Apply(p *Placement, _ Completion) Applied {
 		case err == nil:
 			res.Moved++
 			p.Placed = append(p.Placed, *m)
-			e.stats.moves.Add(1)
+			e.stats.Moves.Add(1)
 			// It exists: if it goes away again, say so at once.
 			e.missing.Forget(destKey{m.H, m.Path})
-			e.dests.add(m.H, m.Path)
+			if !e.dests.add(m.H, m.Path) {
+				e.stats.DestinationsDropped.Add(1)
+			}
 		case errors.Is(err, unix.ESRCH):
-			e.stats.gone.Add(1)
-			e.stats.failed[FailedTaskGone].Add(1)
+			e.stats.Gone.Add(1)
+			e.stats.Failed[FailedTaskGone].Add(1)
 			return res
 		case errors.Is(err, unix.EINVAL):
 			if p.rt == rtUnknown {
@@ -63,21 +65,21 @@ func (a *cgroupfsApplier) Apply(p *Placement, _ Completion) Applied {
 				res.Retry = true
 				break
 			}
-			e.stats.errors.Add(1)
-			e.stats.failed[FailedOther].Add(1)
+			e.stats.Errors.Add(1)
+			e.stats.Failed[FailedOther].Add(1)
 			a.reportFailed(p, m, "cannot move realtime task (does the destination have cpu.rt_runtime_us?): %v", err)
 		case isNotExist(err):
-			e.stats.errors.Add(1)
-			e.stats.failed[FailedCgroupMissing].Add(1)
+			e.stats.Errors.Add(1)
+			e.stats.Failed[FailedCgroupMissing].Add(1)
 			a.reportMissing(m, err)
 		case outOfDescriptors(err): // descriptors.go
-			e.stats.errors.Add(1)
-			e.stats.failed[FailedOther].Add(1)
+			e.stats.Errors.Add(1)
+			e.stats.Failed[FailedOther].Add(1)
 			e.lostForDescriptors(p.PID, err)
 			return res
 		default:
-			e.stats.errors.Add(1)
-			e.stats.failed[FailedOther].Add(1)
+			e.stats.Errors.Add(1)
+			e.stats.Failed[FailedOther].Add(1)
 			a.reportFailed(p, m, "cannot move task: %v", err)
 		}
 	}
@@ -100,7 +102,7 @@ func (a *cgroupfsApplier) move(p *Placement, m *Move) error {
 		// The directory may exist even if enabling a controller failed.
 		a.e.log.WithFields(logrus.Fields{"rule": ruleRef(p.Decision.Rule), "dest": m.Path}).Warnf("creating destination: %v", cerr)
 	} else {
-		a.e.stats.created.Add(1)
+		a.e.stats.Created.Add(1)
 	}
 	return mv.Move(m.H, m.Path, p.PID)
 }

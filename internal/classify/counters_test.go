@@ -1,6 +1,10 @@
 package classify
 
 import (
+	"fmt"
+	"io"
+	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -183,5 +187,83 @@ func TestCountersSameAtEveryLevel(t *testing.T) {
 				t.Errorf("LeftAlone = %v at level %s, want %v", got, level, want)
 			}
 		})
+	}
+}
+
+// TestCountsTable: every value of Counts is one row of the table, named
+// once, with its help; a group's rows share their help and label; a
+// snapshot copies every row, and the log line shows every row.
+func TestCountsTable(t *testing.T) {
+	var c Counts[uint64]
+	rows := c.table()
+	byAddr := map[*uint64]string{}
+	keys, series := map[string]bool{}, map[string]bool{}
+	groups := map[string]Def{}
+	for _, r := range rows {
+		if other, dup := byAddr[r.v]; dup {
+			t.Errorf("rows %s and %s share a value", other, r.Key())
+		}
+		byAddr[r.v] = r.Key()
+		if keys[r.Key()] {
+			t.Errorf("two rows named %s", r.Key())
+		}
+		keys[r.Key()] = true
+		if r.Help == "" || r.Name == "" {
+			t.Errorf("row %+v lacks a name or help", r.Def)
+		}
+		s := r.Series() + "{" + r.Label + "=" + r.Name + "}"
+		if series[s] {
+			t.Errorf("two rows for the series %s", s)
+		}
+		series[s] = true
+		if r.Group == "" {
+			continue
+		}
+		if g, ok := groups[r.Group]; ok && (g.Help != r.Help || g.Label != r.Label || g.Kind != r.Kind) {
+			t.Errorf("group %s: rows %+v and %+v differ", r.Group, g, r.Def)
+		}
+		groups[r.Group] = r.Def
+	}
+	// Every uint64 of the struct has its row.
+	n := 0
+	v := reflect.ValueOf(&c).Elem()
+	for i := 0; i < v.NumField(); i++ {
+		f := v.Field(i)
+		addrs := []*uint64{}
+		switch f.Kind() {
+		case reflect.Uint64:
+			addrs = append(addrs, f.Addr().Interface().(*uint64))
+		case reflect.Array:
+			for j := 0; j < f.Len(); j++ {
+				addrs = append(addrs, f.Index(j).Addr().Interface().(*uint64))
+			}
+		default:
+			t.Fatalf("field %s of kind %s", v.Type().Field(i).Name, f.Kind())
+		}
+		for j, a := range addrs {
+			n++
+			if _, ok := byAddr[a]; !ok {
+				t.Errorf("Counts.%s[%d] has no row in the table", v.Type().Field(i).Name, j)
+			}
+		}
+	}
+	if n != len(rows) || len(Defs()) != n {
+		t.Errorf("%d values, %d rows, %d Defs", n, len(rows), len(Defs()))
+	}
+
+	e := New(Config{Log: quietLogger(io.Discard)})
+	for i, r := range e.stats.table() {
+		r.v.Store(uint64(i + 1))
+	}
+	s := e.Stats()
+	var line []string
+	for i, val := range s.Values() {
+		if val.Value != uint64(i+1) || val.Def != rows[i].Def {
+			t.Errorf("snapshot row %d: %+v = %d, want %+v = %d", i, val.Def, val.Value, rows[i].Def, i+1)
+		}
+		line = append(line, fmt.Sprintf("%s=%d", val.Key(), i+1))
+	}
+	if got := s.String(); got != strings.Join(line, " ") {
+		t.Errorf("String() = %q", got)
 	}
 }

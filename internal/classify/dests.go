@@ -30,18 +30,19 @@ type destSet struct {
 	cur     atomic.Pointer[map[Destination]struct{}]
 	mu      sync.Mutex
 	pending map[Destination]struct{} // not in cur yet (under mu)
-	dropped atomic.Uint64            // not recorded: the set was full
 }
 
 // mergeNow is the size up to which a new destination is merged at once.
 const mergeNow = 4096
 
-func (s *destSet) add(h *cgroupfs.Hierarchy, path string) {
+// add records a destination in use; it reports false when the set is full
+// and the destination is not recorded.
+func (s *destSet) add(h *cgroupfs.Hierarchy, path string) bool {
 	d := Destination{h, path}
 	cur := s.cur.Load()
 	if cur != nil {
 		if _, ok := (*cur)[d]; ok {
-			return
+			return true
 		}
 	}
 	s.mu.Lock()
@@ -50,16 +51,15 @@ func (s *destSet) add(h *cgroupfs.Hierarchy, path string) {
 	n := 0
 	if cur != nil {
 		if _, ok := (*cur)[d]; ok {
-			return
+			return true
 		}
 		n = len(*cur)
 	}
 	if _, ok := s.pending[d]; ok {
-		return
+		return true
 	}
 	if n+len(s.pending) >= maxDestinations {
-		s.dropped.Add(1)
-		return
+		return false
 	}
 	if s.pending == nil {
 		s.pending = map[Destination]struct{}{}
@@ -68,6 +68,7 @@ func (s *destSet) add(h *cgroupfs.Hierarchy, path string) {
 	if n < mergeNow || len(s.pending) >= n/2 {
 		s.merge()
 	}
+	return true
 }
 
 // merge publishes the pending destinations (under mu).

@@ -189,11 +189,11 @@ func New(cfg Config) *Engine {
 		rescan:  make(chan struct{}, 1),
 		hot:     newHotTable(cfg.MaxHot),
 		retries: newRetryQueue(),
-		marks:   newMarks(cfg.MaxMarks, cfg.Log),
 
 		missing:  ratelimit.Keyed[destKey]{Window: reportInterval, Max: maxReports},
 		moveErrs: ratelimit.Keyed[moveKey]{Window: reportInterval, Max: maxReports},
 	}
+	e.marks = newMarks(cfg.MaxMarks, cfg.Log, &e.stats)
 	e.done.e = e
 	e.raw.e = e
 	e.appliers = append(append(e.appliers, cfg.Appliers...), &e.raw)

@@ -37,9 +37,9 @@ type job struct {
 // Handle takes one event from the netlink reader and hands any
 // classification it calls for to a worker. It never blocks.
 func (e *Engine) Handle(ev *kernel.Event) {
-	e.stats.events.Add(1)
+	e.stats.Events.Add(1)
 	if k := kindOf(ev.What); k >= 0 {
-		e.stats.byKind[k].Add(1)
+		e.stats.EventsByKind[k].Add(1)
 	}
 	e.handle(ev)
 }
@@ -81,7 +81,7 @@ func (e *Engine) handle(ev *kernel.Event) {
 			e.exit(ev.TGID)
 		}
 	case kernel.EventOverflow:
-		e.stats.overflows.Add(1)
+		e.stats.Overflows.Add(1)
 		if n, ok := e.overflowLog.Allow(time.Now()); ok {
 			e.log.WithField(ratelimit.NotLogged, n).Warn("netlink receive buffer overflowed: kernel events were lost, rescanning /proc")
 		}
@@ -91,7 +91,7 @@ func (e *Engine) handle(ev *kernel.Event) {
 
 // creds queues the classification of a task whose ids changed.
 func (e *Engine) creds(ev *kernel.Event) {
-	e.stats.creds.Add(1)
+	e.stats.Creds.Add(1)
 	if e.marks.skip(ev.TGID) {
 		return
 	}
@@ -113,7 +113,7 @@ func (e *Engine) exec(ev *kernel.Event) {
 	if rs == nil || !rs.list.NeedsProcess() || e.marks.skip(ev.TGID) {
 		return
 	}
-	e.stats.execs.Add(1)
+	e.stats.Execs.Add(1)
 	e.queue(job{pid: ev.TGID, why: reasonExec, ts: ev.Timestamp, prio: true}, ev.TGID)
 }
 
@@ -124,7 +124,7 @@ func (e *Engine) fork(ev *kernel.Event) {
 		return
 	}
 	if e.hot.follows(ev.ParentTGID, ev.Timestamp, uint64(e.cfg.ForkSlack)) {
-		e.stats.forksFollowed.Add(1)
+		e.stats.ForksFollowed.Add(1)
 		e.queue(job{pid: ev.TGID, why: reasonFork, prio: true}, ev.TGID)
 	}
 }
@@ -147,7 +147,7 @@ func (e *Engine) note(j job, tid int32) bool {
 	}
 	switch e.hot.noted(j.pid, tid) {
 	case noteCoalesced:
-		e.stats.coalesced.Add(1)
+		e.stats.Coalesced.Add(1)
 		return false
 	case noteAgain:
 		return false
@@ -190,7 +190,7 @@ func (e *Engine) queue(j job, tid int32) {
 // µs, during which the kernel keeps queueing events. Config.HandOff turns
 // this off. Same contract as Handle.
 func (e *Engine) HandleBatch(evs []kernel.Event) {
-	e.stats.events.Add(uint64(len(evs)))
+	e.stats.Events.Add(uint64(len(evs)))
 	var kinds [NumKinds]uint64 // counted here, published once per batch
 	e.inBatch = true
 	for i := range evs {
@@ -202,7 +202,7 @@ func (e *Engine) HandleBatch(evs []kernel.Event) {
 	e.inBatch = false
 	for k, n := range kinds {
 		if n > 0 {
-			e.stats.byKind[k].Add(n)
+			e.stats.EventsByKind[k].Add(n)
 		}
 	}
 	pending := e.dropExited(e.pending)
@@ -233,7 +233,7 @@ func (e *Engine) dropExited(pending []job) []job {
 	n := 0
 	for _, j := range pending {
 		if e.hot.dropExitedQueued(j.pid) {
-			e.stats.gone.Add(1)
+			e.stats.Gone.Add(1)
 			continue
 		}
 		pending[n] = j
@@ -275,7 +275,7 @@ func (e *Engine) runInline(j *job) (handedOff bool) {
 	handedOff = e.run(&e.inline, j)
 	e.inline.inline = false
 	if !handedOff {
-		e.stats.inline.Add(1)
+		e.stats.Inline.Add(1)
 	}
 	return handedOff
 }

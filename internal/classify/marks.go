@@ -78,7 +78,7 @@ var ErrMarksFull = errors.New("the table of sticky marks is full")
 // which is cheap), never across a system call of its own or I/O, so a
 // socket client cannot hold up the reader.
 type markTable struct {
-	n    atomic.Int32 // len(m)
+	n    *atomic.Uint64 // len(m); the engine's StickyMarks counter
 	mu   sync.Mutex
 	m    map[int32]mark
 	max  int
@@ -88,7 +88,7 @@ type markTable struct {
 }
 
 func newMarkTable(max int) *markTable {
-	return &markTable{m: make(map[int32]mark), max: max}
+	return &markTable{m: make(map[int32]mark), max: max, n: new(atomic.Uint64)}
 }
 
 func (t *markTable) len() int { return int(t.n.Load()) }
@@ -110,7 +110,7 @@ func (t *markTable) put(pid int32, m mark) {
 	if n := len(t.m); n > t.peak {
 		t.peak = n
 	}
-	t.n.Store(int32(len(t.m)))
+	t.n.Store(uint64(len(t.m)))
 	if t.filter != nil {
 		t.filter.Marked(pid, m.children)
 	}
@@ -118,7 +118,7 @@ func (t *markTable) put(pid int32, m mark) {
 
 func (t *markTable) del(pid int32) {
 	delete(t.m, pid)
-	t.n.Store(int32(len(t.m)))
+	t.n.Store(uint64(len(t.m)))
 	if t.filter != nil {
 		t.filter.Unmarked(pid)
 	}

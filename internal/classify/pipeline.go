@@ -49,7 +49,7 @@ func (e *Engine) push(j job) {
 }
 
 func (e *Engine) queueFull() {
-	e.stats.queueFull.Add(1)
+	e.stats.QueueFull.Add(1)
 	if n, ok := e.overflowLog.Allow(time.Now()); ok {
 		e.log.WithField(ratelimit.NotLogged, n).Warn("classification queue full: events were dropped, rescanning /proc")
 	}
@@ -87,7 +87,7 @@ func (e *Engine) run(st *workState, j *job) (handedOff bool) {
 		// The process exited after the events that queued this job (the
 		// kernel reports EXIT last): there is nothing left to move. Under a
 		// fork storm this is most jobs.
-		e.stats.gone.Add(1)
+		e.stats.Gone.Add(1)
 		return false
 	}
 	j.tid = c.tid
@@ -209,7 +209,7 @@ func (e *Engine) finish(p *Placement, a Applied) {
 	j := &p.job
 	out := outcome{moved: a.Moved > 0, retry: a.Retry}
 	if a.Retry && int(j.attempt) >= e.cfg.Retries {
-		e.stats.failed[FailedRetries].Add(1)
+		e.stats.Failed[FailedRetries].Add(1)
 		out.retry = false
 	}
 	var next finishResult
@@ -220,7 +220,7 @@ func (e *Engine) finish(p *Placement, a Applied) {
 	}
 	switch next {
 	case finishRetry:
-		e.stats.retries.Add(1)
+		e.stats.Retries.Add(1)
 		r := job{pid: j.pid, why: j.why, attempt: j.attempt + 1, prio: true, ts: j.ts}
 		e.retries.add(r, time.Now().Add(retryDelay(r.attempt)))
 	case finishAgain:

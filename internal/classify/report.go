@@ -44,14 +44,14 @@ func (v verdict) leftReason() int {
 func (e *Engine) reportLeft(p *Placement, v verdict) {
 	switch v {
 	case taskGone:
-		e.stats.gone.Add(1)
+		e.stats.Gone.Add(1)
 		return
 	case readError, expandError:
-		e.stats.errors.Add(1)
+		e.stats.Errors.Add(1)
 		return
 	}
 	if i := v.leftReason(); i >= 0 {
-		e.stats.left[i].Add(1)
+		e.stats.LeftAlone[i].Add(1)
 	}
 	if (v == leftIgnore || v == leftInPlace) && p.Decision.Rule != nil {
 		p.rs.hits[p.Decision.Rule.Index].Add(1)
@@ -74,7 +74,7 @@ func (e *Engine) reportLeft(p *Placement, v verdict) {
 // delay them.
 func (e *Engine) reportApplied(p *Placement, a Applied) {
 	why := p.job.why
-	e.stats.moved[why.moveReason()].Add(1)
+	e.stats.Moved[why.moveReason()].Add(1)
 	if p.job.ts != 0 && why.timed() {
 		e.latency.observe(time.Duration(a.At - p.job.ts))
 	}

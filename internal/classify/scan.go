@@ -28,7 +28,7 @@ func (e *Engine) rescanLoop() {
 		case <-e.rescan:
 			start := time.Now()
 			n, moved := e.scan(&st, reasonRepair)
-			e.stats.rescans.Add(1)
+			e.stats.Rescans.Add(1)
 			e.log.WithFields(logrus.Fields{"tasks": n, "moved": moved, "took": time.Since(start).Round(time.Microsecond)}).Info("rescan done")
 		}
 	}
@@ -47,7 +47,7 @@ func (e *Engine) scan(st *workState, why reason) (tasks, moved int) {
 	e.marks.prune(e.cfg.Tasks)
 	pids, err := e.cfg.Tasks.PIDs()
 	if err != nil {
-		e.stats.errors.Add(1)
+		e.stats.Errors.Add(1)
 		if outOfDescriptors(err) { // descriptors.go
 			e.lostForDescriptors(0, err)
 			return 0, 0
@@ -69,7 +69,7 @@ func (e *Engine) scan(st *workState, why reason) (tasks, moved int) {
 			moved++
 		}
 	}
-	e.stats.scanned.Add(uint64(tasks))
+	e.stats.Scanned.Add(uint64(tasks))
 	return tasks, moved
 }
 
@@ -85,7 +85,7 @@ func (e *Engine) followChildren(pid int) {
 		return
 	}
 	for _, k := range kids {
-		e.stats.childrenFollowed.Add(1)
+		e.stats.ChildrenFollowed.Add(1)
 		if j := (job{pid: int32(k), why: reasonChild, prio: true}); e.note(j, j.pid) {
 			e.push(j)
 		}

@@ -4,21 +4,67 @@ import (
 	"fmt"
 	"strings"
 	"sync/atomic"
+
+	"github.com/cgrulesengd/cgrulesengd/internal/kernel"
 )
 
-// counters are updated from the reader, the workers and the rescan loop.
-type counters struct {
-	events, creds, execs                  atomic.Uint64
-	forksFollowed, childrenFollowed       atomic.Uint64
-	coalesced, overflows, queueFull       atomic.Uint64
-	rescans, scanned                      atomic.Uint64
-	moves, created, retries, gone, errors atomic.Uint64
-	inline                                atomic.Uint64
+// The engine's counters are one table (Counts.table): each row names a
+// counter, says what it means, its kind and its group, and points at its
+// value. The engine counts into Counts[atomic.Uint64] (lock-free, from the
+// reader, the workers and the scans); Stats is a snapshot, Counts[uint64],
+// read through the same table. --status, the systemd STATUS= line, the log
+// line of SIGUSR1 and /metrics all read the table: adding a counter is a
+// field of Counts and a row of table.
 
-	byKind [NumKinds]atomic.Uint64
-	moved  [NumMoveReasons]atomic.Uint64
-	failed [NumFailCauses]atomic.Uint64
-	left   [NumLeftReasons]atomic.Uint64
+// Kind is a counter's Prometheus type.
+type Kind uint8
+
+const (
+	Counter Kind = iota // only ever grows
+	Gauge               // goes up and down
+)
+
+// Def is what a counter is.
+type Def struct {
+	// Name names the counter: in --status and the log, and, for a counter
+	// of its own, in its series (Series). In a group it is the value of
+	// the group's label ("fork").
+	Name string
+	Help string
+	Kind Kind
+	// Group is the family of a counter counted by kind ("events"): its
+	// series is the group's, with Label set to Name. "" for a counter of
+	// its own.
+	Group string
+	Label string
+}
+
+// Series is the Prometheus family the counter is a sample of:
+// cgrulesengd_GROUP_total{LABEL="NAME"}, cgrulesengd_NAME_total, or
+// cgrulesengd_NAME for a gauge.
+func (d *Def) Series() string {
+	name := d.Name
+	if d.Group != "" {
+		name = d.Group
+	}
+	if d.Kind == Counter {
+		name += "_total"
+	}
+	return "cgrulesengd_" + name
+}
+
+// Key names the counter in a log line: NAME, or GROUP_NAME in a group.
+func (d *Def) Key() string {
+	if d.Group != "" {
+		return d.Group + "_" + d.Name
+	}
+	return d.Name
+}
+
+// Value is a counter with its value in a snapshot.
+type Value struct {
+	Def
+	Value uint64
 }
 
 // Event kinds, for Stats.EventsByKind.
@@ -73,77 +119,155 @@ const (
 // LeftReasonNames name the reasons a task was left alone.
 var LeftReasonNames = [NumLeftReasons]string{"no_rule", "ignore", "in_place", "out_of_scope", "sticky"}
 
+// Counts holds one value per counter of the engine: atomics while it runs,
+// numbers in a snapshot (Stats). Each field is a row of table, which says
+// what it means.
+type Counts[T any] struct {
+	Events, Creds, Execs            T
+	ForksFollowed, ChildrenFollowed T
+	Coalesced, Overflows, QueueFull T
+	Rescans, Scanned                T
+	Moves, Created, Retries         T
+	Gone, Errors, Inline            T
+
+	StickyMarks, StickyAdded, StickyRefused, StickySkipped, StickyFull T
+
+	DestinationsDropped T
+
+	EventsByKind [NumKinds]T
+	Moved        [NumMoveReasons]T
+	Failed       [NumFailCauses]T
+	LeftAlone    [NumLeftReasons]T
+}
+
 // Stats is a snapshot of the engine's counters since start.
-type Stats struct {
-	Events           uint64 // kernel events handed to Handle (including overflow reports)
-	Creds            uint64 // UID and GID events
-	Execs            uint64 // EXEC events acted on (rules name processes)
-	ForksFollowed    uint64 // children classified because their parent was hot at fork time
-	ChildrenFollowed uint64 // children found in /proc right after their parent was moved
-	Coalesced        uint64 // events merged into an already queued classification
-	Overflows        uint64 // ENOBUFS reports from the kernel (events lost)
-	QueueFull        uint64 // events dropped because the classification queue was full
-	Rescans          uint64 // full /proc reconciliations after overflows (not the start-up scan)
-	Scanned          uint64 // tasks looked at by scans
-	Moves            uint64 // successful cgroup.procs writes
-	Created          uint64 // template destinations created
-	Retries          uint64 // moves retried because the task was still being created
-	Gone             uint64 // tasks that exited before they could be read or moved
-	Errors           uint64 // everything else that failed (logged; a recurring one at most once a minute)
-	Inline           uint64 // classifications the reader ran itself instead of a worker
+type Stats = Counts[uint64]
 
-	// Sticky marks (cgexec, cgclassify --sticky; see marks.go).
-	StickyMarks   uint64 // marks held now
-	StickyAdded   uint64 // marks made, through the socket or inherited at FORK
-	StickyRefused uint64 // socket requests refused (not allowed, malformed, too slow)
-	StickySkipped uint64 // events and classifications (scans, queued jobs) not acted on: the task is sticky
-	StickyFull    uint64 // marks not made because the table was full (Config.MaxMarks)
+// counters are the engine's live counters.
+type counters = Counts[atomic.Uint64]
 
-	EventsByKind [NumKinds]uint64       // kernel events received, by kind (others are not asked for)
-	Moved        [NumMoveReasons]uint64 // tasks moved (one or more writes), by reason
-	Failed       [NumFailCauses]uint64  // cgroup.procs writes that failed, by cause
-	LeftAlone    [NumLeftReasons]uint64 // classifications that moved nothing, by reason
+// row is a counter's definition and where its value is.
+type row[T any] struct {
+	Def
+	v *T
+}
 
-	DestinationsDropped uint64 // destinations not recorded for the metrics (the set is bounded)
+// table is the table of counters, pointing into c, in the order they are
+// shown.
+func (c *Counts[T]) table() []row[T] {
+	one := func(name string, kind Kind, v *T, help string) row[T] {
+		return row[T]{Def{Name: name, Help: help, Kind: kind}, v}
+	}
+	rows := []row[T]{
+		one("handled_events", Counter, &c.Events, "Kernel events handed to the engine, of every type (loss markers included)."),
+		one("credential_events", Counter, &c.Creds, "UID and GID events."),
+		one("classified_execs", Counter, &c.Execs, "EXEC events classified (rules name programs)."),
+		one("forks_followed", Counter, &c.ForksFollowed, "Children classified because their parent was being moved when they were forked."),
+		one("children_followed", Counter, &c.ChildrenFollowed, "Children found right after a scan moved their parent."),
+		one("coalesced_events", Counter, &c.Coalesced, "Events merged into a classification already queued (e.g. one per thread of a setuid)."),
+		one("netlink_overflows", Counter, &c.Overflows, "Losses of kernel events (netlink receive buffer overflows), each repaired by a rescan."),
+		one("queue_overflows", Counter, &c.QueueFull, "Events dropped because the classification queue or the table of recent tasks was full, each repaired by a rescan."),
+		one("repair_scans", Counter, &c.Rescans, "Rescans of /proc after lost events (not the start-up scan)."),
+		one("scanned_tasks", Counter, &c.Scanned, "Tasks looked at by the start-up scan and the rescans."),
+		one("moves", Counter, &c.Moves, "Successful cgroup.procs writes (one per hierarchy a task is moved in)."),
+		one("created_cgroups", Counter, &c.Created, "Template destinations created."),
+		one("move_retries", Counter, &c.Retries, "Moves retried because the task was still being created (EINVAL)."),
+		one("gone_tasks", Counter, &c.Gone, "Tasks that exited before they could be read or moved."),
+		one("errors", Counter, &c.Errors, "Failures other than exited tasks (each is logged, recurring ones at most once a minute)."),
+		one("inline_classifications", Counter, &c.Inline, "Classifications the event reader made itself instead of a worker."),
+		one("sticky_marks", Gauge, &c.StickyMarks, "Processes marked sticky now (cgexec, cgclassify --sticky)."),
+		one("sticky_added", Counter, &c.StickyAdded, "Sticky marks made, through the socket or inherited at fork."),
+		one("sticky_refused", Counter, &c.StickyRefused, "Sticky socket requests refused (not allowed, malformed, too slow)."),
+		one("sticky_skipped", Counter, &c.StickySkipped, "Events and classifications not acted on because the task is sticky."),
+		one("sticky_full", Counter, &c.StickyFull, "Sticky marks not made because their table was full."),
+		one("destinations_dropped", Counter, &c.DestinationsDropped, "Destinations not recorded for the per-destination series (their set is bounded)."),
+	}
+	rows = group(rows, "events", "type", "Kernel process events received, by type.", EventKindNames[:], c.EventsByKind[:])
+	rows = group(rows, "moved_tasks", "reason", "Tasks moved into their rule's cgroups, by what made the daemon look at them.", MoveReasonNames[:], c.Moved[:])
+	rows = group(rows, "move_failures", "cause", "cgroup.procs writes that failed, by cause.", FailCauseNames[:], c.Failed[:])
+	rows = group(rows, "left_alone", "reason", "Classifications that moved nothing, by reason.", LeftReasonNames[:], c.LeftAlone[:])
+	return rows
+}
+
+// group appends the rows of a counter counted by kind.
+func group[T any](rows []row[T], name, label, help string, names []string, vals []T) []row[T] {
+	for i, n := range names {
+		rows = append(rows, row[T]{Def{Name: n, Help: help, Kind: Counter, Group: name, Label: label}, &vals[i]})
+	}
+	return rows
+}
+
+// Values returns every counter of a snapshot with its definition, in
+// table order.
+func (c Counts[T]) Values() []Value {
+	rows := c.table()
+	out := make([]Value, len(rows))
+	for i, r := range rows {
+		out[i].Def = r.Def
+		if v, ok := any(r.v).(*uint64); ok {
+			out[i].Value = *v
+		}
+	}
+	return out
+}
+
+// Defs is the table without values (a Prometheus collector's Describe).
+func Defs() []Def {
+	var s Stats
+	rows := s.table()
+	out := make([]Def, len(rows))
+	for i, r := range rows {
+		out[i] = r.Def
+	}
+	return out
 }
 
 // Stats returns a snapshot of the counters.
 func (e *Engine) Stats() Stats {
-	c := &e.stats
-	s := Stats{
-		Events: c.events.Load(), Creds: c.creds.Load(), Execs: c.execs.Load(),
-		ForksFollowed: c.forksFollowed.Load(), ChildrenFollowed: c.childrenFollowed.Load(),
-		Coalesced: c.coalesced.Load(), Overflows: c.overflows.Load(), QueueFull: c.queueFull.Load(),
-		Rescans: c.rescans.Load(), Scanned: c.scanned.Load(),
-		Moves: c.moves.Load(), Created: c.created.Load(), Retries: c.retries.Load(),
-		Gone: c.gone.Load(), Errors: c.errors.Load(), Inline: c.inline.Load(),
-		StickyMarks: uint64(e.marks.t.len()), StickyAdded: e.marks.added.Load(), StickyRefused: e.marks.refused.Load(),
-		StickySkipped: e.marks.skipped.Load(), StickyFull: e.marks.full.Load(),
-		DestinationsDropped: e.dests.dropped.Load(),
+	var s Stats
+	live, snap := e.stats.table(), s.table()
+	for i := range live {
+		*snap[i].v = live[i].v.Load()
 	}
-	load := func(dst []uint64, src []atomic.Uint64) {
-		for i := range src {
-			dst[i] = src[i].Load()
-		}
-	}
-	load(s.EventsByKind[:], c.byKind[:])
-	load(s.Moved[:], c.moved[:])
-	load(s.Failed[:], c.failed[:])
-	load(s.LeftAlone[:], c.left[:])
-	s.LeftAlone[LeftSticky] += s.StickySkipped
 	return s
+}
+
+// String renders stats as key=value pairs for logs, in table order.
+func (c Counts[T]) String() string {
+	var b strings.Builder
+	for i, v := range c.Values() {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s=%d", v.Key(), v.Value)
+	}
+	return b.String()
+}
+
+// KernelValues are the counters of the netlink event source (the Source
+// the daemon reads, *kernel.Conn).
+func KernelValues(k kernel.Stats) []Value {
+	one := func(name, help string, v uint64) Value {
+		return Value{Def{Name: name, Help: help, Kind: Counter}, v}
+	}
+	return []Value{
+		one("netlink_datagrams", "Datagrams read from the proc connector socket.", k.Datagrams),
+		one("netlink_discarded", "Kernel events received but not wanted (acknowledgements, other types).", k.Discarded),
+		one("netlink_malformed", "Datagrams from the kernel that failed to decode.", k.Malformed),
+		one("netlink_foreign", "Datagrams dropped because a process, not the kernel, sent them.", k.Foreign),
+	}
 }
 
 // Latency is the distribution of event-to-moved times so far (see
 // LatencyBounds).
 func (e *Engine) Latency() Latency { return e.latency.snapshot() }
 
-// String renders stats as key=value pairs for logs.
-func (s Stats) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "events=%d creds=%d execs=%d forks_followed=%d children_followed=%d coalesced=%d overflows=%d queue_full=%d rescans=%d scanned=%d moves=%d created=%d retries=%d gone=%d errors=%d inline=%d",
-		s.Events, s.Creds, s.Execs, s.ForksFollowed, s.ChildrenFollowed, s.Coalesced, s.Overflows, s.QueueFull, s.Rescans, s.Scanned, s.Moves, s.Created, s.Retries, s.Gone, s.Errors, s.Inline)
-	fmt.Fprintf(&b, " sticky_marks=%d sticky_added=%d sticky_refused=%d sticky_skipped=%d sticky_full=%d",
-		s.StickyMarks, s.StickyAdded, s.StickyRefused, s.StickySkipped, s.StickyFull)
-	return b.String()
+// KernelDefs are the definitions of KernelValues.
+func KernelDefs() []Def {
+	vals := KernelValues(kernel.Stats{})
+	out := make([]Def, len(vals))
+	for i, v := range vals {
+		out[i] = v.Def
+	}
+	return out
 }

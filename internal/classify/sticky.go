@@ -2,7 +2,6 @@ package classify
 
 import (
 	"errors"
-	"sync/atomic"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -20,16 +19,18 @@ import (
 // critical section otherwise; every scan calls prune. The table and the
 // states of a mark are in marks.go.
 type Marks struct {
-	t   *markTable
-	log *logrus.Logger
-	max int
+	t     *markTable
+	log   *logrus.Logger
+	max   int
+	stats *counters // the engine's: the sticky ones, and LeftAlone[LeftSticky]
 
-	added, refused, skipped, full atomic.Uint64 // see Stats
-	fullLog                       ratelimit.Limiter
+	fullLog ratelimit.Limiter
 }
 
-func newMarks(max int, log *logrus.Logger) *Marks {
-	return &Marks{t: newMarkTable(max), log: log, max: max}
+func newMarks(max int, log *logrus.Logger, stats *counters) *Marks {
+	t := newMarkTable(max)
+	t.n = &stats.StickyMarks
+	return &Marks{t: t, log: log, max: max, stats: stats}
 }
 
 // ticksPerSecond is USER_HZ, the unit of /proc/PID/stat's start time: 100
@@ -54,7 +55,7 @@ func (m *Marks) Mark(pid int32, start uint64, children bool) (added bool, err er
 	res := m.t.add(pid, start, children, kernel.Now(), bootTicks())
 	switch res {
 	case markFull:
-		m.full.Add(1)
+		m.stats.StickyFull.Add(1)
 		return false, ErrMarksFull
 	case markKept:
 		if m.log.IsLevelEnabled(logrus.DebugLevel) {
@@ -62,7 +63,7 @@ func (m *Marks) Mark(pid int32, start uint64, children bool) (added bool, err er
 		}
 		return false, nil
 	}
-	m.added.Add(1)
+	m.stats.StickyAdded.Add(1)
 	if m.log.IsLevelEnabled(logrus.DebugLevel) {
 		m.log.WithFields(logrus.Fields{"pid": pid, "children": children, "by": "socket", "replaced_stale": res == markReplaced}).Debug("sticky: marked")
 	}
@@ -91,7 +92,7 @@ func (m *Marks) Forget(pid int32, start uint64) {
 
 // Refused counts a sticky socket request that was refused (not allowed for
 // the client, malformed, or not answered in time).
-func (m *Marks) Refused() { m.refused.Add(1) }
+func (m *Marks) Refused() { m.stats.StickyRefused.Add(1) }
 
 // Sticky reports whether pid is marked.
 func (m *Marks) Sticky(pid int32) bool { return m.t.sticky(pid) }
@@ -102,7 +103,8 @@ func (m *Marks) skip(pid int32) bool {
 	if !m.t.sticky(pid) {
 		return false
 	}
-	m.skipped.Add(1)
+	m.stats.StickySkipped.Add(1)
+	m.stats.LeftAlone[LeftSticky].Add(1)
 	return true
 }
 
@@ -116,13 +118,13 @@ func (m *Marks) fork(ev *kernel.Event) bool {
 	}
 	switch res {
 	case forkInherited:
-		m.added.Add(1)
+		m.stats.StickyAdded.Add(1)
 		if m.log.IsLevelEnabled(logrus.DebugLevel) {
 			m.log.WithFields(logrus.Fields{"pid": ev.TGID, "parent": ev.ParentTGID, "children": true, "by": "fork"}).Debug("sticky: marked")
 		}
 		return true
 	case forkFull:
-		m.full.Add(1)
+		m.stats.StickyFull.Add(1)
 		if n, ok := m.fullLog.Allow(time.Now()); ok {
 			m.log.WithFields(logrus.Fields{"pid": ev.TGID, "parent": ev.ParentTGID, "max": m.max, ratelimit.NotLogged: n}).
 				Warn("sticky: the table of marks is full: a child of a sticky process is classified by the rules")

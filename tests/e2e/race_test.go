@@ -347,10 +347,10 @@ func TestOverflowRepair(t *testing.T) {
 	log := d.log()
 	stats, statsLine := statsOf(log)
 	t.Logf("daemon: %s", statsLine)
-	if stats["overflows"] == 0 {
+	if stats["netlink_overflows"] == 0 {
 		t.Errorf("no overflow counted with a 4096-byte receive buffer during the storm: %s", statsLine)
 	}
-	if stats["rescans"] == 0 {
+	if stats["repair_scans"] == 0 {
 		t.Errorf("no rescan ran after overflows: %s", statsLine)
 	}
 	if !strings.Contains(log, "netlink receive buffer overflowed") {
@@ -365,7 +365,7 @@ func TestOverflowRepair(t *testing.T) {
 		}
 	}
 	t.Logf("overflows=%d rescans=%d queue_full=%d; %d of %d ruled tasks were moved by a rescan; all in place at most %v after the storm",
-		stats["overflows"], stats["rescans"], stats["queue_full"], byScan, len(tasks), slowest.Round(time.Millisecond))
+		stats["netlink_overflows"], stats["repair_scans"], stats["queue_overflows"], byScan, len(tasks), slowest.Round(time.Millisecond))
 }
 
 // TestStormNoMisses (opt-in: CGRE_E2E_STRESS=1; it fails now and then, so
