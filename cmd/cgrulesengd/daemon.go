@@ -13,7 +13,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/sirupsen/logrus"
 
 	"github.com/cgrulesengd/cgrulesengd/internal/cgroupfs"
@@ -21,6 +20,7 @@ import (
 	"github.com/cgrulesengd/cgrulesengd/internal/kernel"
 	"github.com/cgrulesengd/cgrulesengd/internal/proc"
 	"github.com/cgrulesengd/cgrulesengd/internal/sched"
+	"github.com/cgrulesengd/cgrulesengd/internal/sticky"
 	"github.com/cgrulesengd/cgrulesengd/rules"
 )
 
@@ -36,12 +36,252 @@ type daemon struct {
 
 	log    *logrus.Logger
 	out    *logOutput
-	watch  *rulesWatch
 	layout *cgroupfs.Layout
 	engine *classify.Engine
-	rules  *rules.List
 	obs    *observer                   // observe.go: --status and --metrics
 	conn   atomic.Pointer[kernel.Conn] // for the observers, once subscribed
+
+	// Owned by the reloads (start, then the reloader's goroutine).
+	watch *rulesWatch
+	rules *rules.List
+}
+
+// running is what start set up; Close takes it all down, in the reverse
+// order, whatever point start reached.
+type running struct {
+	d       *daemon
+	sticky  *sticky.Server
+	conn    *kernel.Conn
+	reader  chan error // Run's end; nil until the reader runs
+	stopped bool       // the reader's end was received
+	engine  bool       // the engine's goroutines run
+	pidfile string     // written: removed by Close
+}
+
+// run is the daemon: start-up, the signal loop, shut-down. An error that
+// ends it is logged before the log closes.
+func (d *daemon) run() (err error) {
+	log, out, err := newLogger(&d.opt, !d.notify.background(), d.stdout, d.stderr, d.notify.warn)
+	if err != nil {
+		return err
+	}
+	// Registered first, so run last: the error that ends the daemon is
+	// logged before the log file closes (a background daemon has no other
+	// trace of why it died).
+	defer func() {
+		if err != nil {
+			log.Error(err)
+		}
+		out.Close()
+	}()
+	d.log, d.out = log, out
+	d.sd.warn = log.Warnf
+	// A signal that comes during start-up waits for the loop.
+	stops, reloads, unnotify := notifySignals()
+	defer unnotify()
+
+	r, err := d.start()
+	if err != nil {
+		return err
+	}
+	var changes <-chan struct{}
+	if d.watch != nil {
+		changes = d.watch.changes(250*time.Millisecond, log.Warnf)
+	}
+	err = d.loop(stops, reloads, changes, r.reader, d.reload)
+	r.stopped = err != nil // the loop received the reader's end
+	r.Close()
+	return err
+}
+
+// notifySignals routes the daemon's signals: SIGTERM and SIGINT to stops,
+// a channel of their own, so that no burst of reload signals can crowd one
+// out (issue 19: they shared a buffer of 8, and a signal that finds its
+// channel full is dropped); SIGUSR1, SIGUSR2 and SIGHUP to reloads (one
+// that finds it full is not lost either: those waiting in it ask for the
+// same reload). SIGPIPE is ignored. unnotify undoes it.
+func notifySignals() (stops, reloads chan os.Signal, unnotify func()) {
+	signal.Ignore(syscall.SIGPIPE)
+	stops = make(chan os.Signal, 1)
+	signal.Notify(stops, syscall.SIGTERM, syscall.SIGINT)
+	reloads = make(chan os.Signal, 16)
+	signal.Notify(reloads, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGHUP)
+	return stops, reloads, func() {
+		signal.Stop(stops)
+		signal.Stop(reloads)
+	}
+}
+
+// loop serves signals and rules changes until a stopping signal (nil) or
+// the end of the kernel reader (its error). Reloads (reload) run on a
+// reloader's goroutine: the loop never waits for one, and requests made
+// while one runs are merged into one more.
+func (d *daemon) loop(stops, reloads <-chan os.Signal, changes <-chan struct{}, reader <-chan error, reload func(reloadWhy)) error {
+	rl := newReloader(reload)
+	defer rl.stop()
+	for {
+		select {
+		case s := <-stops:
+			d.log.WithField("signal", s.String()).Info("stopping")
+			d.sd.stopping()
+			return nil
+		case s := <-reloads:
+			if sig, ok := s.(syscall.Signal); ok {
+				rl.request(reloadSignal(sig))
+			}
+		case <-changes:
+			rl.request(byFiles)
+		case err := <-reader:
+			return fmt.Errorf("kernel event reader stopped: %w", err)
+		}
+	}
+}
+
+// start sets the daemon up: the cgroup layout, the rules, the engine, the
+// sticky, status and metrics sockets, the kernel subscription and its
+// reader, the start-up scan, the watch on the rules files and the pidfile;
+// then it says the daemon is ready. On failure it undoes what it did.
+func (d *daemon) start() (r *running, err error) {
+	o := &d.opt
+	started := time.Now()
+	r = &running{d: d}
+	defer func() {
+		if err != nil {
+			r.Close()
+			r = nil
+		}
+	}()
+	for _, p := range []*string{&o.config, &o.configDir, &o.pidfile, &o.socket} {
+		if *p != "" {
+			if abs, err := filepath.Abs(*p); err == nil {
+				*p = abs
+			}
+		}
+	}
+	d.setSlice()
+	mover, err := d.discover()
+	if err != nil {
+		return r, err
+	}
+	tLoad := time.Now()
+	list, names, err := d.load()
+	if err != nil {
+		return r, err
+	}
+	loadTook := time.Since(tLoad)
+	d.engine = classify.New(classify.Config{
+		Layout: d.layout, Mover: mover, Tasks: proc.NewFS(o.procRoot), Log: d.log, Root: o.cgroupRoot,
+		// After a burst, the engine's hot table shrinks: hand the memory back.
+		Release: debug.FreeOSMemory,
+	})
+	d.engine.SetRules(list, names)
+	d.rules = list
+	// The sticky socket is served (marks made) from now on, before the
+	// start-up scan, which respects them.
+	if r.sticky, err = d.listenSticky(); err != nil {
+		return r, err
+	}
+	if d.obs, err = d.listenObservers(started); err != nil {
+		return r, err
+	}
+	// Subscribe before scanning so that nothing started in between is missed.
+	if r.conn, err = kernel.Listen(kernel.Config{ReceiveBuffer: o.netlinkBuf, Events: wantedEvents}); err != nil {
+		return r, fmt.Errorf("subscribing to the kernel's process events: %w", err)
+	}
+	d.conn.Store(r.conn)
+	d.engine.Start()
+	r.engine = true
+	r.reader = make(chan error, 1)
+	go func() { r.reader <- d.engine.Run(r.conn) }()
+
+	tScan := time.Now()
+	tasks, moved := d.engine.Scan()
+	scanTook := time.Since(tScan)
+	// Loading a large rules file leaves megabytes of garbage; a daemon that
+	// then idles should not keep them resident.
+	live, gcPct := releaseMemory()
+
+	if d.watch, err = newRulesWatch(o.config, o.configDir); err != nil {
+		d.log.Warnf("not watching the rules files for changes (reload with SIGUSR2): %v", err)
+	}
+	if o.pidfile != "" {
+		if err := writePidfile(o.pidfile, os.Getpid()); err != nil {
+			return r, err
+		}
+		r.pidfile = o.pidfile
+	}
+	d.log.WithFields(logrus.Fields{
+		"rules": list.Len(), "mode": d.layout.Mode(), "cgroup_root": o.cgroupRoot,
+		"filtered_events": r.conn.Filtered(), "scanned": tasks, "moved": moved,
+		"took": time.Since(started).Round(time.Microsecond),
+		"load": loadTook.Round(time.Microsecond), "scan": scanTook.Round(time.Microsecond),
+		"heap": live, "gogc": gcPct,
+	}).Info("ready")
+	d.notify.ready()
+	d.sd.ready(d.engine, list.Len())
+	if d.notify.background() || !o.nodaemon {
+		_ = os.Chdir("/")
+	}
+	return r, nil
+}
+
+// discover finds the cgroup hierarchies and checks --cgroup-root in them;
+// it returns the mover that writes to them.
+func (d *daemon) discover() (*cgroupfs.Mover, error) {
+	o := &d.opt
+	var err error
+	if d.layout, err = cgroupfs.Discover(o.procRoot); err != nil {
+		return nil, fmt.Errorf("discovering cgroup hierarchies: %w", err)
+	}
+	if len(d.layout.Hierarchies) == 0 {
+		return nil, errors.New("no cgroup hierarchy is mounted")
+	}
+	mover := cgroupfs.NewMover(cgroupfs.WithCgroupRoot(o.cgroupRoot),
+		// Out of descriptors (issue 19): cgroupfs rate-limits the reports.
+		cgroupfs.WithShortageReport(func(s *cgroupfs.Shortage) { d.log.Error(s) }))
+	missing, err := checkCgroupRoot(d.layout, o.cgroupRoot, mover.Exists)
+	if err != nil {
+		return nil, err
+	}
+	if len(missing) > 0 {
+		d.log.Warnf("--cgroup-root %s does not exist in hierarchies %q: there, only template destinations (which create it) can be used", o.cgroupRoot, missing)
+	}
+	return mover, nil
+}
+
+// Close takes down what start set up, in the reverse order: the pidfile,
+// the watch, the kernel subscription (waiting for its reader), the engine
+// (with the counters logged), the observers and the sticky socket.
+func (r *running) Close() {
+	d := r.d
+	if r.pidfile != "" {
+		removePidfile(r.pidfile, os.Getpid())
+	}
+	if d.watch != nil {
+		d.watch.Close()
+	}
+	if r.conn != nil {
+		r.conn.Close()
+		if r.reader != nil && !r.stopped {
+			select {
+			case <-r.reader:
+			case <-time.After(2 * time.Second):
+				d.log.Warn("kernel event reader did not stop in time")
+			}
+		}
+	}
+	if r.engine {
+		d.engine.Stop()
+		ks := r.conn.Stats()
+		d.log.WithFields(logrus.Fields{"datagrams": ks.Datagrams, "kernel_events": ks.Events}).
+			Infof("stats %s", d.engine.Stats().String())
+	}
+	d.obs.close()
+	if r.sticky != nil {
+		if err := r.sticky.Close(); err != nil {
+			d.log.Warn(err)
+		}
+	}
 }
 
 // setSlice asks for the short scheduler slice of --sched-slice, before the
@@ -60,207 +300,6 @@ func (d *daemon) setSlice() {
 	default:
 		d.log.Debugf("scheduler slice %v set on %d threads", d.opt.slice, n)
 	}
-}
-
-func (d *daemon) run() (err error) {
-	o := &d.opt
-	start := time.Now()
-	log, out, err := newLogger(o, !d.notify.background(), d.stdout, d.stderr, d.notify.warn)
-	if err != nil {
-		return err
-	}
-	// Registered first, so run last: the error that ends the daemon is
-	// logged before the log file closes (a background daemon has no other
-	// trace of why it died).
-	defer func() {
-		if err != nil {
-			log.Error(err)
-		}
-		out.Close()
-	}()
-	d.log, d.out = log, out
-	d.sd.warn = log.Warnf
-	for _, p := range []*string{&o.config, &o.configDir, &o.pidfile, &o.socket} {
-		if *p != "" {
-			if abs, err := filepath.Abs(*p); err == nil {
-				*p = abs
-			}
-		}
-	}
-	d.setSlice()
-	signal.Ignore(syscall.SIGPIPE)
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGUSR1, syscall.SIGUSR2, syscall.SIGHUP, syscall.SIGTERM, syscall.SIGINT)
-	defer signal.Stop(sigs)
-
-	d.layout, err = cgroupfs.Discover(o.procRoot)
-	if err != nil {
-		return fmt.Errorf("discovering cgroup hierarchies: %w", err)
-	}
-	if len(d.layout.Hierarchies) == 0 {
-		return errors.New("no cgroup hierarchy is mounted")
-	}
-	mover := cgroupfs.NewMover(cgroupfs.WithCgroupRoot(o.cgroupRoot),
-		// Out of descriptors (issue 19): cgroupfs rate-limits the reports.
-		cgroupfs.WithShortageReport(func(s *cgroupfs.Shortage) { log.Error(s) }))
-	missing, err := checkCgroupRoot(d.layout, o.cgroupRoot, mover.Exists)
-	if err != nil {
-		return err
-	}
-	if len(missing) > 0 {
-		log.Warnf("--cgroup-root %s does not exist in hierarchies %q: there, only template destinations (which create it) can be used", o.cgroupRoot, missing)
-	}
-	tLoad := time.Now()
-	list, names, err := d.load()
-	if err != nil {
-		return err
-	}
-	loadTook := time.Since(tLoad)
-
-	d.engine = classify.New(classify.Config{
-		Layout: d.layout,
-		Mover:  mover,
-		Tasks:  proc.NewFS(o.procRoot),
-		Log:    log,
-		Root:   o.cgroupRoot,
-		// After a burst, the engine's hot table shrinks: hand the memory back.
-		Release: debug.FreeOSMemory,
-	})
-	d.engine.SetRules(list, names)
-	d.rules = list
-	// The sticky socket is served (marks made) from now on, before the
-	// start-up scan, which respects them.
-	srv, err := d.listenSticky()
-	if err != nil {
-		return err
-	}
-	if srv != nil {
-		defer func() {
-			if err := srv.Close(); err != nil {
-				log.Warn(err)
-			}
-		}()
-	}
-	if d.obs, err = d.listenObservers(start); err != nil {
-		return err
-	}
-	defer d.obs.close()
-
-	// Subscribe before scanning so that nothing started in between is missed.
-	conn, err := kernel.Listen(kernel.Config{ReceiveBuffer: o.netlinkBuf, Events: wantedEvents})
-	if err != nil {
-		return fmt.Errorf("subscribing to the kernel's process events: %w", err)
-	}
-	d.conn.Store(conn)
-	d.engine.Start()
-	readerDone := make(chan error, 1)
-	go func() { readerDone <- d.engine.Run(conn) }()
-
-	tScan := time.Now()
-	tasks, moved := d.engine.Scan()
-	scanTook := time.Since(tScan)
-	// Loading a large rules file leaves megabytes of garbage; a daemon that
-	// then idles should not keep them resident.
-	debug.FreeOSMemory()
-	live, gcPct := tuneGC()
-
-	watcher, err := newRulesWatch(o.config, o.configDir)
-	if err != nil {
-		log.Warnf("not watching the rules files for changes (reload with SIGUSR2): %v", err)
-	}
-	if o.pidfile != "" {
-		if err := writePidfile(o.pidfile, os.Getpid()); err != nil {
-			conn.Close()
-			d.engine.Stop()
-			return err
-		}
-		defer removePidfile(o.pidfile, os.Getpid())
-	}
-	log.WithFields(logrus.Fields{
-		"rules": list.Len(), "mode": d.layout.Mode(), "cgroup_root": o.cgroupRoot,
-		"filtered_events": conn.Filtered(), "scanned": tasks, "moved": moved,
-		"took": time.Since(start).Round(time.Microsecond),
-		"load": loadTook.Round(time.Microsecond), "scan": scanTook.Round(time.Microsecond),
-		"heap": live, "gogc": gcPct,
-	}).Info("ready")
-	d.notify.ready()
-	d.sd.ready(d.engine, list.Len())
-	if d.notify.background() || !o.nodaemon {
-		_ = os.Chdir("/")
-	}
-
-	var reload <-chan time.Time
-	var debounce *time.Timer
-	var fsEvents <-chan fsnotify.Event
-	var fsErrors <-chan error
-	if watcher != nil {
-		defer watcher.Close()
-		fsEvents, fsErrors = watcher.w.Events, watcher.w.Errors
-		d.watch = watcher
-	}
-	for {
-		select {
-		case s := <-sigs:
-			switch s {
-			case syscall.SIGUSR2, syscall.SIGHUP, syscall.SIGUSR1:
-				if s != syscall.SIGUSR1 {
-					d.reopenLog()
-				}
-				log.WithField("signal", s.String()).Info("reloading rules")
-				d.reload()
-				if s == syscall.SIGUSR1 {
-					log.WithField("stats", d.engine.Stats().String()).Info("stats")
-				}
-			case syscall.SIGTERM, syscall.SIGINT:
-				log.WithField("signal", s.String()).Info("stopping")
-				d.sd.stopping()
-				return d.shutdown(conn, readerDone)
-			}
-		case ev, ok := <-fsEvents:
-			if !ok {
-				fsEvents = nil
-				continue
-			}
-			if !watcher.relevant(ev) {
-				continue
-			}
-			// Editors write in several steps; wait until they are done.
-			if debounce == nil {
-				debounce = time.NewTimer(250 * time.Millisecond)
-			} else {
-				debounce.Reset(250 * time.Millisecond)
-			}
-			reload = debounce.C
-		case err, ok := <-fsErrors:
-			if !ok {
-				fsErrors = nil
-				continue
-			}
-			log.Warnf("watching rules files: %v", err)
-		case <-reload:
-			reload = nil
-			log.Info("rules files changed, reloading")
-			d.reload()
-		case err := <-readerDone:
-			d.engine.Stop()
-			return fmt.Errorf("kernel event reader stopped: %w", err)
-		}
-	}
-}
-
-func (d *daemon) shutdown(conn *kernel.Conn, readerDone <-chan error) error {
-	conn.Close()
-	select {
-	case <-readerDone:
-	case <-time.After(2 * time.Second):
-		d.log.Warn("kernel event reader did not stop in time")
-	}
-	d.engine.Stop()
-	ks := conn.Stats()
-	d.log.WithFields(logrus.Fields{
-		"datagrams": ks.Datagrams, "kernel_events": ks.Events,
-	}).Infof("stats %s", d.engine.Stats().String())
-	return nil
 }
 
 // load reads the rules; every diagnostic is logged as file:line: message.
@@ -289,7 +328,14 @@ func (d *daemon) reopenLog() {
 	}
 }
 
-func (d *daemon) reload() {
+// reload loads the rules again (on the reloader's goroutine): why says who
+// asked, and whether the log file is reopened first and the counters
+// logged afterwards. A failed load keeps the rules in force.
+func (d *daemon) reload(why reloadWhy) {
+	if why.reopensLog() {
+		d.reopenLog()
+	}
+	d.log.WithField("by", why.String()).Info("reloading rules")
 	if d.watch != nil {
 		// An edit may have re-pointed a symbolic link (watched even if
 		// this load fails, so that fixing the new target reloads).
@@ -305,15 +351,24 @@ func (d *daemon) reload() {
 		d.sd.reloaded(n, err)
 		d.obs.reloaded(n, err)
 		d.log.Errorf("reload failed, the %d rules loaded before stay in force: %v", n, firstLine(err))
-		return
+	} else {
+		d.engine.SetRules(list, names)
+		d.rules = list
+		live, gcPct := releaseMemory()
+		d.log.WithFields(logrus.Fields{"rules": list.Len(), "heap": live, "gogc": gcPct}).Info("rules reloaded")
+		d.sd.reloaded(list.Len(), nil)
+		d.obs.reloaded(list.Len(), nil)
 	}
-	d.engine.SetRules(list, names)
-	d.rules = list
+	if why.logsStats() {
+		d.log.WithField("stats", d.engine.Stats().String()).Info("stats")
+	}
+}
+
+// releaseMemory hands the garbage of a load back to the system and sets
+// the collector's goal from the live heap that remains (gc.go).
+func releaseMemory() (live uint64, gcPct int) {
 	debug.FreeOSMemory()
-	live, gcPct := tuneGC()
-	d.log.WithFields(logrus.Fields{"rules": list.Len(), "heap": live, "gogc": gcPct}).Info("rules reloaded")
-	d.sd.reloaded(list.Len(), nil)
-	d.obs.reloaded(list.Len(), nil)
+	return tuneGC()
 }
 
 func firstLine(err error) string {

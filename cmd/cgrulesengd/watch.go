@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/fsnotify/fsnotify"
 )
@@ -18,11 +20,15 @@ import (
 // final target is watched too, and an event on any of those names counts.
 // The links are resolved again after every reload, since an edit may have
 // re-pointed one.
+//
+// refresh (on the reloads' goroutine) and relevant (on the goroutine of
+// changes) may run at once: mu guards what refresh changes.
 type rulesWatch struct {
 	w                 *fsnotify.Watcher
 	config, configDir string
+	base              map[string]bool // directories watched whatever the links say (set once)
 
-	base    map[string]bool // directories watched whatever the links say
+	mu      sync.Mutex
 	extra   map[string]bool // directories watched for links and their targets
 	targets map[string]bool // links and targets on the way from a rules file
 }
@@ -74,6 +80,8 @@ func (rw *rulesWatch) refresh() {
 			}
 		}
 	}
+	rw.mu.Lock()
+	defer rw.mu.Unlock()
 	extra := map[string]bool{}
 	for p := range targets {
 		if d := filepath.Dir(p); !rw.base[d] {
@@ -121,7 +129,10 @@ func linkChain(p string) []string {
 
 // relevant reports whether ev may have changed the rules.
 func (rw *rulesWatch) relevant(ev fsnotify.Event) bool {
-	if ev.Name == rw.config || rw.targets[ev.Name] {
+	rw.mu.Lock()
+	target := rw.targets[ev.Name]
+	rw.mu.Unlock()
+	if ev.Name == rw.config || target {
 		return true
 	}
 	if rw.configDir == "" {
@@ -134,4 +145,41 @@ func (rw *rulesWatch) relevant(ev fsnotify.Event) bool {
 		return true
 	}
 	return filepath.Dir(ev.Name) == rw.configDir && strings.HasSuffix(ev.Name, ".conf")
+}
+
+// changes watches on a goroutine of its own until the watch is closed, and
+// sends on the channel it returns once the rules files have changed and
+// then stayed unchanged for settle (editors write in several steps); a
+// change while one is waiting to be read adds nothing. Errors of the watch
+// go to warn.
+func (rw *rulesWatch) changes(settle time.Duration, warn func(format string, args ...any)) <-chan struct{} {
+	out := make(chan struct{}, 1)
+	go func() {
+		timer := time.NewTimer(settle)
+		timer.Stop()
+		defer timer.Stop()
+		events, errs := rw.w.Events, rw.w.Errors
+		for events != nil || errs != nil {
+			select {
+			case ev, ok := <-events:
+				if !ok {
+					events = nil
+				} else if rw.relevant(ev) {
+					timer.Reset(settle)
+				}
+			case err, ok := <-errs:
+				if !ok {
+					errs = nil
+				} else {
+					warn("watching rules files: %v", err)
+				}
+			case <-timer.C:
+				select {
+				case out <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return out
 }

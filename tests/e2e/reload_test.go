@@ -252,3 +252,58 @@ func TestStopSIGINT(t *testing.T) {
 		t.Errorf("pidfile still there after SIGINT (stat: %v)", err)
 	}
 }
+
+// TestSignalBurst (issue 19): with reloads slow (20,000 rules), a burst of
+// 30 rounds of SIGUSR2, SIGHUP and SIGUSR1 gives at most one more reload
+// than the one it starts (they were queued, one per signal up to a buffer
+// of 8, the rest dropped), and a SIGTERM sent right after such a burst
+// stops the daemon (it shared that buffer and was dropped with the rest).
+func TestSignalBurst(t *testing.T) {
+	requireDaemon(t)
+	identities(t)
+	e := newEnv(t, []string{"cpu"}, "old")
+	e.writeRules(fillerRules(20000) + "cgresjo  cpu  old\n")
+	d := e.startDaemon(dopts{})
+	burst := func() {
+		for i := 0; i < 30; i++ {
+			for _, s := range []syscall.Signal{syscall.SIGUSR2, syscall.SIGHUP, syscall.SIGUSR1} {
+				if err := syscall.Kill(d.pid, s); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	reloads := regexp.MustCompile(`msg="reloading rules"`)
+	done := regexp.MustCompile(`msg="rules reloaded"`)
+	from := d.logSize()
+	start := time.Now()
+	burst()
+	// Wait until the reloads are over: one done, and no other started for
+	// twice as long as it took.
+	d.waitLog(from, done, 30*time.Second)
+	took := time.Since(start)
+	for n := -1; ; {
+		time.Sleep(2 * took)
+		got := len(reloads.FindAllString(d.log()[from:], -1))
+		if got == n {
+			break
+		}
+		n = got
+	}
+	log := d.log()[from:]
+	n := len(reloads.FindAllString(log, -1))
+	t.Logf("%d reloads for 90 reload signals; the first took %v", n, took.Round(time.Millisecond))
+	if n < 1 || n > 2 {
+		t.Errorf("%d reloads for a burst of 90 reload signals, want 1 or 2 (one, and at most one more):\n%s", n, log)
+	}
+	if !strings.Contains(log, `msg=stats`) {
+		t.Errorf("no stats line after the SIGUSR1s:\n%s", log)
+	}
+
+	burst()
+	stopAt := time.Now()
+	if code := d.stop(); code != 0 { // fails after 10 s
+		t.Errorf("exit status %d after SIGTERM", code)
+	}
+	t.Logf("stopped %v after the SIGTERM that followed a burst", time.Since(stopAt).Round(time.Millisecond))
+}
