@@ -24,24 +24,40 @@ const (
 	minGCPercent = 10      // very large rule sets: collect at +10%, not continuously
 )
 
-// gcPercent is the GOGC value p that puts the heap goal, which the runtime
-// computes as max(live × (1+p/100), heapMinimum × p/100), at
-// live+heapHeadroom: p = H/live makes the first term that, p =
-// (live+H)/heapMinimum the second; the smaller of the two is the one whose
-// term wins the max. (Taking H/max(live, heapMinimum) instead, as a first
-// version did, left small rule sets a goal of heapMinimum × p/100, 86 KB
-// above a 400 KB live heap: a collection every few dozen moves.)
-func gcPercent(live uint64) int {
+// gcPercent is the GOGC value p that puts the heap goal at live+heapHeadroom.
+// The runtime computes the goal as max(live + (live+roots) × p/100,
+// heapMinimum × p/100), where roots are the stacks and globals it scans
+// (/gc/scan/stack:bytes and /gc/scan/globals:bytes: the daemon's globals
+// are a good part of its small heaps): p = 100 H/(live+roots) makes the first term that, p =
+// 100 (live+H)/heapMinimum the second; the smaller of the two is the one
+// whose term wins the max. TestGCPercent checks it against the runtime's
+// own goal. (Taking H/max(live, heapMinimum) instead, as a first version
+// did, left small rule sets a goal of heapMinimum × p/100, 86 KB above a
+// 400 KB live heap: a collection every few dozen moves.)
+func gcPercent(live, roots uint64) int {
 	p := 100 * (live + heapHeadroom) / heapMinimum
-	if live > 0 {
-		p = min(p, 100*heapHeadroom/live)
+	if live+roots > 0 {
+		p = min(p, 100*heapHeadroom/(live+roots))
 	}
 	return int(max(p, minGCPercent))
 }
 
-// heapGoal is the runtime's heap goal for a live heap and a GOGC value.
-func heapGoal(live uint64, pct int) uint64 {
-	return max(live*uint64(100+pct)/100, heapMinimum*uint64(pct)/100)
+// heapNow reads the live heap (as of the last collection) and the roots
+// the collector scans besides it.
+func heapNow() (live, roots uint64) {
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/gc/scan/stack:bytes"}, {Name: "/gc/scan/globals:bytes"}}
+	metrics.Read(s)
+	for i := range s {
+		if s[i].Value.Kind() != metrics.KindUint64 {
+			continue
+		}
+		if i == 0 {
+			live = s[i].Value.Uint64()
+		} else {
+			roots += s[i].Value.Uint64()
+		}
+	}
+	return live, roots
 }
 
 // tuneGC sets the collector's goal from the live heap, measured after a
@@ -49,18 +65,14 @@ func heapGoal(live uint64, pct int) uint64 {
 // environment is left alone. It returns the live heap and the percentage
 // in force.
 func tuneGC() (live uint64, pct int) {
-	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	metrics.Read(s)
-	if s[0].Value.Kind() == metrics.KindUint64 {
-		live = s[0].Value.Uint64()
-	}
+	live, roots := heapNow()
 	if v, set := os.LookupEnv("GOGC"); set {
 		if n, err := strconv.Atoi(v); err == nil {
 			return live, n
 		}
 		return live, -1 // "off"
 	}
-	pct = gcPercent(live)
+	pct = gcPercent(live, roots)
 	debug.SetGCPercent(pct)
 	return live, pct
 }
