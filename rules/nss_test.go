@@ -2,7 +2,9 @@ package rules
 
 import (
 	"errors"
+	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -70,22 +72,60 @@ func TestNSSGroupMembers(t *testing.T) {
 	}
 }
 
+// TestNSSConcurrent: goroutines sharing one resolver get the answers one
+// goroutine gets, found and not found, and the cache keeps each name and
+// id once (run with -race).
 func TestNSSConcurrent(t *testing.T) {
+	// The answers of a resolver used by one goroutine are the reference.
+	ref := NSS()
+	rootU, err := ref.UserByName("root")
+	if err != nil {
+		t.Skipf("no root user via NSS: %v", err)
+	}
+	rootID, errID := ref.UserByID(0)
+	group0, errG := ref.GroupByID(0)
+	_, errNone := ref.GroupByName("no-such-group-cgre-test")
+	if !errors.Is(errNone, ErrNotFound) {
+		t.Fatalf("GroupByName(no-such-group-cgre-test): %v, want ErrNotFound", errNone)
+	}
+	// Eight goroutines share a fresh resolver: its cache fills under
+	// contention, and every answer must be the reference's.
 	n := NSS()
 	var wg sync.WaitGroup
+	errs := make(chan string, 8*50*4)
 	for i := 0; i < 8; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for j := 0; j < 50; j++ {
-				n.UserByName("root")
-				n.UserByID(0)
-				n.GroupByID(0)
-				n.GroupByName("no-such-group-cgre-test")
+				if u, err := n.UserByName("root"); err != nil || u != rootU {
+					errs <- fmt.Sprintf("UserByName(root) = %+v, %v; want %+v", u, err, rootU)
+				}
+				if u, err := n.UserByID(0); (err == nil) != (errID == nil) || u != rootID {
+					errs <- fmt.Sprintf("UserByID(0) = %+v, %v; want %+v, %v", u, err, rootID, errID)
+				}
+				if g, err := n.GroupByID(0); (err == nil) != (errG == nil) || g.Name != group0.Name || g.GID != group0.GID || !slices.Equal(g.Members, group0.Members) {
+					errs <- fmt.Sprintf("GroupByID(0) = %+v, %v; want %+v, %v", g, err, group0, errG)
+				}
+				if _, err := n.GroupByName("no-such-group-cgre-test"); !errors.Is(err, ErrNotFound) {
+					errs <- fmt.Sprintf("GroupByName(no-such-group-cgre-test): %v, want ErrNotFound", err)
+				}
 			}
 		}()
 	}
 	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+	// Each name and id was looked up once and kept (a not-found answer too).
+	c := n.(*nss)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.usersByName) != 1 || len(c.usersByID) != 1 || len(c.groupsByName) != 2 || len(c.groupsByID) != 1 {
+		t.Errorf("cache: %d users by name, %d by id, %d groups by name, %d by id; want 1, 1, 2 (the root group and the missing one), 1",
+			len(c.usersByName), len(c.usersByID), len(c.groupsByName), len(c.groupsByID))
+	}
 }
 
 func TestNSSCache(t *testing.T) {

@@ -306,13 +306,16 @@ func TestEngineMovesOnUIDEvent(t *testing.T) {
 
 // TestEngineFollowsForkRaces: children forked before their parent's move,
 // and grandchildren of a middle process that already exited, are moved.
+// One worker takes the likely jobs in order, so a sentinel's move after the
+// forks that must not be followed proves that no job ran for them.
 func TestEngineFollowsForkRaces(t *testing.T) {
-	f := newFixture(t, "alice cpu users/alice\n", Config{})
+	f := newFixture(t, "alice cpu users/alice\n", Config{Workers: 1})
 	f.tasks.add(100, 1000, "/") // parent after setuid
 	f.tasks.add(101, 1000, "/") // child forked before the move
 	f.tasks.add(103, 1000, "/") // grandchild; its parent 102 has exited
 	f.tasks.add(200, 1000, "/") // forked long after the move
 	f.tasks.add(300, 1000, "/") // child of a task that is not hot
+	f.tasks.add(400, 1000, "/") // the sentinel
 	f.e.Start()
 	defer f.e.Stop()
 
@@ -332,7 +335,8 @@ func TestEngineFollowsForkRaces(t *testing.T) {
 	// it must not cost a classification.
 	f.e.Handle(forkEvent(100, 200, kernel.Now()+uint64(time.Second)))
 	f.e.Handle(forkEvent(999, 300, kernel.Now()))
-	time.Sleep(50 * time.Millisecond)
+	f.e.Handle(uidEvent(400)) // a likely job, queued after any for 200 and 300
+	waitFor(t, "the sentinel moved", func() bool { return f.tasks.where(400, f.cpu) == "/users/alice" })
 	if got := f.tasks.where(200, f.cpu); got != "/" {
 		t.Errorf("late fork was classified (moved to %s)", got)
 	}
