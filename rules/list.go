@@ -261,28 +261,29 @@ func upper(s []int32, x int32) int {
 }
 
 // Names is what a list's rules can match, for a filter that leaves out the
-// events no rule can act on (an event source that filters in the kernel).
+// events no rule can act on (an event source that filters in the kernel;
+// its fields are those of bpfevents.Filter, in the same order).
 type Names struct {
-	// AnyID: some rule matches tasks of any user and group ("*"); UIDs and
+	// Any: some rule matches tasks of any user and group ("*"); UIDs and
 	// GIDs are then not the whole story.
-	AnyID bool
-	UIDs  []uint32 // users named by user rules and as members of @group rules, sorted, each once
-	GIDs  []uint32 // groups named by @group rules, sorted, each once
+	Any  bool
+	UIDs []uint32 // users named by user rules and as members of @group rules, sorted, each once
+	GIDs []uint32 // groups named by @group rules, sorted, each once
 	// Processes are the process patterns of the rules that name one, as
 	// written ("sleep", "/usr/bin/perl", "ssh*" for a prefix), sorted, each
 	// once. A rule matches the full process name or its base name. An EXEC
 	// of another program can still change a task's place when its previous
 	// program was one of these: a prefilter, not a verdict.
 	Processes []string
-	// AnyExec: a destination depends on the program (%p, %P), so any EXEC
-	// can change a task's place. When neither Processes nor AnyExec is set,
-	// no EXEC matters (NeedsProcess is false).
-	AnyExec bool
+	// AllExecs: a destination depends on the program (%p, %P), so any
+	// EXEC can change a task's place. When neither Processes nor AllExecs
+	// is set, no EXEC matters (NeedsProcess is false).
+	AllExecs bool
 }
 
 // Names returns what the list's rules can match.
 func (l *List) Names() Names {
-	n := Names{AnyID: len(l.anyIdx) > 0 || len(l.anyByProc) > 0}
+	n := Names{Any: len(l.anyIdx) > 0 || len(l.anyByProc) > 0}
 	for uid := range l.byUID {
 		n.UIDs = append(n.UIDs, uid)
 	}
@@ -297,7 +298,7 @@ func (l *List) Names() Names {
 		}
 		for i := range r.Targets {
 			if r.Targets[i].needsProc() {
-				n.AnyExec = true
+				n.AllExecs = true
 			}
 		}
 	}

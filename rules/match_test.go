@@ -331,10 +331,10 @@ func TestListNames(t *testing.T) {
 		want string
 	}{
 		{"alice cpu a\n@students cpu b\nbob:make cpu c\n*:ssh* cpu d\nbob:make cpu e\n",
-			"{AnyID:true UIDs:[1000 1001] GIDs:[2000] Processes:[make ssh*] AnyExec:false}"},
+			"{Any:true UIDs:[1000 1001] GIDs:[2000] Processes:[make ssh*] AllExecs:false}"},
 		{"alice cpu users/%p\n@staff cpu s\n",
-			"{AnyID:false UIDs:[1000 1002] GIDs:[2001] Processes:[] AnyExec:true}"},
-		{"*:/usr/bin/perl cpu p\n", "{AnyID:true UIDs:[] GIDs:[] Processes:[/usr/bin/perl] AnyExec:false}"},
+			"{Any:false UIDs:[1000 1002] GIDs:[2001] Processes:[] AllExecs:true}"},
+		{"*:/usr/bin/perl cpu p\n", "{Any:true UIDs:[] GIDs:[] Processes:[/usr/bin/perl] AllExecs:false}"},
 	} {
 		if got := fmt.Sprintf("%+v", mustParse(t, c.src, testOptions()).Names()); got != c.want {
 			t.Errorf("Names of\n%s= %s\nwant %s", c.src, got, c.want)

@@ -81,12 +81,15 @@
 // Applied{Retry: true}, retried by the engine.
 //
 // A second event source (issue 21, eBPF): any Source. A source that
-// filters in the kernel also implements Filter; Run finds it by type
-// assertion and tells it the names the rules match (rules.Names) on every
-// SetRules, which processes are hot (and when their classification
-// ended) and when they stop being hot, the sticky marks (with their
-// children flag), and so which processes' EXITs are needed. The netlink
-// source does not implement it and receives every event.
+// filters in the kernel also implements Filter (the control calls of
+// package bpfevents: SetFilter, MarkHot, Settled, Cool, MarkSticky,
+// Unsticky); Run finds it by type assertion and tells it the names the
+// rules match (rules.Names, whose fields are bpfevents.Filter's) on every
+// SetRules, which processes are hot, when their classification ended
+// (settled) and when they stop being hot, the sticky marks (with their
+// children flag), and so which processes' EXITs are needed. A refused call
+// is counted and repaired by a rescan. The netlink source does not
+// implement it and receives every event.
 //
 // Allocation: a classification allocates nothing in the steady state; each
 // goroutine that classifies keeps its own scratch (workState). A hand-off

@@ -132,11 +132,12 @@ type Engine struct {
 	busy    atomic.Int32  // workers classifying right now
 	marks   *Marks        // sticky processes (marks.go, sticky.go)
 
-	appliers []Applier       // Config.Appliers, then the cgroupfs writes
-	done     completions     // how asynchronous appliers report back
-	raw      cgroupfsApplier // the engine's own cgroup.procs writes
-	filterMu sync.Mutex
-	filter   Filter // once Run found one (under filterMu)
+	appliers  []Applier       // Config.Appliers, then the cgroupfs writes
+	done      completions     // how asynchronous appliers report back
+	raw       cgroupfsApplier // the engine's own cgroup.procs writes
+	filterMu  sync.Mutex
+	filter    *filterLink // once Run found a Filter (under filterMu)
+	filterLog ratelimit.Limiter
 
 	// Owned by the goroutine calling Handle/HandleBatch (the reader).
 	inBatch bool
@@ -225,7 +226,7 @@ func (e *Engine) SetRules(l *rules.List, names rules.Resolver) {
 	e.filterMu.Lock()
 	e.rs.Store(newRuleset(l, names))
 	if e.filter != nil {
-		e.filter.Rules(l.Names())
+		e.filter.check(e.filter.f.SetFilter(l.Names()))
 	}
 	e.filterMu.Unlock()
 	// New rules, new reports: what is still wrong is said again.
@@ -236,14 +237,26 @@ func (e *Engine) SetRules(l *rules.List, names rules.Resolver) {
 // attach makes f the engine's filter (see Filter) and tells it the rules,
 // the hot processes and the marks held now.
 func (e *Engine) attach(f Filter) {
+	l := &filterLink{f: f, failed: e.filterFailed}
 	e.filterMu.Lock()
-	e.filter = f
+	e.filter = l
 	if rs := e.rs.Load(); rs != nil {
-		f.Rules(rs.list.Names())
+		l.check(f.SetFilter(rs.list.Names()))
 	}
 	e.filterMu.Unlock()
-	e.hot.attach(f)
-	e.marks.t.attach(f)
+	e.hot.attach(l)
+	e.marks.t.attach(l)
+}
+
+// filterFailed counts an update the filter refused: the events it would
+// have let through may be lost, so a rescan repairs it, as after an
+// overflow. It may be called under a table's lock: it does not block.
+func (e *Engine) filterFailed(err error) {
+	e.stats.FilterErrors.Add(1)
+	if n, ok := e.filterLog.Allow(time.Now()); ok {
+		e.log.WithField(ratelimit.NotLogged, n).Warnf("the event source's filter refused an update (events may be lost, rescanning /proc): %v", err)
+	}
+	e.RequestRescan()
 }
 
 // Marks are the sticky marks, for the sticky socket's server.

@@ -2,6 +2,8 @@ package classify
 
 import (
 	"sync"
+
+	"github.com/cgrulesengd/cgrulesengd/internal/kernel"
 )
 
 // The hot table holds the processes the engine is busy with or has just
@@ -40,9 +42,9 @@ type hotTable struct {
 	max  int // bound on len(m): a full table is repaired like an overflow
 	peak int // largest len(m) since the last rebuild
 
-	// filter, when not nil, is told when a pid becomes hot or stops being
-	// hot (see Filter); it is called under mu, and is cheap.
-	filter Filter
+	// filter, when not nil, is told when a pid becomes hot, is settled and
+	// stops being hot (see Filter); it is called under mu, and is cheap.
+	filter *filterLink
 }
 
 // hotState is where a process is in the table.
@@ -67,6 +69,7 @@ type hotEntry struct {
 	doneAt uint64 // done: CLOCK_MONOTONIC ns when the classification ended (the move's time)
 	tid    int32  // thread (not the main one) that reported the latest UID/GID change
 	moved  bool   // the daemon moved this task while it was hot (see decide's exact)
+	asOf   uint64 // with a filter: CLOCK_MONOTONIC ns of the claim, before /proc was read (Filter.Settled)
 }
 
 // A multi-threaded setuid (glibc, Go, Java) changes the threads one at a
@@ -144,6 +147,9 @@ func (t *hotTable) claimed(pid int32) (c claim, ok bool) {
 		return claim{}, false
 	}
 	c = claim{tid: h.tid, exact: h.moved, carried: h.state == hotHandedOff}
+	if t.filter != nil && !c.carried {
+		h.asOf = kernel.Now() // a carried read keeps the reader's
+	}
 	// The thread is consumed by this run: later events name their own.
 	h.state, h.tid = hotRunning, 0
 	t.store(pid, h)
@@ -230,6 +236,9 @@ func (t *hotTable) scanClaimed(pid int32) (exact, ok bool) {
 	}
 	h.state = hotRunning
 	h.tid = 0
+	if t.filter != nil {
+		h.asOf = kernel.Now()
+	}
 	t.store(pid, h)
 	return h.moved, true
 }
@@ -252,7 +261,7 @@ func (t *hotTable) scanFinished(pid int32, out outcome, at uint64) finishResult 
 		t.m[pid] = hotEntry{state: hotQueued, moved: moved}
 		return finishRetry
 	case out.moved || out.retry || h.again:
-		t.store(pid, hotEntry{state: hotDone, doneAt: at, moved: moved})
+		t.store(pid, hotEntry{state: hotDone, doneAt: at, moved: moved, asOf: h.asOf})
 	default:
 		t.drop(pid)
 	}
@@ -342,25 +351,22 @@ func shrink[K comparable, V any](m map[K]V, peak int) (map[K]V, int, bool) {
 }
 
 // store writes an entry, tracks the peak size and tells the filter what
-// its FORKs and EXIT mean now. t.mu is held.
+// the change means for the process's FORKs and EXIT. t.mu is held.
 func (t *hotTable) store(pid int32, h hotEntry) {
 	old, had := t.m[pid]
 	t.m[pid] = h
 	if n := len(t.m); n > t.peak {
 		t.peak = n
 	}
-	if t.filter != nil && (!had || old.movedAt() != h.movedAt()) {
-		t.filter.Hot(pid, h.movedAt())
+	if t.filter == nil {
+		return
 	}
-}
-
-// movedAt is what Filter.Hot says of an entry: when its classification
-// ended, or 0 while it is still to run or running.
-func (h hotEntry) movedAt() uint64 {
-	if h.state == hotDone {
-		return h.doneAt
+	switch {
+	case h.state == hotDone && (old.state != hotDone || old.doneAt != h.doneAt):
+		t.filter.check(t.filter.f.Settled(pid, h.asOf, h.doneAt))
+	case h.state != hotDone && (!had || old.state == hotDone):
+		t.filter.check(t.filter.f.MarkHot(pid))
 	}
-	return 0
 }
 
 // drop deletes an entry and tells the filter. t.mu is held.
@@ -370,16 +376,19 @@ func (t *hotTable) drop(pid int32) {
 	}
 	delete(t.m, pid)
 	if t.filter != nil {
-		t.filter.Cold(pid)
+		t.filter.check(t.filter.f.Cool(pid))
 	}
 }
 
-// attach makes f the table's filter and tells it every entry held now.
-func (t *hotTable) attach(f Filter) {
+// attach makes l the table's filter and tells it every entry held now.
+func (t *hotTable) attach(l *filterLink) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.filter = f
+	t.filter = l
 	for pid, h := range t.m {
-		f.Hot(pid, h.movedAt())
+		l.check(l.f.MarkHot(pid))
+		if h.state == hotDone {
+			l.check(l.f.Settled(pid, h.asOf, h.doneAt))
+		}
 	}
 }

@@ -259,21 +259,27 @@ func TestHotExpired(t *testing.T) {
 }
 
 // TestHotFilter: a filter hears when a pid becomes hot, when its
-// classification ends (the time of its move), and when it leaves the
-// table; attached late, it hears what the table holds.
+// classification ends (settled, with the time of the claim that read it
+// and of its move), when it is queued again after that, and when it leaves
+// the table; attached late, it hears what the table holds.
 func TestHotFilter(t *testing.T) {
 	h := newHotTable(10)
 	h.noted(5, 5) // before the filter
 	f := &recordingFilter{}
-	h.attach(f)
+	h.attach(&filterLink{f: f, failed: func(err error) { t.Error(err) }})
 	h.noted(10, 10)
 	h.noted(10, 11) // coalesced: nothing new
 	h.claimed(10)
-	h.finished(10, 0, moved, 1000)
+	asOf := h.m[10].asOf
+	h.finished(10, 0, moved, asOf+1000)
+	h.noted(10, 10) // hot again
+	h.claimed(10)
+	asOf2 := h.m[10].asOf
+	h.finished(10, 0, left, asOf2+1000)
 	h.exited(10)
 	h.scanClaimed(20)
 	h.scanFinished(20, left, 5)
-	want := "hot 5 0; hot 10 0; hot 10 1000; cold 10; hot 20 0; cold 20"
+	want := fmt.Sprintf("hot 5; hot 10; settled 10 at %d; hot 10; settled 10 at %d; cool 10; hot 20; cool 20", asOf+1000, asOf2+1000)
 	if got := f.String(); got != want {
 		t.Errorf("filter heard %q, want %q", got, want)
 	}

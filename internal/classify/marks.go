@@ -84,7 +84,7 @@ type markTable struct {
 	max  int
 	peak int // largest len(m) since the map was last rebuilt (see prune)
 
-	filter Filter // told of every mark made and dropped (under mu); may be nil
+	filter *filterLink // told of every mark made and dropped (under mu); may be nil
 }
 
 func newMarkTable(max int) *markTable {
@@ -112,7 +112,7 @@ func (t *markTable) put(pid int32, m mark) {
 	}
 	t.n.Store(uint64(len(t.m)))
 	if t.filter != nil {
-		t.filter.Marked(pid, m.children)
+		t.filter.check(t.filter.f.MarkSticky(pid, m.children))
 	}
 }
 
@@ -120,17 +120,17 @@ func (t *markTable) del(pid int32) {
 	delete(t.m, pid)
 	t.n.Store(uint64(len(t.m)))
 	if t.filter != nil {
-		t.filter.Unmarked(pid)
+		t.filter.check(t.filter.f.Unsticky(pid))
 	}
 }
 
 // attach makes f the table's filter and tells it every mark held now.
-func (t *markTable) attach(f Filter) {
+func (t *markTable) attach(l *filterLink) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.filter = f
+	t.filter = l
 	for pid, m := range t.m {
-		f.Marked(pid, m.children)
+		l.check(l.f.MarkSticky(pid, m.children))
 	}
 }
 

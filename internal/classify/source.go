@@ -19,42 +19,64 @@ type Source interface {
 }
 
 // Filter is implemented by a Source that can leave out, before they reach
-// user space, the events the engine does not need (issue 21's eBPF source;
-// the netlink source does not implement it and delivers everything). Run
-// finds it with a type assertion on its Source, tells it everything it
-// holds at once, and from then on every change:
+// user space, the events the engine does not need (issue 21's eBPF source,
+// package bpfevents, whose control calls these are; the netlink source does
+// not implement it and delivers everything). Run finds it with a type
+// assertion on its Source, tells it at once the rules and the marks and
+// hot processes held, and from then on every change:
 //
-//   - Rules: after every SetRules, the ids and process names the rules in
-//     force can match. UID and GID events whose new ids are outside them
-//     (unless Names.AnyID), and EXEC events of programs outside
-//     Names.Processes (unless Names.AnyExec; none at all when the rules
-//     name no process), are not needed.
-//   - Hot and Cold: the FORKs of a hot process are needed while it is
-//     queued or being classified (movedAt 0), and, once its classification
-//     ended at movedAt (CLOCK_MONOTONIC ns, the time of its move), those
-//     stamped before movedAt + Config.ForkSlack; a child it forks in that
-//     window becomes hot too (the engine says so when it follows the FORK).
-//     Cold: the process left the table.
-//   - Marked and Unmarked: the sticky marks. A marked process's UID, GID
-//     and EXEC events are not acted on; with children, the FORKs of the
-//     process are needed (the child inherits the mark, and the engine says
-//     so with Marked), and so on down.
+//   - SetFilter: the ids and process names the rules in force can match
+//     (after every SetRules). UID and GID events whose new ids are outside
+//     them (unless Names.Any), and EXEC events of programs outside
+//     Names.Processes (unless Names.AllExecs; none when neither is set), are
+//     not needed.
+//   - MarkHot: the engine is busy with process pid (an event queued it, a
+//     scan or a followed fork found it, or it is queued again after it was
+//     settled): its FORKs are needed, and its children's (they inherit the
+//     mark), until Settled. It may repeat what the source did itself when
+//     it reported the process's credential change or exec.
+//   - Settled: the engine classified pid with what it read of it at asOf
+//     (CLOCK_MONOTONIC ns; no later than its read of /proc) and finished at
+//     at (the time of the move): its FORKs stamped later than at plus
+//     Config.ForkSlack are not needed, unless its credentials change after
+//     asOf.
+//   - Cool: pid left the hot table (expired, exited, dropped).
+//   - MarkSticky and Unsticky: the sticky marks. A marked process's UID,
+//     GID and EXEC events are not needed; with children, its FORKs are (the
+//     child inherits the mark, and the engine learns of it from the FORK).
 //   - EXIT events are needed for every process that is hot or marked, and
 //     for no other.
 //
 // Losing a needed event is repaired like a kernel overflow: the source
-// delivers kernel.EventOverflow once the loss is over.
+// delivers kernel.EventOverflow once the loss is over. A call that fails
+// (a full table in the kernel) is counted (Stats.FilterErrors) and repaired
+// the same way, with a rescan.
 //
-// Every method must be cheap (a map update) and must not block or call
-// back into the engine: they are called on the event reader, the workers
-// and the scans, Hot, Cold, Marked and Unmarked under the lock of the
-// table that changed (so that they arrive in the order of the changes).
+// Every call must be cheap (a map update) and must not block or call back
+// into the engine: they are made on the event reader, the workers and the
+// scans, the hot and mark calls under the lock of the table that changed
+// (so that they arrive in the order of the changes).
 type Filter interface {
-	Rules(rules.Names)
-	Hot(pid int32, movedAt uint64)
-	Cold(pid int32)
-	Marked(pid int32, children bool)
-	Unmarked(pid int32)
+	SetFilter(rules.Names) error
+	MarkHot(pid int32) error
+	Settled(pid int32, asOf, at uint64) error
+	Cool(pid int32) error
+	MarkSticky(pid int32, children bool) error
+	Unsticky(pid int32) error
+}
+
+// filterLink is how the hot table and the marks reach the Filter: failed
+// is told of every call the filter refused.
+type filterLink struct {
+	f      Filter
+	failed func(error)
+}
+
+// check passes err, when there is one, to failed.
+func (l *filterLink) check(err error) {
+	if err != nil {
+		l.failed(err)
+	}
 }
 
 // maxReadFailures is how many failed reads in a row end Run.

@@ -153,31 +153,45 @@ func TestRunGivesUp(t *testing.T) {
 	}
 }
 
-// recordingFilter records what the engine tells a filtering source.
+// recordingFilter records what the engine tells a filtering source; it
+// refuses the calls whose record starts with fail.
 type recordingFilter struct {
 	mu    sync.Mutex
 	calls []string
 	rules []rules.Names
+	fail  string
 }
 
-func (f *recordingFilter) add(format string, args ...any) {
+func (f *recordingFilter) add(format string, args ...any) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.calls = append(f.calls, fmt.Sprintf(format, args...))
+	c := fmt.Sprintf(format, args...)
+	f.calls = append(f.calls, c)
+	if f.fail != "" && strings.HasPrefix(c, f.fail) {
+		return errors.New("full")
+	}
+	return nil
 }
 
-func (f *recordingFilter) Rules(n rules.Names) {
+func (f *recordingFilter) SetFilter(n rules.Names) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.rules = append(f.rules, n)
+	return nil
 }
 
-func (f *recordingFilter) Hot(pid int32, movedAt uint64) { f.add("hot %d %d", pid, movedAt) }
-func (f *recordingFilter) Cold(pid int32)                { f.add("cold %d", pid) }
-func (f *recordingFilter) Marked(pid int32, children bool) {
-	f.add("marked %d children=%v", pid, children)
+func (f *recordingFilter) MarkHot(pid int32) error { return f.add("hot %d", pid) }
+func (f *recordingFilter) Settled(pid int32, asOf, at uint64) error {
+	if asOf == 0 || asOf > at {
+		return f.add("settled %d with asOf %d after at %d", pid, asOf, at)
+	}
+	return f.add("settled %d at %d", pid, at)
 }
-func (f *recordingFilter) Unmarked(pid int32) { f.add("unmarked %d", pid) }
+func (f *recordingFilter) Cool(pid int32) error { return f.add("cool %d", pid) }
+func (f *recordingFilter) MarkSticky(pid int32, children bool) error {
+	return f.add("sticky %d children=%v", pid, children)
+}
+func (f *recordingFilter) Unsticky(pid int32) error { return f.add("unsticky %d", pid) }
 
 func (f *recordingFilter) String() string {
 	f.mu.Lock()
@@ -193,7 +207,7 @@ type filteringSource struct {
 
 // TestRunTellsTheFilter: a source that filters is told, when Run starts,
 // the rules, the marks and the hot processes held, then every reload,
-// mark, move and exit; the netlink source (no Filter) is told nothing.
+// mark, move (settled after the claim that read the task) and exit.
 func TestRunTellsTheFilter(t *testing.T) {
 	f := newFixture(t, "alice cpu users/alice\n@staff cpu staff\nalice:make cpu make\n", Config{})
 	f.tasks.add(100, 1000, "/")
@@ -202,7 +216,7 @@ func TestRunTellsTheFilter(t *testing.T) {
 	if err := f.e.Run(src); err != nil { // attaches, reads nothing, returns
 		t.Fatal(err)
 	}
-	if len(src.rules) != 1 || fmt.Sprintf("%+v", src.rules[0]) != "{AnyID:false UIDs:[1000] GIDs:[50] Processes:[make] AnyExec:false}" {
+	if len(src.rules) != 1 || fmt.Sprintf("%+v", src.rules[0]) != "{Any:false UIDs:[1000] GIDs:[50] Processes:[make] AllExecs:false}" {
 		t.Errorf("rules told at start: %+v", src.rules)
 	}
 	f.e.Start()
@@ -215,11 +229,33 @@ func TestRunTellsTheFilter(t *testing.T) {
 	f.e.Handle(exitEvent(301))
 	f.e.SetRules(mustParse(t, f.e.cfg.Layout, "bob cpu b\n"), testResolver())
 	got := src.String()
-	re := regexp.MustCompile(`^marked 300 children=true; hot 100 0; hot 100 [1-9][0-9]*; marked 301 children=true; cold 100; unmarked 301$`)
+	re := regexp.MustCompile(`^sticky 300 children=true; hot 100; settled 100 at [1-9][0-9]*; sticky 301 children=true; cool 100; unsticky 301$`)
 	if !re.MatchString(got) {
 		t.Errorf("filter heard %q, want %s", got, re)
 	}
 	if len(src.rules) != 2 || fmt.Sprint(src.rules[1].UIDs) != "[1001]" {
 		t.Errorf("rules told after the reload: %+v", src.rules)
+	}
+}
+
+// TestFilterRefusal: an update the filter refuses (a full table in the
+// kernel) may lose events: it is counted and repaired by a rescan.
+func TestFilterRefusal(t *testing.T) {
+	f := newFixture(t, "alice cpu users/alice\n", Config{})
+	f.tasks.add(100, 1000, "/other")
+	src := &filteringSource{}
+	src.fail = "hot 100"
+	if err := f.e.Run(src); err != nil {
+		t.Fatal(err)
+	}
+	f.e.Start()
+	defer f.e.Stop()
+	f.e.Handle(uidEvent(100))
+	waitFor(t, "the refusal counted and repaired", func() bool {
+		s := f.e.Stats()
+		return s.FilterErrors >= 1 && s.Rescans >= 1
+	})
+	if !strings.Contains(f.log.String(), "the event source's filter refused an update") {
+		t.Errorf("the refusal is not logged:\n%s", f.log.String())
 	}
 }

@@ -132,7 +132,7 @@ type Counts[T any] struct {
 
 	StickyMarks, StickyAdded, StickyRefused, StickySkipped, StickyFull T
 
-	DestinationsDropped T
+	DestinationsDropped, FilterErrors T
 
 	EventsByKind [NumKinds]T
 	Moved        [NumMoveReasons]T
@@ -181,6 +181,7 @@ func (c *Counts[T]) table() []row[T] {
 		one("sticky_skipped", Counter, &c.StickySkipped, "Events and classifications not acted on because the task is sticky."),
 		one("sticky_full", Counter, &c.StickyFull, "Sticky marks not made because their table was full."),
 		one("destinations_dropped", Counter, &c.DestinationsDropped, "Destinations not recorded for the per-destination series (their set is bounded)."),
+		one("filter_errors", Counter, &c.FilterErrors, "Updates the event source's filter refused (a full table in the kernel), each repaired by a rescan."),
 	}
 	rows = group(rows, "events", "type", "Kernel process events received, by type.", EventKindNames[:], c.EventsByKind[:])
 	rows = group(rows, "moved_tasks", "reason", "Tasks moved into their rule's cgroups, by what made the daemon look at them.", MoveReasonNames[:], c.Moved[:])
