@@ -19,6 +19,8 @@ import (
 
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
+
+	"github.com/cgrulesengd/cgrulesengd/internal/ratelimit"
 )
 
 // fdRepairSpacing is the shortest time between two rescans asked for by
@@ -40,7 +42,7 @@ func (e *Engine) lostForDescriptors(pid int, err error) {
 			f["pid"] = pid
 		}
 		if n > 0 {
-			f["not_logged"] = n
+			f[ratelimit.NotLogged] = n
 		}
 		e.log.WithFields(f).Errorf("out of file descriptors: a task was not classified, rescanning /proc: %v", err)
 	}
