@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cgrulesengd/cgrulesengd/internal/kernel"
+	"github.com/cgrulesengd/cgrulesengd/tests/eventlock"
 )
 
 // The benchmarks of docs/performance.md ("The BPF event source"): what each
@@ -88,6 +89,7 @@ func stormPhase(b *testing.B, storm string, secs int, listen func() (eventSource
 // EXIT; what each source costs the daemon). Three rounds of the three
 // phases in turn; the medians are reported.
 func BenchmarkIntegrationStorm(b *testing.B) {
+	eventlock.Hold(b)
 	requireRoot(b)
 	storm := buildStorm(b)
 	const secs, rounds = 3, 3
@@ -150,6 +152,7 @@ func BenchmarkIntegrationStorm(b *testing.B) {
 // sys_exit program, on every call) and with that tracepoint program. Five
 // rounds of the phases in turn; the medians are reported.
 func BenchmarkIntegrationSyscallHook(b *testing.B) {
+	eventlock.Hold(b)
 	requireRoot(b)
 	const calls, rounds = 1_000_000, 5
 	loop := func() float64 {
@@ -270,6 +273,7 @@ func attachSyscallTracepoint(name string) (func(), error) {
 // daemon's target: at most 10 in 10 s when nothing it needs happens), and
 // the events each delivered.
 func BenchmarkIntegrationIdleWakeups(b *testing.B) {
+	eventlock.Hold(b)
 	requireRoot(b)
 	storm := buildStorm(b)
 	const secs = 10
@@ -331,6 +335,7 @@ func BenchmarkIntegrationIdleWakeups(b *testing.B) {
 // 10,000 rule uids and 10,000 gids, and what Open costs the Go process
 // (RssAnon: loading the kernel's BTF allocates, and the heap is given back).
 func BenchmarkIntegrationMemory(b *testing.B) {
+	eventlock.Hold(b)
 	requireRoot(b)
 	for range b.N {
 		debug.FreeOSMemory()

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cgrulesengd/cgrulesengd/internal/kernel"
+	"github.com/cgrulesengd/cgrulesengd/tests/eventlock"
 )
 
 // Ids of the coverage cases: below 65536, for the 16-bit system calls. No
@@ -109,6 +110,7 @@ func ids(v ...uint32) []uint32 { return v }
 // with the hooks this kernel allows and, where that is commit_creds, again
 // with the system call hooks.
 func TestIntegrationCoverage(t *testing.T) {
+	eventlock.Hold(t)
 	requireRoot(t)
 	h := buildHelpers(t)
 	suid := setIDCopies(t, h.native)

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cgrulesengd/cgrulesengd/internal/kernel"
+	"github.com/cgrulesengd/cgrulesengd/tests/eventlock"
 	"github.com/cgrulesengd/cgrulesengd/tests/syscount"
 )
 
@@ -283,6 +284,7 @@ func runStorm(t testing.TB, bin string, procs, secs int, uid uint32) uint64 {
 // TestIntegrationUnnamedStormSilent: a fork and setuid storm by a user no
 // rule names reaches the programs, and none of it reaches user space.
 func TestIntegrationUnnamedStormSilent(t *testing.T) {
+	eventlock.Hold(t)
 	requireRoot(t)
 	storm := buildStorm(t)
 	s := openSource(t, Config{})
@@ -495,6 +497,7 @@ func TestIntegrationStaleStickyMark(t *testing.T) {
 // marker comes after the delivered backlog (and no loss is counted after
 // it), and what happens after the marker is delivered.
 func TestIntegrationOverflow(t *testing.T) {
+	eventlock.Hold(t)
 	requireRoot(t)
 	storm := buildStorm(t)
 	h := buildHelpers(t)
@@ -551,6 +554,7 @@ func TestIntegrationOverflow(t *testing.T) {
 // counted (the programs run after the kernel committed the credentials), so
 // a rescan that starts at the marker sees it; the event itself never comes.
 func TestIntegrationOverflowThenRescan(t *testing.T) {
+	eventlock.Hold(t)
 	requireRoot(t)
 	storm := buildStorm(t)
 	h := buildHelpers(t)

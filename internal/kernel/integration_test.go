@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cgrulesengd/cgrulesengd/tests/eventlock"
 	"github.com/cgrulesengd/cgrulesengd/tests/syscount"
 )
 
@@ -355,6 +356,7 @@ func TestIntegrationFallback(t *testing.T) {
 }
 
 func TestIntegrationOverflow(t *testing.T) {
+	eventlock.Hold(t)
 	requireRoot(t)
 	checkFDs(t)
 	c := listen(t, Config{ReceiveBuffer: 4096})
@@ -392,6 +394,7 @@ func TestIntegrationOverflow(t *testing.T) {
 // the backlog (not first, where ENOBUFS is seen), exactly once for the
 // whole loss, and events after it must be delivered again.
 func TestIntegrationOverflowAfterBacklog(t *testing.T) {
+	eventlock.Hold(t)
 	requireRoot(t)
 	checkFDs(t)
 	c := listen(t, Config{ReceiveBuffer: 4096, Events: EventFork | EventExit})
@@ -637,6 +640,7 @@ func hasCapNetAdmin(t *testing.T) bool {
 // TestIntegrationReadAllocs checks the steady-state read path does not
 // allocate while events stream in.
 func TestIntegrationReadAllocs(t *testing.T) {
+	eventlock.Hold(t)
 	requireRoot(t)
 	checkFDs(t)
 	c := listen(t, Config{})
@@ -694,6 +698,7 @@ func copyForNobody(t *testing.T) string {
 // event). It reports the drain's ns/event; ns/op is dominated by the burst
 // (the timer runs through it, so that b.N stays small).
 func BenchmarkIntegrationDrain(b *testing.B) {
+	eventlock.Hold(b)
 	if os.Geteuid() != 0 {
 		b.Skip("needs root: joining the proc connector multicast group needs CAP_NET_ADMIN")
 	}
