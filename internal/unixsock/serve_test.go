@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/cgrulesengd/cgrulesengd/internal/fdreserve/fdtest"
 )
 
@@ -170,13 +172,25 @@ func TestServeAcceptErrorsRateLimited(t *testing.T) {
 	})
 	defer srv.Close()
 	defer close(release)
-	fdtest.Exhaust(t, 2)
-	for i := 0; i < 2; i++ { // the first takes the spare, the second waits
-		c, err := net.Dial("unix", ln.Path())
+	// The client sockets are made before the descriptors run out, and
+	// connected after: connect(2) needs no descriptor, while every accept
+	// does. (Dialling after Exhaust raced with the server: an accept that
+	// ran between two dials took the last free descriptor, and the second
+	// dial failed.)
+	var clients [2]int
+	for i := range clients {
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer c.Close()
+		clients[i] = fd
+		defer unix.Close(fd)
+	}
+	fdtest.Exhaust(t, 0)
+	for _, fd := range clients { // the first takes the spare, the second waits
+		if err := unix.Connect(fd, &unix.SockaddrUnix{Name: ln.Path()}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	time.Sleep(1500 * time.Millisecond)
 	mu.Lock()
