@@ -3,18 +3,23 @@
 # first; so does .ci/run on a fresh machine). Debian packages: passwd and
 # util-linux (users, unshare, setpriv), systemd (systemd-analyze), man-db,
 # cgroup-tools (libcgroup's cgexec and cgclassify, and its daemon for the
-# benchmark's comparison), rpm (to read the .rpm), python3-seccomp (the
-# unit's system-call filter), clang, llvm and libbpf-dev (the check that the
-# committed BPF object is what its sources compile to), gcc-multilib (the
-# BPF source's coverage table runs an i386 helper: compat system calls).
-# promtool comes from Debian's prometheus package, extracted to
-# /opt/cgre-promtool, not installed: installing it would start a
-# Prometheus server. Without root or apt-get it only says
-# what is missing; the tests that need it then skip.
+# benchmark's comparison), systemd and dbus (tests/sdbox boots systemd as
+# PID 1 of its own namespaces, with systemd-socket-proxyd and the box's
+# system bus; nsenter and pivot_root come from util-linux), rpm (to read
+# the .rpm), python3-seccomp (the unit's system-call filter), clang, llvm
+# and libbpf-dev (the check that the committed BPF object is what its
+# sources compile to), gcc-multilib (the BPF source's coverage table runs
+# an i386 helper: compat system calls). promtool comes from Debian's
+# prometheus package, extracted to /opt/cgre-promtool, not installed:
+# installing it would start a Prometheus server. Without root or apt-get
+# it only says what is missing; the tests that need it then skip.
 set -euo pipefail
 missing=""
-for tool in useradd groupadd gpasswd unshare setpriv systemd-analyze man cgexec cgclassify rpm; do
+for tool in useradd groupadd gpasswd unshare nsenter pivot_root setpriv systemd-analyze dbus-daemon man cgexec cgclassify rpm; do
 	command -v "$tool" >/dev/null || missing="$missing $tool"
+done
+for f in /lib/systemd/systemd /lib/systemd/systemd-socket-proxyd; do
+	[ -x "$f" ] || missing="$missing $f"
 done
 /usr/bin/python3 -c 'import seccomp' 2>/dev/null || missing="$missing python3-seccomp"
 command -v clang >/dev/null || missing="$missing clang"
@@ -34,7 +39,7 @@ echo "test-deps: installing for:$missing"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends passwd util-linux \
-	systemd man-db cgroup-tools rpm python3 python3-seccomp \
+	systemd dbus man-db cgroup-tools rpm python3 python3-seccomp \
 	clang llvm libbpf-dev >/dev/null
 if [ "$(uname -m)" = x86_64 ]; then
 	apt-get install -y -qq --no-install-recommends gcc-multilib >/dev/null
