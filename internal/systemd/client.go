@@ -46,6 +46,8 @@ type Config struct {
 type Client struct {
 	cfg  Config
 	path string // the socket's file
+	life context.Context
+	end  context.CancelFunc // ends life: Close
 
 	mu    sync.Mutex
 	conn  *sddbus.Conn
@@ -82,6 +84,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, &Error{Op: "dial", Kind: ErrInvalid, Err: err}
 	}
 	c := &Client{cfg: cfg, path: path}
+	c.life, c.end = context.WithCancel(context.Background())
 	if _, _, err := c.get(ctx); err != nil {
 		return nil, err
 	}
@@ -221,7 +224,9 @@ func subscribe(ctx context.Context, conn *sddbus.Conn) error {
 
 // dialBus makes one authenticated connection (EXTERNAL, our uid).
 func (c *Client) dialBus(ctx context.Context, hello bool) (*dbus.Conn, error) {
-	conn, err := dbus.Dial(c.cfg.Address, dbus.WithContext(ctx))
+	// godbus closes a connection when the context it was dialled with
+	// ends: the client's, not the call's.
+	conn, err := dbus.Dial(c.cfg.Address, dbus.WithContext(c.life))
 	if err != nil {
 		return nil, err
 	}
@@ -306,6 +311,7 @@ func (c *Client) Close() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = true
+	c.end()
 	if c.conn != nil {
 		c.conn.Close()
 		c.conn = nil
