@@ -4,12 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cgrulesengd/cgrulesengd/internal/unitname"
 	"github.com/cgrulesengd/cgrulesengd/tests/sdbox"
 )
 
@@ -116,4 +119,225 @@ func TestIntegrationPlaceTask(t *testing.T) {
 			t.Errorf("second StartScope %s: %v, want ErrUnitExists", scope, err)
 		}
 	}
+}
+
+// placeAll submits one placement per pid for user uid into slice and waits
+// for every outcome.
+func placeAll(t *testing.T, p *Placer, outs <-chan Outcome, pids []int, slice string, uid uint32) []Outcome {
+	t.Helper()
+	for _, pid := range pids {
+		if err := p.Submit(Placement{PIDs: []int{pid}, Slice: slice, UID: uid, Tag: pid}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var got []Outcome
+	timeout := time.After(120 * time.Second)
+	for len(got) < len(pids) {
+		select {
+		case o := <-outs:
+			got = append(got, o)
+		case <-timeout:
+			t.Fatalf("%d of %d outcomes after 120 s; stats %+v", len(got), len(pids), p.Stats())
+		}
+	}
+	return got
+}
+
+func newPlacer(t *testing.T, c *Client, n int) (*Placer, chan Outcome) {
+	outs := make(chan Outcome, n)
+	p := NewPlacer(PlacerConfig{Client: c, Workers: 4, Queue: n, Done: func(o Outcome) { outs <- o }})
+	t.Cleanup(p.Close)
+	return p, outs
+}
+
+// checkPlaced checks with the kernel that every pid is in the user's scope
+// in the slice.
+func checkPlaced(t *testing.T, b *sdbox.Box, outs []Outcome, slice string, uid uint32) {
+	t.Helper()
+	want := "/" + unitname.SliceCgroupPath(slice) + "/" + ScopeName(slice, uid)
+	bad := 0
+	for _, o := range outs {
+		if o.Err != nil {
+			bad++
+			if bad < 5 {
+				t.Errorf("pid %v: %v", o.Tag, o.Err)
+			}
+			continue
+		}
+		where, err := b.BoxCgroupOf(o.Tag.(int))
+		if err != nil || where != want {
+			bad++
+			if bad < 5 {
+				t.Errorf("pid %v in %q (%v), want %s", o.Tag, where, err, want)
+			}
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of %d tasks not placed", bad, len(outs))
+	}
+}
+
+// TestIntegrationBurst: 500 tasks placed at once all land in their scope.
+func TestIntegrationBurst(t *testing.T) {
+	b := sdbox.Start(t, sdbox.Options{})
+	c := dialBox(t, b.PrivateAddress)
+	pids := startTasks(t, b, "cgre-burst", 500)
+	p, outs := newPlacer(t, c, 500)
+	start := time.Now()
+	got := placeAll(t, p, outs, pids, "batch.slice", 1000)
+	t.Logf("500 placements in %v; stats %+v", time.Since(start), p.Stats())
+	checkPlaced(t, b, got, "batch.slice", 1000)
+	st := p.Stats()
+	if st.Placed != 500 || st.Started != 1 || st.Attached != 499 {
+		t.Errorf("stats %+v: want 500 placed, 1 scope started, 499 attached", st)
+	}
+	// systemd agrees: one scope, running, holding the 500 tasks (the
+	// box has no pids controller for TasksCurrent: count its cgroup).
+	scope := ScopeName("batch.slice", 1000)
+	if s, err := b.Show(scope, "ActiveState"); err != nil || s != "active" {
+		t.Errorf("ActiveState of %s: %q (%v)", scope, s, err)
+	}
+	if in, err := b.HostPIDs("/batch.slice/" + scope); err != nil || len(in) != 500 {
+		t.Errorf("%s holds %d tasks (%v), want 500", scope, len(in), err)
+	}
+}
+
+// TestIntegrationReexec: the manager re-executes in the middle of a burst;
+// every placement still lands (the client reconnects, retries are
+// counted).
+func TestIntegrationReexec(t *testing.T) {
+	b := sdbox.Start(t, sdbox.Options{})
+	c := dialBox(t, b.PrivateAddress)
+	const n = 400
+	pids := startTasks(t, b, "cgre-burst", n)
+	p, outs := newPlacer(t, c, n)
+	var got []Outcome
+	for i, pid := range pids {
+		if i == n/4 {
+			// Without waiting: the burst goes on while it re-executes.
+			go func() {
+				if _, err := b.Systemctl("daemon-reexec"); err != nil {
+					t.Error(err)
+				}
+			}()
+		}
+		if err := p.Submit(Placement{PIDs: []int{pid}, Slice: "batch.slice", UID: 7, Tag: pid}); err != nil {
+			t.Fatal(err)
+		}
+		// A burst spread over the re-execution (~0.3 s), not one instant.
+		if i%20 == 0 {
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	timeout := time.After(120 * time.Second)
+	for len(got) < n {
+		select {
+		case o := <-outs:
+			got = append(got, o)
+		case <-timeout:
+			t.Fatalf("%d of %d outcomes; stats %+v", len(got), n, p.Stats())
+		}
+	}
+	st := p.Stats()
+	t.Logf("stats %+v", st)
+	checkPlaced(t, b, got, "batch.slice", 7)
+	if st.Reconnects == 0 {
+		t.Errorf("no reconnection counted across daemon-reexec: %+v", st)
+	}
+}
+
+// TestIntegrationPrefixDropIn: a templated per-user slice gets the prefix
+// drop-in (batch-.slice.d) applied, and the user name's dash is escaped so
+// that the slice sits directly below batch.slice.
+func TestIntegrationPrefixDropIn(t *testing.T) {
+	b := sdbox.Start(t, sdbox.Options{Units: map[string]string{
+		"batch-.slice.d/50-cgre.conf": "[Slice]\nCPUWeight=37\n",
+	}})
+	c := dialBox(t, b.PrivateAddress)
+	pids := startTasks(t, b, "cgre-src", 1)
+	slice := "batch-" + unitname.Escape("john-doe") + ".slice"
+	p, outs := newPlacer(t, c, 1)
+	got := placeAll(t, p, outs, pids, slice, 1001)
+	checkPlaced(t, b, got, slice, 1001)
+	if w, err := b.Show(slice, "CPUWeight"); err != nil || w != "37" {
+		t.Errorf("CPUWeight of %s: %q (%v), want 37 from batch-.slice.d", slice, w, err)
+	}
+	if where, _ := b.BoxCgroupOf(pids[0]); !strings.HasPrefix(where, `/batch.slice/batch-john\x2ddoe.slice/`) {
+		t.Errorf("task in %q, want below /batch.slice/batch-john\\x2ddoe.slice", where)
+	}
+	// Stopping the scope ends the task.
+	if err := c.Stop(context.Background(), ScopeName(slice, 1001)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		// Gone, or a zombie: its parent (the service's main process,
+		// sleep) never reaps it.
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pids[0]))
+		if err != nil || strings.Contains(string(stat), ") Z ") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pid %d still alive after its scope was stopped", pids[0])
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestIntegrationUnreachable: a manager that powered off gives a clear,
+// counted error after the bounded retries, and the placer keeps working.
+func TestIntegrationUnreachable(t *testing.T) {
+	b := sdbox.Start(t, sdbox.Options{})
+	c := dialBox(t, b.PrivateAddress)
+	pids := startTasks(t, b, "cgre-src", 1)
+	outs := make(chan Outcome, 1)
+	p := NewPlacer(PlacerConfig{Client: c, Retries: 3, Backoff: 10 * time.Millisecond, Done: func(o Outcome) { outs <- o }})
+	defer p.Close()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Submit(Placement{PIDs: pids, Slice: "x.slice", UID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	o := <-outs
+	// The task died with the box: either the manager is unreachable, or
+	// the task is gone (checked before any call).
+	if !errors.Is(o.Err, ErrUnreachable) && !errors.Is(o.Err, ErrTaskGone) {
+		t.Fatalf("outcome %v", o.Err)
+	}
+	t.Logf("outcome: %v; stats %+v", o.Err, p.Stats())
+	if errors.Is(o.Err, ErrUnreachable) && (p.Stats().Retries != 3 || p.Stats().Unreachable != 1) {
+		t.Errorf("stats %+v", p.Stats())
+	}
+}
+
+// TestIntegrationNotDBus: an address whose socket is not a D-Bus peer is a
+// clear error at Dial.
+func TestIntegrationNotDBus(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the peer's /proc/PID/ns/pid")
+	}
+	dir := t.TempDir()
+	l, err := net.Listen("unix", filepath.Join(dir, "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conn.Write([]byte("HTTP/1.0 400 nope\r\n\r\n"))
+			conn.Close()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err = Dial(ctx, Config{Address: "unix:path=" + filepath.Join(dir, "s")})
+	if !errors.Is(err, ErrUnreachable) || !strings.Contains(err.Error(), "connect unix:path=") {
+		t.Errorf("Dial of a socket that does not speak D-Bus: %v", err)
+	}
+	t.Logf("error: %v", err)
 }
