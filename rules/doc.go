@@ -14,6 +14,15 @@
 // group and process names keep backslashes literally, as libcgroup does, so
 // winbind names such as DOMAIN\alice work). See Parse for every decision.
 //
+// A destination whose last component ends in ".slice" names a systemd
+// slice (Target.Slice): "batch.slice", "batch-%u.slice" or the nested path
+// "a.slice/a-b.slice". Its controllers must be "*", every component must be
+// a slice below the one before it by systemd's dash rule, a % line cannot
+// add a target to such a rule, and template values are escaped as unit
+// names when expanded (user john-doe: batch-john\x2ddoe.slice, not a slice
+// below batch-john.slice). Unless Options.Systemd is set, such a
+// destination is an error naming file:line.
+//
 // Matching: rules are indexed at load by uid (user rules, and @group rules
 // under each member's uid), by gid (@group rules), by exact program name or
 // path ("*:firefox") and "anyone" (*). A match merges the candidate lists by

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/cgrulesengd/cgrulesengd/internal/unitname"
 )
 
 func (t *Target) needsProc() bool {
@@ -33,7 +35,10 @@ func (t *Target) Uses(verb byte) bool {
 
 // Expand appends the rule's targets for t with templates expanded and "*"
 // expanded to the list's available controllers (Options.Controllers; if nil,
-// "*" stays "*"). Path is cleaned, without leading "/" ("" = root). An
+// "*" stays "*"). A slice target gives one Resolved with Slice set, whose
+// template values are escaped as unit names (user john-doe in
+// batch-%u.slice: batch-john\x2ddoe.slice) and whose Path holds every parent
+// slice. Path is cleaned, without leading "/" ("" = root). An
 // expansion that yields an empty value (%p with an unknown process, %P with
 // PID <= 0), a value containing "/", a "." or ".." component, or a path or
 // component longer than the kernel takes (PATH_MAX, NAME_MAX: "name too
@@ -64,6 +69,16 @@ func (l *List) expand(r *Rule, t *Task, dst []Resolved, preview bool) ([]Resolve
 			if p, err = x.path(tg); err != nil {
 				return dst[:n], fmt.Errorf("%s:%d: destination %s: %w", tg.File, tg.Line, quote(tg.Dest), err)
 			}
+		}
+		if tg.Slice {
+			if tg.Templated {
+				var err error
+				if p, err = expandSlice(p); err != nil {
+					return dst[:n], fmt.Errorf("%s:%d: destination %s: %w", tg.File, tg.Line, quote(tg.Dest), err)
+				}
+			}
+			dst = append(dst, Resolved{Path: p, Slice: true, Templated: tg.Templated, Target: tg})
+			continue
 		}
 		if len(tg.Controllers) == 1 && tg.Controllers[0] == "*" && l.controllers != nil {
 			for _, c := range l.controllers {
@@ -171,6 +186,10 @@ func (x *expander) path(tg *Target) (string, error) {
 			v, err := x.value(p.verb)
 			if err != nil {
 				return "", err
+			}
+			if tg.Slice {
+				// A unit name: a dash in a value would nest slices.
+				v = unitname.Escape(v)
 			}
 			x.b.WriteString(v)
 		}

@@ -21,7 +21,7 @@ func equivalent(a, b *List) string {
 		for j := range x.Targets {
 			s, t := &x.Targets[j], &y.Targets[j]
 			if strings.Join(s.Controllers, ",") != strings.Join(t.Controllers, ",") || s.Dest != t.Dest ||
-				s.Templated != t.Templated || s.path != t.path || fmt.Sprint(s.comps) != fmt.Sprint(t.comps) {
+				s.Templated != t.Templated || s.Slice != t.Slice || s.path != t.path || fmt.Sprint(s.comps) != fmt.Sprint(t.comps) {
 				return fmt.Sprintf("rule %d target %d: %+v vs %+v", i, j, *s, *t)
 			}
 		}

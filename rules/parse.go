@@ -143,6 +143,7 @@ type lineParts struct {
 	ignore      bool
 	ignoreRT    bool
 	hasOptions  bool
+	slice       bool // the destination names a systemd slice
 	errs, warns []string
 }
 
@@ -195,6 +196,10 @@ func (b *builder) parseFile(file string, data []byte) {
 				b.add(file, lineNo, Error, e, nil)
 			}
 			if len(lp.errs) > 0 || state != contOK {
+				continue
+			}
+			if r := &b.rules[len(b.rules)-1]; lp.slice || r.hasSlice() {
+				b.add(file, lineNo, Error, "a rule whose destination is a systemd slice has no other target (a task is in one unit): "+quote(text), nil)
 				continue
 			}
 			if lp.hasOptions {
@@ -286,6 +291,13 @@ func (b *builder) parseLine(fields []field, text string) lineParts {
 	d, err := parseDest(fields[destField].text)
 	if err != nil {
 		lp.errs = append(lp.errs, err.Error())
+	} else if d.isSlice() {
+		lp.slice = true
+		p, errs := checkSlice(fields[destField].text, &d, lp.ctrl, b.opt.Systemd)
+		lp.errs = append(lp.errs, errs...)
+		if p != "" {
+			d.path = p
+		}
 	}
 	lp.dest = d
 	lp.warns = append(lp.warns, d.warnings...)
@@ -425,6 +437,7 @@ func (b *builder) addTarget(r *Rule, file string, line int, lp *lineParts) {
 		Controllers: lp.ctrl.eff,
 		Dest:        lp.dest.dest,
 		Templated:   lp.dest.templated,
+		Slice:       lp.slice,
 		File:        file,
 		Line:        line,
 		path:        lp.dest.path,

@@ -44,6 +44,11 @@ type Options struct {
 	// through a directory, from "/" on, that someone else could change
 	// (see package trust).
 	CheckTrust bool
+	// Systemd allows destinations that name a systemd slice (see
+	// Target.Slice): the daemon sets it when systemd places tasks
+	// (--systemd=on, or auto on a systemd machine). Without it such a
+	// destination is an error naming file:line.
+	Systemd bool
 
 	// trust is the policy CheckTrust applies: root alone on the real file
 	// system, unless a test trusts its own uid or supplies a file system.
@@ -66,9 +71,17 @@ type Target struct {
 	// "%" or "\" is written "\%" or "\\", so Dest parses back to the same
 	// destination.
 	Dest      string
-	Templated bool   // Dest contains a template (%u %U %g %G %p %P)
-	File      string // where this target was written (a % line has its own)
-	Line      int
+	Templated bool // Dest contains a template (%u %U %g %G %p %P)
+	// Slice: the destination's last component ends in ".slice", so it
+	// names a systemd slice ("batch.slice", "batch-%u.slice",
+	// "a.slice/a-b.slice"): the task goes into a scope in that slice,
+	// placed by systemd, in every hierarchy systemd manages. Its
+	// controllers are "*"; every component is a slice, each below the
+	// one before by systemd's dash rule; template values are escaped as
+	// unit names (a dash in a user name does not nest).
+	Slice bool
+	File  string // where this target was written (a % line has its own)
+	Line  int
 
 	path  string   // the cgroup path when not Templated
 	comps [][]part // path components when Templated
@@ -97,10 +110,16 @@ type Rule struct {
 	written []Target
 }
 
-// Resolved is one (controller, cgroup path) pair to move into.
+// Resolved is one (controller, cgroup path) pair to move into, or, for a
+// slice target, the slice to place the task in.
 type Resolved struct {
-	Controller string
-	Path       string // cleaned, without leading "/"; "" = hierarchy root
-	Templated  bool
-	Target     *Target
+	Controller string // "" for a slice
+	// Path is the cgroup path: cleaned, without leading "/"; "" = hierarchy
+	// root. For a slice, the slice's cgroup path as systemd makes it, every
+	// parent included ("batch.slice/batch-john\x2ddoe.slice"), relative to
+	// the manager's root; its last component is the slice's unit name.
+	Path      string
+	Slice     bool // place into the slice named by Path's last component, through systemd
+	Templated bool
+	Target    *Target
 }
