@@ -206,7 +206,7 @@ func (c *Client) connect(ctx context.Context) (*sddbus.Conn, *PIDNamespace, bool
 	defer cancel()
 	if err := subscribe(sctx, conn); err != nil {
 		conn.Close()
-		return fail(fmt.Errorf("Subscribe: %w", err))
+		return fail(fmt.Errorf("subscribing to the manager's signals: %w", err))
 	}
 	return conn, ns, hello, nil
 }
@@ -237,7 +237,7 @@ func (c *Client) dialBus(ctx context.Context, hello bool) (*dbus.Conn, error) {
 	if hello {
 		if err := conn.Hello(); err != nil {
 			conn.Close()
-			return nil, fmt.Errorf("Hello: %w", err)
+			return nil, fmt.Errorf("hello to the bus: %w", err)
 		}
 	}
 	return conn, nil

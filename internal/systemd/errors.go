@@ -92,9 +92,9 @@ func (e *Error) Unwrap() []error {
 // are systemd's (src/libsystemd/sd-bus/bus-common-errors.h); messages are
 // matched too because a proxied or older manager may answer with a
 // generic name.
-func classify(err error) (kind error, name string) {
+func classify(err error) (name string, kind error) {
 	if err == nil {
-		return nil, ""
+		return "", nil
 	}
 	var de dbus.Error
 	if errors.As(err, &de) {
@@ -105,25 +105,25 @@ func classify(err error) (kind error, name string) {
 		}
 		switch {
 		case name == "org.freedesktop.systemd1.UnitExists" || strings.Contains(msg, "already loaded or has a fragment file"):
-			return ErrUnitExists, name
+			return name, ErrUnitExists
 		case name == "org.freedesktop.systemd1.NoSuchProcess" ||
 			name == "org.freedesktop.DBus.Error.UnixProcessIdUnknown" ||
 			strings.HasPrefix(msg, "Process with ID") && strings.HasSuffix(msg, "does not exist."):
-			return ErrTaskGone, name
+			return name, ErrTaskGone
 		case name == "org.freedesktop.systemd1.NoSuchUnit" || name == "org.freedesktop.systemd1.UnitInactive" ||
 			strings.Contains(msg, "not loaded") || strings.Contains(msg, "is not active"):
-			return ErrNoUnit, name
+			return name, ErrNoUnit
 		case strings.Contains(msg, "non-delegated"):
-			return ErrNotDelegated, name
+			return name, ErrNotDelegated
 		case name == "org.freedesktop.DBus.Error.NoReply" || name == "org.freedesktop.DBus.Error.Disconnected" ||
 			name == "org.freedesktop.DBus.Error.Timeout":
-			return ErrUnreachable, name
+			return name, ErrUnreachable
 		}
-		return nil, name
+		return name, nil
 	}
 	// Anything that is not an answer from the manager is a transport
 	// failure: a closed connection, EOF, a context deadline.
-	return ErrUnreachable, ""
+	return "", ErrUnreachable
 }
 
 func opError(op, unit string, pid int, err error) *Error {
@@ -131,6 +131,6 @@ func opError(op, unit string, pid int, err error) *Error {
 	if errors.As(err, &e) {
 		return e
 	}
-	kind, name := classify(err)
+	name, kind := classify(err)
 	return &Error{Op: op, Unit: unit, PID: pid, Name: name, Kind: kind, Err: err}
 }
