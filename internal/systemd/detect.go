@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/cgrulesengd/cgrulesengd/internal/cgroupfs"
 )
 
 // Detection is what --systemd=auto found on this machine. Everything in it
@@ -29,24 +31,23 @@ type Detection struct {
 }
 
 // Detect probes, below root ("/" on a live system; a fixture tree in
-// tests), whether PID 1 is systemd and owns the cgroup2 hierarchy:
+// tests) and in the daemon's cgroup layout, whether PID 1 is systemd and
+// owns the cgroup2 hierarchy:
 //   - /run/systemd/system is a directory (sd_booted(3): systemd creates it
 //     when it boots as PID 1), and /proc/1/comm is "systemd";
 //   - a cgroup2 hierarchy is mounted (pure v2 at /sys/fs/cgroup, or hybrid
 //     beside v1), and PID 1 sits in it at /init.scope, where systemd puts
 //     itself: its tree.
-func Detect(root string) (Detection, error) {
+func Detect(root string, layout *cgroupfs.Layout) (Detection, error) {
 	var d Detection
 	comm, err := os.ReadFile(filepath.Join(root, "proc/1/comm"))
 	if err != nil {
 		return d, fmt.Errorf("reading PID 1's name: %w", err)
 	}
 	d.PID1 = strings.TrimSpace(string(comm))
-	mi, err := os.ReadFile(filepath.Join(root, "proc/self/mountinfo"))
-	if err != nil {
-		return d, fmt.Errorf("reading the mounts: %w", err)
+	if layout != nil && layout.Unified != nil {
+		d.Cgroup2 = layout.Unified.Mountpoint
 	}
-	d.Cgroup2 = cgroup2MountPoint(mi)
 	if cg, err := os.ReadFile(filepath.Join(root, "proc/1/cgroup")); err == nil {
 		d.InitCgroup = unifiedPath(cg)
 	} else if !errors.Is(err, os.ErrPermission) {
@@ -70,20 +71,6 @@ func Detect(root string) (Detection, error) {
 	return d, nil
 }
 
-// cgroup2MountPoint is the mount point of the first cgroup2 mount of the
-// hierarchy's root in mountinfo bytes. Pure.
-func cgroup2MountPoint(mountinfo []byte) string {
-	for _, line := range bytes.Split(mountinfo, []byte("\n")) {
-		f := strings.Fields(string(line))
-		for i, x := range f {
-			if x == "-" && i+1 < len(f) && f[i+1] == "cgroup2" && len(f) > 4 && f[3] == "/" {
-				return unescapeOctal(f[4])
-			}
-		}
-	}
-	return ""
-}
-
 // unifiedPath is the "0::" line's path of /proc/PID/cgroup bytes. Pure.
 func unifiedPath(cgroup []byte) string {
 	for _, line := range bytes.Split(cgroup, []byte("\n")) {
@@ -93,24 +80,6 @@ func unifiedPath(cgroup []byte) string {
 	}
 	return ""
 }
-
-func unescapeOctal(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) && '0' <= s[i+1] && s[i+1] <= '3' && isOctal(s[i+2]) && isOctal(s[i+3]) {
-			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func isOctal(c byte) bool { return '0' <= c && c <= '7' }
 
 // XattrFunc reads an extended attribute (unix.Getxattr's shape, returning
 // the value); tests substitute a table.

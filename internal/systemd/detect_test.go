@@ -10,19 +10,20 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cgrulesengd/cgrulesengd/internal/cgroupfs"
 	"github.com/cgrulesengd/cgrulesengd/tests/sdbox"
 )
 
-const (
-	miV2     = "25 1 0:22 / / rw - ext4 /dev/vda rw\n30 25 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n"
-	miHybrid = "25 1 0:22 / / rw - ext4 /dev/vda rw\n31 25 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n41 31 0:38 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw\n"
-	miV1     = "25 1 0:22 / / rw - ext4 /dev/vda rw\n31 25 0:28 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n32 31 0:29 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n"
+var (
+	v2     = &cgroupfs.Layout{Unified: &cgroupfs.Hierarchy{Version: cgroupfs.V2, Mountpoint: "/sys/fs/cgroup", Root: "/"}}
+	hybrid = &cgroupfs.Layout{Unified: &cgroupfs.Hierarchy{Version: cgroupfs.V2, Mountpoint: "/sys/fs/cgroup/unified", Root: "/"}}
+	v1     = &cgroupfs.Layout{}
 )
 
 // fixture writes a /proc and /run tree for Detect.
-func fixture(t *testing.T, comm, mountinfo, cgroup string, booted bool) string {
+func fixture(t *testing.T, comm, cgroup string, booted bool) string {
 	root := t.TempDir()
-	files := map[string]string{"proc/1/comm": comm + "\n", "proc/self/mountinfo": mountinfo, "proc/1/cgroup": cgroup}
+	files := map[string]string{"proc/1/comm": comm + "\n", "proc/1/cgroup": cgroup}
 	for p, c := range files {
 		if err := os.MkdirAll(filepath.Join(root, filepath.Dir(p)), 0o755); err != nil {
 			t.Fatal(err)
@@ -41,19 +42,20 @@ func fixture(t *testing.T, comm, mountinfo, cgroup string, booted bool) string {
 
 func TestDetect(t *testing.T) {
 	for _, c := range []struct {
-		name, comm, mi, cg string
-		booted             bool
-		want               bool
-		reason             string
+		name, comm, cg string
+		layout         *cgroupfs.Layout
+		booted         bool
+		want           bool
+		reason         string
 	}{
-		{"pure v2", "systemd", miV2, "0::/init.scope\n", true, true, "/sys/fs/cgroup"},
-		{"hybrid", "systemd", miHybrid, "1:cpu:/\n0::/init.scope\n", true, true, "/sys/fs/cgroup/unified"},
-		{"v1 only", "systemd", miV1, "1:cpu:/\n", true, false, "no cgroup2 hierarchy"},
-		{"other init", "tini", miV2, "0::/\n", false, false, `PID 1 is "tini"`},
-		{"not booted", "systemd", miV2, "0::/init.scope\n", false, false, "/run/systemd/system"},
-		{"cgroup2 not its own", "systemd", miV2, "0::/\n", true, false, "not systemd's"},
+		{"pure v2", "systemd", "0::/init.scope\n", v2, true, true, "/sys/fs/cgroup"},
+		{"hybrid", "systemd", "1:cpu:/\n0::/init.scope\n", hybrid, true, true, "/sys/fs/cgroup/unified"},
+		{"v1 only", "systemd", "1:cpu:/\n", v1, true, false, "no cgroup2 hierarchy"},
+		{"other init", "tini", "0::/\n", v2, false, false, `PID 1 is "tini"`},
+		{"not booted", "systemd", "0::/init.scope\n", v2, false, false, "/run/systemd/system"},
+		{"cgroup2 not its own", "systemd", "0::/\n", v2, true, false, "not systemd's"},
 	} {
-		d, err := Detect(fixture(t, c.comm, c.mi, c.cg, c.booted))
+		d, err := Detect(fixture(t, c.comm, c.cg, c.booted), c.layout)
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
@@ -61,7 +63,7 @@ func TestDetect(t *testing.T) {
 			t.Errorf("%s: %+v, want Systemd=%v and a reason with %q", c.name, d, c.want, c.reason)
 		}
 	}
-	if _, err := Detect(t.TempDir()); err == nil {
+	if _, err := Detect(t.TempDir(), v2); err == nil {
 		t.Error("Detect of an empty tree: no error")
 	}
 }
@@ -69,7 +71,11 @@ func TestDetect(t *testing.T) {
 // TestDetectHere runs the probe on this machine (whatever it finds must be
 // consistent with PID 1's name).
 func TestDetectHere(t *testing.T) {
-	d, err := Detect("/")
+	layout, err := cgroupfs.Discover("/proc")
+	if err != nil {
+		t.Skip(err)
+	}
+	d, err := Detect("/", layout)
 	if err != nil {
 		t.Fatal(err)
 	}
