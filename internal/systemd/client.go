@@ -79,6 +79,9 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	default:
 		return nil, &Error{Op: "dial", Kind: ErrInvalid, Err: fmt.Errorf("PIDFDs %q: want auto or off", cfg.PIDFDs)}
 	}
+	if err := CheckAddress(cfg.Address); err != nil {
+		return nil, &Error{Op: "dial", Kind: ErrInvalid, Err: err}
+	}
 	path, err := socketPath(cfg.Address)
 	if err != nil {
 		return nil, &Error{Op: "dial", Kind: ErrInvalid, Err: err}
@@ -89,6 +92,23 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, err
 	}
 	return c, nil
+}
+
+// CheckAddress reports whether addr is an address Dial takes: "" (the
+// default, DefaultAddress) or unix:path=FILE (with D-Bus's %XX escapes and
+// other key=value pairs beside path). It does not connect.
+func CheckAddress(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	p, err := socketPath(addr)
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(p, "/") {
+		return fmt.Errorf("address %q: the socket's path must be absolute", addr)
+	}
+	return nil
 }
 
 // socketPath extracts the file of a unix:path= address.

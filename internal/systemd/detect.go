@@ -100,9 +100,14 @@ func Getxattr(p, name string) ([]byte, error) {
 // would happen behind systemd's back. It does not when rel is at or below
 // cgroupRoot (the daemon's --cgroup-root: a subtree the admin gave the
 // daemon), or at or below a cgroup systemd delegated: one marked with the
-// trusted.delegate (or, for a user manager, user.delegate) extended
-// attribute. delegatedAt names the delegated cgroup found. rel need not
-// exist (a templated destination): its existing ancestors decide.
+// trusted.delegate or user.delegate extended attribute (systemd 251+ sets
+// both; user.* can be read without CAP_SYS_ADMIN, which trusted.* needs).
+// delegatedAt names the delegated cgroup found. rel need not exist (a
+// templated destination): its existing ancestors decide.
+//
+// When neither attribute can be read on some ancestor (trusted.* refused
+// and user.* not supported), and none is found delegated, the answer is
+// managed with an error saying why it may be wrong.
 func Managed(mount, rel, cgroupRoot string, getxattr XattrFunc) (managed bool, delegatedAt string, err error) {
 	rel = path.Clean("/" + rel)
 	if cgroupRoot != "" && cgroupRoot != "/" {
@@ -111,27 +116,33 @@ func Managed(mount, rel, cgroupRoot string, getxattr XattrFunc) (managed bool, d
 			return false, "", nil
 		}
 	}
-	for p := rel; ; p = path.Dir(p) {
-		if p != "/" {
-			full := filepath.Join(mount, p)
-			for _, name := range []string{"trusted.delegate", "user.delegate"} {
-				v, err := getxattr(full, name)
-				switch {
-				case err == nil && strings.TrimSpace(string(v)) == "1":
-					return false, p, nil
-				case err == nil, errors.Is(err, unix.ENODATA), errors.Is(err, unix.ENOENT),
-					errors.Is(err, os.ErrNotExist), errors.Is(err, unix.EOPNOTSUPP):
-				case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES):
-					// trusted.* needs CAP_SYS_ADMIN: without it a
-					// delegated cgroup cannot be seen, so say so.
-					return true, "", fmt.Errorf("reading %s of %s: %w", name, full, err)
-				default:
-					return true, "", fmt.Errorf("reading %s of %s: %w", name, full, err)
+	var blind error // why some ancestor could not be read
+	for p := rel; p != "/"; p = path.Dir(p) {
+		full := filepath.Join(mount, p)
+		var refused error
+		read := 0
+		for _, name := range []string{"trusted.delegate", "user.delegate"} {
+			v, err := getxattr(full, name)
+			switch {
+			case err == nil && strings.TrimSpace(string(v)) == "1":
+				return false, p, nil
+			case err == nil, errors.Is(err, unix.ENODATA):
+				read++
+			case errors.Is(err, unix.ENOENT), errors.Is(err, os.ErrNotExist):
+				read = 2 // no such cgroup: nothing to read, nothing hidden
+			case errors.Is(err, unix.EPERM), errors.Is(err, unix.EACCES), errors.Is(err, unix.EOPNOTSUPP):
+				// trusted.* needs CAP_SYS_ADMIN; user.* on cgroupfs
+				// needs Linux 5.7 (and systemd 251 to be set).
+				if refused == nil {
+					refused = fmt.Errorf("reading %s of %s: %w", name, full, err)
 				}
+			default:
+				return true, "", fmt.Errorf("reading %s of %s: %w", name, full, err)
 			}
 		}
-		if p == "/" {
-			return true, "", nil
+		if read == 0 && blind == nil {
+			blind = refused
 		}
 	}
+	return true, "", blind
 }

@@ -121,6 +121,40 @@ func TestManaged(t *testing.T) {
 	if m, _, err := Managed("/m", "/a", "", denied); !m || !errors.Is(err, unix.EPERM) {
 		t.Errorf("Managed without the right to read trusted.*: %v, %v", m, err)
 	}
+	// Without CAP_SYS_ADMIN (the daemon's unit keeps none) user.delegate
+	// alone answers: delegated, or not.
+	userOnly := func(p, name string) ([]byte, error) {
+		if name == "trusted.delegate" {
+			return nil, unix.EPERM
+		}
+		return get(p, name)
+	}
+	if m, at, err := Managed("/m", "/user.slice/user-1000.slice/u.service/x", "", userOnly); m || at != "/user.slice/user-1000.slice/u.service" || err != nil {
+		t.Errorf("Managed with user.* only, below a delegated cgroup: %v, %q, %v", m, at, err)
+	}
+	if m, _, err := Managed("/m", "/system.slice/cgred.service", "", userOnly); !m || err != nil {
+		t.Errorf("Managed with user.* only, in a managed cgroup: %v, %v", m, err)
+	}
+	// A kernel without user.* on cgroupfs and no CAP_SYS_ADMIN: blind.
+	blind := func(p, name string) ([]byte, error) {
+		if name == "trusted.delegate" {
+			return nil, unix.EPERM
+		}
+		return nil, unix.EOPNOTSUPP
+	}
+	if m, _, err := Managed("/m", "/a/b", "", blind); !m || !errors.Is(err, unix.EPERM) {
+		t.Errorf("Managed reading neither attribute: %v, %v, want managed and the EPERM", m, err)
+	}
+	// A path that does not exist yet (a template) hides nothing.
+	gone := func(p, name string) ([]byte, error) {
+		if p == "/m/a/new" {
+			return nil, unix.ENOENT
+		}
+		return get(p, name)
+	}
+	if m, _, err := Managed("/m", "/a/new", "", gone); !m || err != nil {
+		t.Errorf("Managed of a missing cgroup: %v, %v", m, err)
+	}
 }
 
 // TestIntegrationManagedDelegatedScope: the cgroup of a delegated scope the

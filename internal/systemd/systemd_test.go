@@ -110,6 +110,22 @@ func TestSocketPath(t *testing.T) {
 	}
 }
 
+func TestCheckAddress(t *testing.T) {
+	for in, ok := range map[string]bool{
+		"":                               true,
+		"unix:path=/run/systemd/private": true,
+		"unix:path=/tmp/a%20b,guid=0123": true,
+		"unix:path=run/private":          false,
+		"unix:abstract=/tmp/dbus-x":      false,
+		"tcp:host=localhost,port=1":      false,
+		"/run/systemd/private":           false,
+	} {
+		if err := CheckAddress(in); (err == nil) != ok {
+			t.Errorf("CheckAddress(%q) = %v, want ok %v", in, err, ok)
+		}
+	}
+}
+
 func TestClassify(t *testing.T) {
 	de := func(name, msg string) error { return dbus.Error{Name: name, Body: []any{msg}} }
 	for _, c := range []struct {
