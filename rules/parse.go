@@ -293,7 +293,7 @@ func (b *builder) parseLine(fields []field, text string) lineParts {
 		lp.errs = append(lp.errs, err.Error())
 	} else if d.isSlice() {
 		lp.slice = true
-		p, errs := checkSlice(fields[destField].text, &d, lp.ctrl, b.opt.Systemd)
+		p, errs := checkSlice(fields[destField].text, &d, lp.ctrl, b.opt.Systemd, b.opt.SystemdOff)
 		lp.errs = append(lp.errs, errs...)
 		if p != "" {
 			d.path = p

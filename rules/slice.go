@@ -55,10 +55,13 @@ func (d *parsedDest) sliceForms() (pattern, plain []string) {
 
 // checkSlice validates a slice destination and, when it has no template,
 // returns its cgroup path (every parent slice included).
-func checkSlice(raw string, d *parsedDest, ctrl ctrlRes, systemd bool) (string, []string) {
+func checkSlice(raw string, d *parsedDest, ctrl ctrlRes, systemd bool, off string) (string, []string) {
 	var errs []string
 	if !systemd {
-		return "", []string{fmt.Sprintf("destination %s names a systemd slice (its last component ends in \".slice\"), but systemd does not place tasks here (--systemd=off, or not a systemd machine)", quote(raw))}
+		if off == "" {
+			off = "--systemd=off, or not a systemd machine"
+		}
+		return "", []string{fmt.Sprintf("destination %s names a systemd slice (its last component ends in \".slice\"), but systemd does not place tasks here (%s)", quote(raw), off)}
 	}
 	if ctrl.err == nil && !(len(ctrl.written) == 1 && ctrl.written[0] == "*") {
 		errs = append(errs, fmt.Sprintf("destination %s is a systemd slice: its controllers must be \"*\" (systemd places the task in every hierarchy it manages), not %s", quote(raw), quote(strings.Join(ctrl.written, ","))))

@@ -12,6 +12,7 @@ func TestSliceDestinations(t *testing.T) {
 	for _, c := range []struct {
 		name, src string
 		off       bool     // with systemd off
+		why       string   // Options.SystemdOff
 		want      []string // Path of each Resolved for alice; nil: the load fails
 		diag      string   // expected error diagnostic (file:line: ...)
 	}{
@@ -27,6 +28,8 @@ func TestSliceDestinations(t *testing.T) {
 		{name: "slice-like middle component is raw", src: "alice cpu a.slice/x\n", want: []string{"a.slice/x"}},
 		{name: "systemd off", src: "alice * batch.slice\n", off: true,
 			diag: `t.conf:1: destination "batch.slice" names a systemd slice (its last component ends in ".slice"), but systemd does not place tasks here`},
+		{name: "systemd off, saying why", src: "alice * batch.slice\n", off: true, why: `--systemd=auto: PID 1 is "init", not systemd`,
+			diag: `t.conf:1: destination "batch.slice" names a systemd slice (its last component ends in ".slice"), but systemd does not place tasks here (--systemd=auto: PID 1 is "init", not systemd)`},
 		{name: "controllers not *", src: "alice cpu,memory batch.slice\n",
 			diag: `t.conf:1: destination "batch.slice" is a systemd slice: its controllers must be "*" (systemd places the task in every hierarchy it manages), not "cpu,memory"`},
 		{name: "inconsistent nesting", src: "alice * a.slice/b.slice\n",
@@ -49,6 +52,7 @@ func TestSliceDestinations(t *testing.T) {
 		opt := on
 		if c.off {
 			opt = testOptions()
+			opt.SystemdOff = c.why
 		}
 		l, ds, err := Parse("t.conf", []byte(c.src), opt)
 		if c.diag != "" {

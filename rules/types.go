@@ -49,6 +49,10 @@ type Options struct {
 	// (--systemd=on, or auto on a systemd machine). Without it such a
 	// destination is an error naming file:line.
 	Systemd bool
+	// SystemdOff says why Systemd is false, for that error (the daemon
+	// gives its --systemd setting and what it probed); "" = a generic
+	// reason.
+	SystemdOff string
 
 	// trust is the policy CheckTrust applies: root alone on the real file
 	// system, unless a test trusts its own uid or supplies a file system.
