@@ -12,18 +12,27 @@ import (
 	"path"
 	"strconv"
 
+	"github.com/cgrulesengd/cgrulesengd/internal/systemd"
 	"github.com/cgrulesengd/cgrulesengd/rules"
 )
 
+// checkFunc adds the daemon's own load-time diagnostics to a loaded list
+// (managedDiags: raw destinations in cgroups systemd manages); nil adds
+// none.
+type checkFunc func(*rules.List) rules.Diagnostics
+
 // runCheck loads the rules and prints every diagnostic as "file:line:
-// message" to stdout; it returns 0 when the rules load (warnings allowed)
-// and 1 when they do not. A one-line summary goes to stderr so that stdout
-// holds diagnostics only.
-func runCheck(stdout, stderr io.Writer, mainFile, dropinDir string, opt rules.Options) int {
+// message" to stdout, extra's after the parser's; it returns 0 when the
+// rules load (warnings allowed) and 1 when they do not. A one-line summary
+// goes to stderr so that stdout holds diagnostics only.
+func runCheck(stdout, stderr io.Writer, mainFile, dropinDir string, opt rules.Options, extra checkFunc) int {
 	if opt.Resolver == nil {
 		opt.Resolver = rules.NSS()
 	}
 	l, ds, err := rules.Load(mainFile, dropinDir, opt)
+	if err == nil && extra != nil {
+		ds = append(ds, extra(l)...)
+	}
 	for _, d := range ds {
 		fmt.Fprintln(stdout, d)
 	}
@@ -48,9 +57,12 @@ func plural(n int, what string) string {
 // process ("" = none): "# rule FILE:LINE: TEXT", comment lines for options
 // and unexpanded templates, then one "controller<TAB>/destination" line per
 // target, the path as /proc/PID/cgroup shows it: below root (--cgroup-root),
-// since destinations are relative to it. Exit status: 0 a rule matched, 1
-// none did, 2 usage or rules error (on stderr, with file:line).
-func runExplain(stdout, stderr io.Writer, mainFile, dropinDir string, opt rules.Options, root, user, group, process string) int {
+// since destinations are relative to it. A slice target names the slice
+// and the scope the task would join, and prints "*" with the scope's
+// cgroup path as the manager's hierarchy shows it (slices are not below
+// --cgroup-root). Exit status: 0 a rule matched, 1 none did, 2 usage or
+// rules error (on stderr, with file:line).
+func runExplain(stdout, stderr io.Writer, mainFile, dropinDir string, opt rules.Options, extra checkFunc, root, user, group, process string) int {
 	if user == "" {
 		fmt.Fprintln(stderr, "cgrulesengd: --explain needs --user NAME|UID")
 		return 2
@@ -59,6 +71,9 @@ func runExplain(stdout, stderr io.Writer, mainFile, dropinDir string, opt rules.
 		opt.Resolver = rules.NSS()
 	}
 	l, ds, err := rules.Load(mainFile, dropinDir, opt)
+	if err == nil && extra != nil {
+		ds = append(ds, extra(l)...)
+	}
 	// Warnings go to stderr too: "user peter not found, rule skipped" is
 	// often the answer to "why did my rule not apply".
 	for _, d := range ds {
@@ -112,6 +127,14 @@ func runExplain(stdout, stderr io.Writer, mainFile, dropinDir string, opt rules.
 		fmt.Fprintln(stdout, "# no targets: none of this rule's controllers is available here; the task is left where it is")
 	}
 	for _, x := range res {
+		if x.Slice {
+			slice := path.Base(x.Path)
+			scope := systemd.ScopeName(slice, task.UID)
+			fmt.Fprintf(stdout, "# %s:%d: systemd slice %s: the service manager puts the task into scope %s (one delegated scope per slice and user, started by the first task, joined by the next)\n",
+				x.Target.File, x.Target.Line, slice, scope)
+			fmt.Fprintf(stdout, "*\t%s\n", path.Join("/", x.Path, scope))
+			continue
+		}
 		fmt.Fprintf(stdout, "%s\t%s\n", x.Controller, path.Join("/", root, x.Path))
 	}
 	return 0

@@ -106,7 +106,7 @@ func TestRunCheck(t *testing.T) {
 				os.Remove(mainFile)
 			}
 			var out, errOut bytes.Buffer
-			code := runCheck(&out, &errOut, mainFile, dir, cmdOptions())
+			code := runCheck(&out, &errOut, mainFile, dir, cmdOptions(), nil)
 			if code != tc.wantCode {
 				t.Errorf("exit %d, want %d", code, tc.wantCode)
 			}
@@ -181,7 +181,7 @@ bob                 *          /users/%u   ignore
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
-			code := runExplain(&out, &errOut, mainFile, dir, cmdOptions(), "/", tc.user, tc.group, tc.process)
+			code := runExplain(&out, &errOut, mainFile, dir, cmdOptions(), nil, "/", tc.user, tc.group, tc.process)
 			if code != tc.wantCode {
 				t.Errorf("exit %d, want %d (stderr %q)", code, tc.wantCode, errOut.String())
 			}
@@ -198,7 +198,7 @@ bob                 *          /users/%u   ignore
 func TestRunExplainRulesError(t *testing.T) {
 	mainFile, dir := fixture(t, "alice cpu a\n", map[string]string{"x.conf": "bob cpu ../up\n"})
 	var out, errOut bytes.Buffer
-	code := runExplain(&out, &errOut, mainFile, dir, cmdOptions(), "/", "alice", "", "")
+	code := runExplain(&out, &errOut, mainFile, dir, cmdOptions(), nil, "/", "alice", "", "")
 	if code != 2 || out.Len() != 0 {
 		t.Fatalf("exit %d stdout %q, want 2 and nothing", code, out.String())
 	}
@@ -211,7 +211,7 @@ func TestRunExplainRulesError(t *testing.T) {
 func TestRunExplainNoTargets(t *testing.T) {
 	mainFile, dir := fixture(t, "alice blkio a\n* cpu b\n", nil)
 	var out, errOut bytes.Buffer
-	code := runExplain(&out, &errOut, mainFile, dir, cmdOptions(), "/", "alice", "", "")
+	code := runExplain(&out, &errOut, mainFile, dir, cmdOptions(), nil, "/", "alice", "", "")
 	if code != 0 || !strings.Contains(out.String(), "# no targets:") {
 		t.Errorf("exit %d stdout %q", code, out.String())
 	}

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cgrulesengd/cgrulesengd/internal/cgroupfs"
+	"github.com/cgrulesengd/cgrulesengd/internal/systemd"
 	"github.com/cgrulesengd/cgrulesengd/rules"
 )
 
@@ -41,17 +42,26 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return runStatus(stdout, stderr, o.statusSocket)
 	case o.check || o.explain:
 		ropt := rules.Options{Resolver: rules.NSS(), CheckTrust: os.Geteuid() == 0}
-		if layout, err := cgroupfs.Discover(o.procRoot); err == nil && len(layout.Hierarchies) > 0 {
+		layout, err := cgroupfs.Discover(o.procRoot)
+		if err == nil && len(layout.Hierarchies) > 0 {
 			ropt.Controllers = layout.Controllers()
 		} else {
 			// Validating a file on a machine without cgroups (a build host)
 			// still works; controller names are then not checked.
 			fmt.Fprintf(stderr, "cgrulesengd: no cgroup hierarchies found (%v): controller names are not checked\n", errOrNone(err))
+			layout = nil
+		}
+		// The daemon's meaning of a slice destination, without
+		// connecting: --check validates files, it places nothing.
+		sd := resolveSystemd(o.systemd, o.systemdBus, fsRootOf(o.procRoot), layout)
+		ropt.Systemd, ropt.SystemdOff = sd.on, sd.offReason()
+		extra := func(l *rules.List) rules.Diagnostics {
+			return managedDiags(l, layout, sd, o.cgroupRoot, systemd.Getxattr)
 		}
 		if o.check {
-			return runCheck(stdout, stderr, o.config, o.configDir, ropt)
+			return runCheck(stdout, stderr, o.config, o.configDir, ropt, extra)
 		}
-		return runExplain(stdout, stderr, o.config, o.configDir, ropt, o.cgroupRoot, o.exUser, o.exGroup, o.exProc)
+		return runExplain(stdout, stderr, o.config, o.configDir, ropt, extra, o.cgroupRoot, o.exUser, o.exGroup, o.exProc)
 	}
 	if _, _, err := socketOwner(&o); err != nil {
 		// Before detaching, so that the starting command says it.

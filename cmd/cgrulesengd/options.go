@@ -14,6 +14,7 @@ import (
 	"github.com/cgrulesengd/cgrulesengd/internal/sched"
 	"github.com/cgrulesengd/cgrulesengd/internal/status"
 	"github.com/cgrulesengd/cgrulesengd/internal/sticky"
+	"github.com/cgrulesengd/cgrulesengd/internal/systemd"
 )
 
 // options are the daemon's command-line settings. The short options and
@@ -43,6 +44,9 @@ type options struct {
 	netlinkBuf int
 	slice      time.Duration // requested scheduler slice; 0 = the kernel's default
 
+	systemd    string // --systemd: "auto", "on" or "off"
+	systemdBus string // --systemd-bus: the manager's D-Bus address; "" = its private socket
+
 	check    bool
 	explain  bool
 	exUser   string
@@ -62,6 +66,7 @@ func defaultOptions() options {
 		slice:      100 * time.Microsecond,
 		procRoot:   "/proc",
 		socket:     sticky.DefaultPath,
+		systemd:    "auto",
 
 		statusSocket: status.DefaultPath,
 		maxDests:     1000,
@@ -96,6 +101,14 @@ CGroup Rules Engine Daemon: moves each task into the cgroups that
                                they run as soon as an event wakes them even when the
                                task that changed its uid keeps the CPU busy; no extra
                                CPU share (default 100us; 0 = kernel default; Linux 6.12+)
+      --systemd=auto|on|off    place tasks whose destination is a systemd slice
+                               (batch.slice, batch-%u.slice) through the service
+                               manager over D-Bus; auto (default): when PID 1 is a
+                               booted systemd that owns the cgroup2 hierarchy; off:
+                               such rules are errors
+      --systemd-bus=ADDRESS    the manager's D-Bus address (default
+                               unix:path=/run/systemd/private; a proxied socket or a
+                               system bus of a container's manager work too)
       --status                 print what the running daemon is doing (counters, rules
                                by hits, the last reload); exit 3 when none runs
       --status-socket=PATH     the root-only socket --status asks (default
@@ -173,14 +186,29 @@ func parseArgs(args []string) (options, error) {
 		"pidfile":        {arg: 1, set: str(&o.pidfile)},
 		"netlink-buffer": {arg: 1, set: func(v string) error { n, err := parseSize(v); o.netlinkBuf = n; return err }},
 		"sched-slice":    {arg: 1, set: func(v string) error { d, err := parseSlice(v); o.slice = d; return err }},
-		"check":          {set: flag(&o.check)},
-		"explain":        {set: flag(&o.explain)},
-		"user":           {arg: 1, set: str(&o.exUser)},
-		"group":          {arg: 1, set: str(&o.exGroup)},
-		"process":        {arg: 1, set: str(&o.exProc)},
-		"help":           {set: flag(&o.help)},
-		"version":        {set: flag(&o.version)},
-		"proc-root":      {arg: 1, set: str(&o.procRoot)},
+		"systemd": {arg: 1, set: func(v string) error {
+			switch v {
+			case "auto", "on", "off":
+				o.systemd = v
+				return nil
+			}
+			return fmt.Errorf("want auto, on or off, got %q", v)
+		}},
+		"systemd-bus": {arg: 1, set: func(v string) error {
+			if err := systemd.CheckAddress(v); err != nil {
+				return err
+			}
+			o.systemdBus = v
+			return nil
+		}},
+		"check":     {set: flag(&o.check)},
+		"explain":   {set: flag(&o.explain)},
+		"user":      {arg: 1, set: str(&o.exUser)},
+		"group":     {arg: 1, set: str(&o.exGroup)},
+		"process":   {arg: 1, set: str(&o.exProc)},
+		"help":      {set: flag(&o.help)},
+		"version":   {set: flag(&o.version)},
+		"proc-root": {arg: 1, set: str(&o.procRoot)},
 	}
 	short := map[byte]string{
 		'n': "nodaemon", 'd': "debug", 'v': "verbose", 'q': "quiet", 'Q': "nolog",
@@ -287,6 +315,9 @@ func finish(o *options) error {
 	}
 	// "//", "/a/./b/": the daemon logs, compares and joins the clean path.
 	o.cgroupRoot = path.Clean(o.cgroupRoot)
+	if o.systemd == "off" && o.systemdBus != "" {
+		return fmt.Errorf("%w: --systemd-bus %s goes with --systemd=on or auto, not off", errUsage, o.systemdBus)
+	}
 	if o.netlinkBuf < 4096 {
 		return fmt.Errorf("%w: --netlink-buffer must be at least 4096 bytes, got %d", errUsage, o.netlinkBuf)
 	}

@@ -125,6 +125,21 @@ func TestParseArgs(t *testing.T) {
 				t.Errorf("socket %q", o.socket)
 			}
 		}},
+		{"systemd defaults", nil, func(t *testing.T, o options) {
+			if o.systemd != "auto" || o.systemdBus != "" {
+				t.Errorf("systemd %q bus %q, want auto and the default bus", o.systemd, o.systemdBus)
+			}
+		}},
+		{"systemd on with a bus", []string{"--systemd=on", "--systemd-bus", "unix:path=/tmp/x/private"}, func(t *testing.T, o options) {
+			if o.systemd != "on" || o.systemdBus != "unix:path=/tmp/x/private" {
+				t.Errorf("systemd %q bus %q", o.systemd, o.systemdBus)
+			}
+		}},
+		{"systemd off", []string{"--systemd", "off", "--systemd-bus="}, func(t *testing.T, o options) {
+			if o.systemd != "off" || o.systemdBus != "" {
+				t.Errorf("systemd %q bus %q", o.systemd, o.systemdBus)
+			}
+		}},
 		{"explain", []string{"--explain", "--user", "alice", "--group=staff", "--process", "/bin/sh"}, func(t *testing.T, o options) {
 			if !o.explain || o.exUser != "alice" || o.exGroup != "staff" || o.exProc != "/bin/sh" {
 				t.Errorf("got %+v", o)
@@ -163,6 +178,11 @@ func TestParseArgsErrors(t *testing.T) {
 		{"bad slice", []string{"--sched-slice", "fast"}, "invalid duration"},
 		{"slice too short", []string{"--sched-slice", "10us"}, "out of range"},
 		{"slice too long", []string{"--sched-slice", "1s"}, "out of range"},
+		{"bad systemd mode", []string{"--systemd=yes"}, "want auto, on or off"},
+		{"systemd bus not unix", []string{"--systemd-bus", "tcp:host=localhost,port=1"}, "only unix:path=FILE"},
+		{"systemd bus relative", []string{"--systemd-bus=unix:path=private"}, "must be absolute"},
+		{"systemd bus a plain path", []string{"--systemd-bus=/run/systemd/private"}, "only unix:path=FILE"},
+		{"systemd bus with systemd off", []string{"--systemd=off", "--systemd-bus=unix:path=/run/x"}, "not off"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

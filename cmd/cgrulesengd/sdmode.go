@@ -1,0 +1,185 @@
+package main
+
+// --systemd and --systemd-bus: whether destinations that name a systemd
+// slice are placed through the service manager, which manager, and the
+// load-time warnings for raw destinations that would write into cgroups
+// systemd manages. The same resolution serves the daemon, --check and
+// --explain, so that they agree on what a rules file means.
+
+import (
+	"fmt"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/cgrulesengd/cgrulesengd/internal/cgroupfs"
+	"github.com/cgrulesengd/cgrulesengd/internal/systemd"
+	"github.com/cgrulesengd/cgrulesengd/rules"
+)
+
+// systemdSetting is what --systemd resolved to on this machine. The probe
+// is made whatever the mode: the warnings about raw destinations in
+// systemd's cgroups depend on the machine, not on the mode.
+type systemdSetting struct {
+	mode    string            // --systemd as given: auto, on, off
+	on      bool              // slice destinations are placed through systemd
+	address string            // the manager's D-Bus address, when on
+	det     systemd.Detection // PID 1 and the cgroup2 hierarchy, as probed
+	detErr  error             // the probe failed (then det says nothing)
+}
+
+// resolveSystemd probes the machine below fsRoot ("/"; the hidden
+// --proc-root's parent in tests) once, and applies mode and bus.
+func resolveSystemd(mode, bus, fsRoot string, layout *cgroupfs.Layout) systemdSetting {
+	s := systemdSetting{mode: mode}
+	s.det, s.detErr = systemd.Detect(fsRoot, layout)
+	switch mode {
+	case "on":
+		s.on = true
+	case "auto":
+		s.on = s.detErr == nil && s.det.Systemd
+	}
+	if s.on {
+		s.address = bus
+		if s.address == "" {
+			s.address = systemd.DefaultAddress
+		}
+	}
+	return s
+}
+
+// fsRootOf is the file system root whose proc is procRoot: "/" for
+// "/proc".
+func fsRootOf(procRoot string) string { return filepath.Dir(filepath.Clean(procRoot)) }
+
+// probe says what Detect found.
+func (s systemdSetting) probe() string {
+	if s.detErr != nil {
+		return "not probed: " + s.detErr.Error()
+	}
+	return s.det.Reason
+}
+
+// String is the start-up log line's text.
+func (s systemdSetting) String() string {
+	probe := s.probe()
+	switch {
+	case s.on && s.mode == "auto":
+		return fmt.Sprintf("slice destinations are placed through the service manager at %s (--systemd=auto: %s)", s.address, probe)
+	case s.on:
+		return fmt.Sprintf("slice destinations are placed through the service manager at %s (--systemd=on; this machine: %s)", s.address, probe)
+	case s.mode == "auto":
+		return fmt.Sprintf("slice destinations are refused (--systemd=auto: %s)", probe)
+	default:
+		return fmt.Sprintf("slice destinations are refused (--systemd=off; this machine: %s)", probe)
+	}
+}
+
+// offReason says why slice destinations are refused, for the rules'
+// error ("" when they are not).
+func (s systemdSetting) offReason() string {
+	if s.on {
+		return ""
+	}
+	if s.mode == "auto" {
+		return "--systemd=auto: " + s.probe()
+	}
+	return "--systemd=off"
+}
+
+// managedDiags warns, for each raw (not slice) target of the list, when
+// its destination would write into a cgroup that systemd manages on this
+// machine: in the cgroup2 hierarchy (pure v2, or hybrid's unified) or in
+// the name=systemd one, when PID 1 is a systemd that owns the cgroup2
+// hierarchy. Not managed: a destination at or below --cgroup-root (other
+// than /), or below a delegated cgroup (systemd.Managed). Rules that name
+// v1 controllers only (cpu, memory on a hybrid machine) write nowhere
+// systemd tracks units, and get no warning. A templated destination is
+// checked through its fixed part ("users" of "users/%u").
+func managedDiags(list *rules.List, layout *cgroupfs.Layout, s systemdSetting, cgroupRoot string, getxattr systemd.XattrFunc) rules.Diagnostics {
+	if list == nil || layout == nil || !s.det.Systemd || layout.Unified == nil {
+		return nil
+	}
+	mount := layout.Unified.Mountpoint
+	var ds rules.Diagnostics
+	for _, r := range list.Rules() {
+		for i := range r.Targets {
+			tg := &r.Targets[i]
+			if tg.Slice {
+				continue
+			}
+			hier := systemdHierarchy(layout, tg.Controllers)
+			if hier == "" {
+				continue
+			}
+			fixed := fixedPrefix(tg.Dest)
+			rel := path.Join("/", cgroupRoot, fixed)
+			managed, _, err := systemd.Managed(mount, rel, cgroupRoot, getxattr)
+			if !managed {
+				continue
+			}
+			instead := "a slice destination (controllers *, such as batch.slice, or batch-%u.slice per user)"
+			if !s.on {
+				instead = "a slice destination with --systemd=auto (controllers *, such as batch.slice, or batch-%u.slice per user)"
+			}
+			where := fmt.Sprintf("destination %s writes into %s of the %s hierarchy", quoteDest(tg.Dest), path.Join("/", cgroupRoot, tg.Dest), hier)
+			msg := where + ", which systemd manages: a task moved there leaves its unit behind systemd's back (systemctl stop no longer ends it, the unit's limits and accounting no longer apply, and systemd may move it back); write " +
+				instead + " instead, or keep raw destinations below a delegated cgroup (a unit with Delegate=yes) and give that cgroup as --cgroup-root"
+			if err != nil {
+				msg = fmt.Sprintf("%s, which systemd may manage: no delegated cgroup was found above it, but %v; unless it is delegated, write %s instead", where, err, instead)
+			}
+			ds = append(ds, rules.Diagnostic{File: tg.File, Line: tg.Line, Severity: rules.Warning, Msg: msg})
+		}
+	}
+	return ds
+}
+
+// systemdHierarchy names the hierarchy systemd tracks units in that a
+// target with these controllers writes to ("unified" or "name=systemd"),
+// or "" for none. "*" means every hierarchy but the named ones, as in
+// rules.Expand.
+func systemdHierarchy(layout *cgroupfs.Layout, controllers []string) string {
+	var hs []*cgroupfs.Hierarchy
+	if len(controllers) == 1 && controllers[0] == "*" {
+		for _, h := range layout.Hierarchies {
+			if h.Version == cgroupfs.V2 || !strings.HasPrefix(h.Controllers[0], "name=") {
+				hs = append(hs, h)
+			}
+		}
+	} else {
+		for _, c := range controllers {
+			hs = append(hs, layout.Resolve(c)...)
+		}
+	}
+	for _, h := range hs {
+		if h == layout.Unified {
+			return cgroupfs.Unified
+		}
+		for _, c := range h.Controllers {
+			if c == "name=systemd" {
+				return c
+			}
+		}
+	}
+	return ""
+}
+
+// fixedPrefix is the part of a canonical destination (rules.Target.Dest)
+// before its first component with a template or an escape.
+func fixedPrefix(dest string) string {
+	var keep []string
+	for _, c := range strings.Split(dest, "/") {
+		if strings.ContainsAny(c, `%\`) {
+			break
+		}
+		keep = append(keep, c)
+	}
+	return strings.Join(keep, "/")
+}
+
+func quoteDest(d string) string {
+	if strings.ContainsAny(d, " \t\"") {
+		return fmt.Sprintf("%q", d)
+	}
+	return d
+}
