@@ -15,7 +15,9 @@
 // systemd-sysctl and binfmt cannot change the host kernel), /sys
 // read-only, cgroup2 with nsdelegate on /sys/fs/cgroup, a private minimal
 // /dev (device nodes, a new devpts, a plain file as /dev/console), tmpfs on
-// /run and /tmp, and bind-mounts a host directory at /run/cgre-host. It masks
+// /run and /tmp, bind-mounts a host directory at /run/cgre-host and the
+// caller's Options.Binds read-only at their own paths (programs a test
+// built into /tmp, which the box's tmpfs hides). It masks
 // timers.target (the host's timers would run inside) and the units that
 // would reach beyond the box (modprobe@, udev, sysctl, binfmt, pstore,
 // timesyncd), writes the caller's unit files, and a socket unit
@@ -28,8 +30,13 @@
 // nsenter(1) in every namespace of the box.
 //
 // From the host, a box offers two bus addresses: PrivateAddress (the proxy:
-// systemd's private protocol, no Hello) and SystemBusAddress (the box's
-// dbus-daemon, through /proc/PID/root: a message bus, Hello first).
+// systemd's private protocol, no Hello; its socket is in the box's host
+// directory, in Options.HostDir, default os.TempDir()) and
+// SystemBusAddress (the box's dbus-daemon, through /proc/PID/root: a
+// message bus, Hello first). Pids: HostPID turns a pid of the box (a
+// unit's MainPID, what a program inside printed) into the host's,
+// BoxCgroupOf a host pid into its cgroup as the box sees it, HostPIDs a
+// box cgroup into host pids; ReadFile reads a file of the box.
 //
 // Teardown (Close, and Start's t.Cleanup) powers the box off, waits for its
 // PID 1 to exit, and otherwise kills it: SIGKILL to the unshare process the

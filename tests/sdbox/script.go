@@ -3,8 +3,9 @@ package sdbox
 // insideScript runs as PID 1 of the box's new namespaces (unshare --fork)
 // until it execs systemd. $1 is the box's host temporary directory: $1/mnt
 // gets the tmpfs of the overlay, $1/sock is bind-mounted at /run/cgre-host,
-// $1/units holds unit files for /etc/systemd/system. Every mount is made in
-// the box's private mount namespace.
+// $1/units holds unit files for /etc/systemd/system; the other arguments
+// are host directories to bind read-only at the same path (Options.Binds).
+// Every mount is made in the box's private mount namespace.
 const insideScript = `set -eu
 T=$1
 mount --make-rprivate /
@@ -43,6 +44,12 @@ mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs "$R/run"
 mount -t tmpfs -o mode=1777,nosuid,nodev tmpfs "$R/tmp"
 mkdir "$R/run/cgre-host"
 mount --bind "$T/sock" "$R/run/cgre-host"
+shift
+for d in "$@"; do
+	mkdir -p "$R$d"
+	mount --bind "$d" "$R$d"
+	mount -o remount,bind,ro "$R$d"
+done
 E=$R/etc/systemd/system
 mkdir -p "$E/sockets.target.wants"
 for u in timers.target modprobe@.service kmod-static-nodes.service \

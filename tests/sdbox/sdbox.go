@@ -45,6 +45,15 @@ type Options struct {
 	BootTimeout time.Duration
 	// Logf, if set, receives progress lines (boot time, power-off time).
 	Logf func(format string, args ...any)
+	// Binds are host directories bind-mounted read-only at the same path
+	// inside the box, after its own /tmp and /run: programs a test built
+	// into a temporary directory, which the box's tmpfs would hide.
+	Binds []string
+	// HostDir is the host directory the box's own directory (its
+	// overlay's tmpfs, the proxied socket of PrivateAddress) is made in
+	// (default os.TempDir(); a daemon run with PrivateTmp needs one it
+	// sees, such as /run).
+	HostDir string
 }
 
 // Box is a booted systemd.
@@ -140,7 +149,18 @@ func Boot(opt Options) (_ *Box, err error) {
 			}
 		}
 	}()
-	removeStale(root, logf)
+	for _, d := range opt.Binds {
+		if !filepath.IsAbs(d) {
+			return nil, fmt.Errorf("sdbox: bind %q: not an absolute path", d)
+		}
+		if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("sdbox: bind %q: not a directory (%v)", d, err)
+		}
+	}
+	if opt.HostDir == "" {
+		opt.HostDir = os.TempDir()
+	}
+	removeStale(root, []string{os.TempDir(), opt.HostDir}, logf)
 
 	name := Prefix + randomHex()
 	b.Cgroup = filepath.Join(root, name)
@@ -148,7 +168,7 @@ func Boot(opt Options) (_ *Box, err error) {
 	if err := os.Mkdir(b.Cgroup, 0o755); err != nil {
 		return nil, fmt.Errorf("%w: creating the box's cgroup: %w", ErrUnsupported, err)
 	}
-	b.dir, err = os.MkdirTemp("", name+".")
+	b.dir, err = os.MkdirTemp(opt.HostDir, name+".")
 	if err != nil {
 		return nil, fmt.Errorf("sdbox: %w", err)
 	}
@@ -176,6 +196,7 @@ func Boot(opt Options) (_ *Box, err error) {
 	start := time.Now()
 	b.cmd = exec.Command("unshare", "--pid", "--fork", "--mount", "--cgroup", "--uts", "--ipc", "--net",
 		"--kill-child", "sh", "-c", insideScript, "sh", b.dir)
+	b.cmd.Args = append(b.cmd.Args, opt.Binds...)
 	var out lockedBuffer
 	b.cmd.Stdout, b.cmd.Stderr = &out, &out
 	b.cmd.SysProcAttr = &syscall.SysProcAttr{
@@ -343,6 +364,52 @@ func (b *Box) BoxCgroupOf(hostPID int) (string, error) {
 	return "", fmt.Errorf("sdbox: pid %d has no cgroup2 line", hostPID)
 }
 
+// HostPID returns the host pid of the box's process boxPID (a pid as the
+// box sees it, such as a unit's MainPID): the host process whose
+// innermost NSpid entry is boxPID, in the box's pid namespace.
+func (b *Box) HostPID(boxPID int) (int, error) {
+	boxNS, err := os.Stat(fmt.Sprintf("/proc/%d/ns/pid", b.PID))
+	if err != nil {
+		return 0, fmt.Errorf("sdbox: the box's pid namespace: %w", err)
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, fmt.Errorf("sdbox: %w", err)
+	}
+	want := "\t" + strconv.Itoa(boxPID) + "\n"
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		status, err := os.ReadFile("/proc/" + e.Name() + "/status")
+		if err != nil {
+			continue
+		}
+		i := bytes.Index(status, []byte("NSpid:"))
+		if i < 0 {
+			continue
+		}
+		line := status[i:]
+		if j := bytes.IndexByte(line, '\n'); j >= 0 {
+			line = line[:j+1]
+		}
+		if !bytes.HasSuffix(line, []byte(want)) || len(bytes.Fields(line)) != 3 {
+			continue
+		}
+		if ns, err := os.Stat("/proc/" + e.Name() + "/ns/pid"); err == nil && os.SameFile(ns, boxNS) {
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("sdbox: no process with pid %d in the box", boxPID)
+}
+
+// ReadFile reads a file of the box by its path inside ("/run/x"), through
+// its PID 1's root.
+func (b *Box) ReadFile(boxPath string) ([]byte, error) {
+	return os.ReadFile(fmt.Sprintf("/proc/%d/root%s", b.PID, filepath.Clean("/"+boxPath)))
+}
+
 // Close powers the box off and removes everything it created. It is
 // idempotent; the first call's result is returned again.
 func (b *Box) Close() error {
@@ -443,8 +510,9 @@ func populated(dir string) bool {
 }
 
 // removeStale removes the boxes a killed run left (under the lock no other
-// box runs, so every cgre-sdbox-* cgroup is a leftover).
-func removeStale(root string, logf func(string, ...any)) {
+// box runs, so every cgre-sdbox-* cgroup is a leftover), and their
+// directories in dirs.
+func removeStale(root string, dirs []string, logf func(string, ...any)) {
 	ents, _ := os.ReadDir(root)
 	for _, e := range ents {
 		if e.IsDir() && strings.HasPrefix(e.Name(), Prefix) {
@@ -452,9 +520,11 @@ func removeStale(root string, logf func(string, ...any)) {
 			logf("sdbox: removed a box left by an earlier run, %s (%v)", e.Name(), err)
 		}
 	}
-	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), Prefix+"*"))
-	for _, d := range dirs {
-		_ = os.RemoveAll(d)
+	for _, dir := range dirs {
+		left, _ := filepath.Glob(filepath.Join(dir, Prefix+"*"))
+		for _, d := range left {
+			_ = os.RemoveAll(d)
+		}
 	}
 }
 

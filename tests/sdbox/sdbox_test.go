@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -12,11 +13,17 @@ import (
 )
 
 // TestIntegrationBoot boots a box, reaches its manager from the host by
-// both addresses, and checks that Close leaves nothing behind.
+// both addresses, finds a service's process by its pid in the box, sees a
+// bound host directory inside, and checks that Close leaves nothing
+// behind.
 func TestIntegrationBoot(t *testing.T) {
+	bind := t.TempDir()
+	if err := os.WriteFile(filepath.Join(bind, "probe"), []byte("from the host\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	b, err := Boot(Options{Logf: t.Logf, Units: map[string]string{
 		"cgre-probe.slice.d/50-weight.conf": "[Slice]\nCPUWeight=42\n",
-	}})
+	}, Binds: []string{bind}, HostDir: "/run"})
 	if errors.Is(err, ErrUnsupported) {
 		t.Skip(err)
 	}
@@ -56,6 +63,42 @@ func TestIntegrationBoot(t *testing.T) {
 			continue
 		}
 		t.Logf("%s: systemd %s", c.addr, v)
+	}
+
+	// The host directory under /run (HostDir), the bound one inside
+	// (read-only), and a service's MainPID found on the host.
+	if !strings.HasPrefix(b.dir, "/run/"+Prefix) || !strings.HasPrefix(b.PrivateAddress, "unix:path=/run/"+Prefix) {
+		t.Errorf("the box's directory %s, address %s: want them in /run", b.dir, b.PrivateAddress)
+	}
+	if out, err := b.Run("cat", filepath.Join(bind, "probe")); err != nil || out != "from the host\n" {
+		t.Errorf("the bound directory inside: %q, %v", out, err)
+	}
+	if out, err := b.Run("touch", filepath.Join(bind, "x")); err == nil || !strings.Contains(out, "Read-only") {
+		t.Errorf("the bound directory is writable inside: %q, %v", out, err)
+	}
+	if _, err := b.Run("sh", "-c", "echo inside > /run/cgre-probe"); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := b.ReadFile("/run/cgre-probe"); err != nil || string(data) != "inside\n" {
+		t.Errorf("ReadFile: %q, %v", data, err)
+	}
+	if _, err := b.Run("systemd-run", "--quiet", "--unit=cgre-probe", "sleep", "1000"); err != nil {
+		t.Fatal(err)
+	}
+	mainPID, err := b.Show("cgre-probe.service", "MainPID")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(mainPID)
+	host, err := b.HostPID(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if where, err := b.BoxCgroupOf(host); err != nil || where != "/system.slice/cgre-probe.service" || host == n {
+		t.Errorf("HostPID(%d) = %d, in %q (%v): want the service's process", n, host, where, err)
+	}
+	if _, err := b.HostPID(1 << 22); err == nil {
+		t.Errorf("HostPID of a pid nobody has: no error")
 	}
 
 	dir, cg, pid := b.dir, b.Cgroup, b.PID
