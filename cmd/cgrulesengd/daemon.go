@@ -39,6 +39,7 @@ type daemon struct {
 	layout *cgroupfs.Layout
 	engine *classify.Engine
 	obs    *observer                   // observe.go: --status and --metrics
+	sys    sdState                     // sdmode.go: --systemd, the manager's client
 	conn   atomic.Pointer[kernel.Conn] // for the observers, once subscribed
 
 	// Owned by the reloads (start, then the reloader's goroutine).
@@ -163,6 +164,9 @@ func (d *daemon) start() (r *running, err error) {
 	if err != nil {
 		return r, err
 	}
+	if err := d.startSystemd(); err != nil {
+		return r, err
+	}
 	tLoad := time.Now()
 	list, names, err := d.load()
 	if err != nil {
@@ -276,6 +280,7 @@ func (r *running) Close() {
 		d.log.WithFields(logrus.Fields{"datagrams": ks.Datagrams, "kernel_events": ks.Events}).
 			Infof("stats %s", d.engine.Stats().String())
 	}
+	d.stopSystemd()
 	d.obs.close()
 	if r.sticky != nil {
 		if err := r.sticky.Close(); err != nil {
@@ -306,7 +311,11 @@ func (d *daemon) setSlice() {
 func (d *daemon) load() (*rules.List, rules.Resolver, error) {
 	names := rules.NSS()
 	opt := rules.Options{Resolver: names, Controllers: d.layout.Controllers(), CheckTrust: os.Geteuid() == 0}
+	d.systemdRules(&opt)
 	list, diags, err := rules.Load(d.opt.config, d.opt.configDir, opt)
+	if err == nil {
+		diags = append(diags, d.systemdDiags(list)...)
+	}
 	for _, dg := range diags {
 		if dg.Severity == rules.Error {
 			d.log.Error(dg.String())

@@ -7,10 +7,12 @@ package main
 // --explain, so that they agree on what a rules file means.
 
 import (
+	"context"
 	"fmt"
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/cgrulesengd/cgrulesengd/internal/cgroupfs"
 	"github.com/cgrulesengd/cgrulesengd/internal/systemd"
@@ -85,6 +87,75 @@ func (s systemdSetting) offReason() string {
 		return "--systemd=auto: " + s.probe()
 	}
 	return "--systemd=off"
+}
+
+// dialSystemd connects to the manager of an enabled setting. Failing is
+// fatal at start: the admin asked for this manager (--systemd=on, or a
+// systemd machine under auto, whose private socket always exists for
+// root), and slice rules could never be placed.
+func dialSystemd(s systemdSetting, procRoot string, timeout time.Duration) (*systemd.Client, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	c, err := systemd.Dial(ctx, systemd.Config{Address: s.address, Proc: procRoot})
+	if err != nil {
+		hint := "check --systemd-bus"
+		if s.mode == "auto" {
+			hint = "or give --systemd=off to refuse slice destinations instead"
+		}
+		return nil, fmt.Errorf("--systemd=%s: %w (%s)", s.mode, err, hint)
+	}
+	return c, nil
+}
+
+// sdState is the daemon's systemd side: the setting resolved once at
+// start, and the manager's client when slice destinations are placed.
+type sdState struct {
+	setting systemdSetting
+	client  *systemd.Client
+}
+
+// startSystemd resolves --systemd once, logs what it found and, when
+// slice destinations are placed, connects to the manager.
+func (d *daemon) startSystemd() error {
+	d.sys.setting = resolveSystemd(d.opt.systemd, d.opt.systemdBus, fsRootOf(d.opt.procRoot), d.layout)
+	s := &d.sys.setting
+	if s.mode == "auto" && !s.on && d.opt.systemdBus != "" {
+		d.log.Warnf("--systemd-bus %s is not used: %s", d.opt.systemdBus, s.offReason())
+	}
+	if !s.on {
+		d.log.Info("systemd: " + s.String())
+		return nil
+	}
+	c, err := dialSystemd(*s, d.opt.procRoot, 10*time.Second)
+	if err != nil {
+		return err
+	}
+	d.sys.client = c
+	ns, _ := c.Namespace()
+	depth := 0
+	if ns != nil {
+		depth = ns.Depth()
+	}
+	d.log.WithField("manager_pid_ns_depth", depth).Info("systemd: " + s.String())
+	return nil
+}
+
+// stopSystemd closes the manager's connection.
+func (d *daemon) stopSystemd() {
+	if d.sys.client != nil {
+		d.sys.client.Close()
+	}
+}
+
+// systemdRules sets what the rules parser needs to know of --systemd.
+func (d *daemon) systemdRules(opt *rules.Options) {
+	opt.Systemd, opt.SystemdOff = d.sys.setting.on, d.sys.setting.offReason()
+}
+
+// systemdDiags are the load-time warnings for raw destinations in cgroups
+// systemd manages (managedDiags), for a list that loaded.
+func (d *daemon) systemdDiags(list *rules.List) rules.Diagnostics {
+	return managedDiags(list, d.layout, d.sys.setting, d.opt.cgroupRoot, systemd.Getxattr)
 }
 
 // managedDiags warns, for each raw (not slice) target of the list, when
