@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cgrulesengd/cgrulesengd/tests/sdbox"
 )
 
 // The systemd unit init/cgred.service. systemd is installed on the test
@@ -528,5 +530,35 @@ func TestUnitHardening(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "subscribing to the kernel's process events") {
 		t.Errorf("with RestrictAddressFamilies=AF_UNIX the daemon should fail to subscribe; got %v:\n%s", err, out)
+	}
+}
+
+// TestUnitHardeningSystemd: under every hardening setting of the unit the
+// daemon talks to a service manager over D-Bus (a booted systemd, through
+// its proxied private socket under /run, which the unit keeps writable:
+// on a systemd machine, /run/systemd/private over AF_UNIX), starts with
+// --systemd=on, logs no warning, and still moves tasks to raw
+// destinations.
+func TestUnitHardeningSystemd(t *testing.T) {
+	sa := requireTool(t, "systemd-analyze", "systemd")
+	he := newHardenedEnv(t)
+	h := unitHardening(t, sa)
+	box := sdbox.Start(t, sdbox.Options{HostDir: "/run", Binds: []string{filepath.Dir(harnessBin)}})
+	d := he.startDaemon(dopts{wrap: he.wrap(), env: h.env(he.stage, he.bin),
+		extra: []string{"--systemd=on", "--systemd-bus", box.PrivateAddress}})
+	d.waitLog(0, regexp.MustCompile(`systemd: slice destinations are placed through the service manager at `+regexp.QuoteMeta(box.PrivateAddress)+`.*manager_pid_ns_depth=1`), 5*time.Second)
+	if got := he.moves(t); !got["user"] || !got["template"] {
+		t.Errorf("under the unit's hardening, with the manager's socket in use, the raw rules moved %v", got)
+	}
+	for _, l := range strings.Split(d.log(), "\n") {
+		if strings.Contains(l, "does not exist in hierarchies") {
+			continue
+		}
+		if strings.Contains(l, "level=warning") || strings.Contains(l, "level=error") {
+			t.Errorf("under the hardening the daemon logged: %s", l)
+		}
+	}
+	if code := d.stop(); code != 0 {
+		t.Errorf("exit status %d after SIGTERM", code)
 	}
 }
