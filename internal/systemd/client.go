@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,11 +50,16 @@ type Client struct {
 	life context.Context
 	end  context.CancelFunc // ends life: Close
 
-	mu    sync.Mutex
-	conn  *sddbus.Conn
-	ns    *PIDNamespace
-	hello bool
-	gen   uint64
+	mu   sync.Mutex
+	conn *sddbus.Conn
+	ns   *PIDNamespace
+	// root is the manager's root cgroup in the daemon's cgroup2 view
+	// ("/" when both share a cgroup namespace; "/cgre-sdbox-x" for a
+	// manager in a cgroup namespace of its own); rootErr why unknown.
+	root    string
+	rootErr error
+	hello   bool
+	gen     uint64
 	// pidfds: 0 not probed on this connection, 1 accepted, 2 refused.
 	pidfds int32
 	closed bool
@@ -150,6 +156,51 @@ func (c *Client) Address() string { return c.cfg.Address }
 // Reconnects counts the connections made after the first.
 func (c *Client) Reconnects() uint64 { return c.reconnects.Load() }
 
+// CgroupRoot is the manager's root cgroup as a path of the daemon's
+// cgroup2 hierarchy: "/" on a systemd machine, the cgroup a system
+// container's manager was started in otherwise. A slice's cgroup
+// (rules.Resolved.Path) is below it.
+func (c *Client) CgroupRoot() (string, error) {
+	if _, _, err := c.get(context.Background()); err != nil {
+		return "", err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.root, c.rootErr
+}
+
+// managerRoot finds the manager's root cgroup through the peer of its
+// socket (any process of its pid namespace): that namespace's PID 1, the
+// manager, sits in /init.scope of its tree; its cgroup2 line read here is
+// in the daemon's view.
+func managerRoot(proc string, peer int) (string, error) {
+	p := filepath.Join(proc, strconv.Itoa(peer), "root", "proc", "1", "cgroup")
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return "", fmt.Errorf("the manager's cgroup: %w", err)
+	}
+	return rootOfInit(data)
+}
+
+// rootOfInit is the root of the tree whose /init.scope holds the process
+// with these /proc/PID/cgroup bytes. Pure.
+func rootOfInit(cgroup []byte) (string, error) {
+	for _, line := range strings.Split(string(cgroup), "\n") {
+		p, ok := strings.CutPrefix(line, "0::")
+		if !ok {
+			continue
+		}
+		if p == "/init.scope" {
+			return "/", nil
+		}
+		if r, ok := strings.CutSuffix(p, "/init.scope"); ok && strings.HasPrefix(r, "/") {
+			return r, nil
+		}
+		return "", fmt.Errorf("the manager is in cgroup %q, not in an /init.scope", p)
+	}
+	return "", errors.New("the manager has no cgroup2 line")
+}
+
 // Namespace is the manager's pid namespace as of the current connection.
 func (c *Client) Namespace() (*PIDNamespace, error) {
 	_, ns, err := c.get(context.Background())
@@ -178,6 +229,7 @@ func (c *Client) get(ctx context.Context) (*sddbus.Conn, *PIDNamespace, error) {
 		c.reconnects.Add(1)
 	}
 	c.conn, c.ns, c.hello = conn, ns, hello
+	c.root, c.rootErr = managerRoot(c.cfg.Proc, ns.peer)
 	c.gen++
 	c.pidfds = 0
 	if c.cfg.PIDFDs == "off" {

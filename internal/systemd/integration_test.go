@@ -92,6 +92,9 @@ func TestIntegrationPlaceTask(t *testing.T) {
 		if d := c.ns.Depth(); d != 1 {
 			t.Errorf("%s: manager at depth %d, want 1", addr, d)
 		}
+		if root, err := c.CgroupRoot(); err != nil || root != b.CgroupPath {
+			t.Errorf("%s: the manager's root cgroup %q (%v), want %s", addr, root, err, b.CgroupPath)
+		}
 		pids := startTasks(t, b, fmt.Sprintf("cgre-src%d", i), 1)
 		scope := fmt.Sprintf("cgre-test-%d.scope", i)
 		res, err := c.StartScope(context.Background(), scope, pids, ScopeOptions{Slice: "x.slice"})

@@ -64,6 +64,7 @@ type PIDNamespace struct {
 	depth int    // how many levels below the daemon's namespace the manager's is
 	id    nsID   // the manager's namespace
 	same  bool   // the manager's namespace is the daemon's: pids are the same
+	peer  int    // the process it was made from (the socket's peer)
 }
 
 // NewPIDNamespace describes the pid namespace of process peer (a pid in
@@ -87,7 +88,7 @@ func NewPIDNamespace(procRoot string, peer int) (*PIDNamespace, error) {
 	if err != nil {
 		return nil, fmt.Errorf("the daemon's pid namespace: %w", err)
 	}
-	return &PIDNamespace{proc: procRoot, depth: len(nspid) - 1, id: id, same: id == self}, nil
+	return &PIDNamespace{proc: procRoot, depth: len(nspid) - 1, id: id, same: id == self, peer: peer}, nil
 }
 
 // Depth is how many pid namespaces below the daemon's the manager lives (0:

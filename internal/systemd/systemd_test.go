@@ -126,6 +126,22 @@ func TestCheckAddress(t *testing.T) {
 	}
 }
 
+func TestRootOfInit(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"0::/init.scope\n", "/"},
+		{"12:pids:/\n1:name=systemd:/init.scope\n0::/init.scope\n", "/"},
+		{"0::/cgre-sdbox-1a2b/init.scope\n", "/cgre-sdbox-1a2b"},
+		{"0::/\n", ""},
+		{"0::/system.slice/x.service\n", ""},
+		{"1:name=systemd:/init.scope\n", ""},
+	} {
+		got, err := rootOfInit([]byte(c.in))
+		if got != c.want || (err != nil) != (c.want == "") {
+			t.Errorf("rootOfInit(%q) = %q, %v; want %q", c.in, got, err, c.want)
+		}
+	}
+}
+
 func TestClassify(t *testing.T) {
 	de := func(name, msg string) error { return dbus.Error{Name: name, Body: []any{msg}} }
 	for _, c := range []struct {
