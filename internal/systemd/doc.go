@@ -30,9 +30,17 @@
 //     delegated scope per (slice, user), started by the user's first task
 //     there and joined by the next ones (measured against one scope per
 //     process: docs/performance.md). Submit never blocks; a bounded number
-//     of workers bounds the calls in flight; placements that meet an
-//     unreachable manager are retried on timers a bounded number of times,
-//     and everything is counted (Stats).
+//     of workers bounds the calls in flight; placements wait per scope and
+//     one call serves all those waiting when it starts (the children a
+//     task forked before its move join its scope together); placements
+//     that meet an unreachable manager are retried on timers a bounded
+//     number of times, and once the manager answers again (a later call,
+//     or the placer's probe) Reachable asks the caller to repair what was
+//     given up; everything is counted (Stats, with histograms of the call
+//     and placement latencies, histogram.go).
+//   - The manager's view: CgroupRoot is its root cgroup as a path of the
+//     daemon's cgroup2 hierarchy (its namespace's PID 1 in /init.scope),
+//     so that a slice's cgroup can be found from the daemon.
 //   - Detect (detect.go) is --systemd=auto's probe: PID 1 is a booted
 //     systemd and the cgroup2 hierarchy is its own; Managed tells whether a
 //     raw destination lies in a cgroup systemd manages (not below a

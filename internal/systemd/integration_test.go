@@ -180,7 +180,8 @@ func checkPlaced(t *testing.T, b *sdbox.Box, outs []Outcome, slice string, uid u
 	}
 }
 
-// TestIntegrationBurst: 500 tasks placed at once all land in their scope.
+// TestIntegrationBurst: 500 tasks placed at once all land in their scope,
+// in a few calls.
 func TestIntegrationBurst(t *testing.T) {
 	b := sdbox.Start(t, sdbox.Options{})
 	c := dialBox(t, b.PrivateAddress)
@@ -191,8 +192,10 @@ func TestIntegrationBurst(t *testing.T) {
 	t.Logf("500 placements in %v; stats %+v", time.Since(start), p.Stats())
 	checkPlaced(t, b, got, "batch.slice", 1000)
 	st := p.Stats()
-	if st.Placed != 500 || st.Started != 1 || st.Attached != 499 {
-		t.Errorf("stats %+v: want 500 placed, 1 scope started, 499 attached", st)
+	// One scope, started once; the placements that waited behind a call
+	// joined the next one (at most Batch each).
+	if st.Placed != 500 || st.Started != 1 || st.Started+st.Attached != st.Calls || st.Calls < 500/64 || st.Calls > 100 {
+		t.Errorf("stats %+v: want 500 placed, 1 scope started, the rest attached in batches", st)
 	}
 	// systemd agrees: one scope, running, holding the 500 tasks (the
 	// box has no pids controller for TasksCurrent: count its cgroup).
@@ -202,6 +205,79 @@ func TestIntegrationBurst(t *testing.T) {
 	}
 	if in, err := b.HostPIDs("/batch.slice/" + scope); err != nil || len(in) != 500 {
 		t.Errorf("%s holds %d tasks (%v), want 500", scope, len(in), err)
+	}
+}
+
+// TestIntegrationBatch: a task's placement and those of 60 children
+// submitted right behind it (the fork race's shape) all land in the
+// user's scope, in far fewer calls than placements: those that wait while
+// a call is in flight join the next one.
+func TestIntegrationBatch(t *testing.T) {
+	b := sdbox.Start(t, sdbox.Options{})
+	c := dialBox(t, b.PrivateAddress)
+	const n = 61
+	pids := startTasks(t, b, "cgre-batch", n)
+	p, outs := newPlacer(t, c, n)
+	got := placeAll(t, p, outs, pids, "batch.slice", 1000)
+	checkPlaced(t, b, got, "batch.slice", 1000)
+	st := p.Stats()
+	t.Logf("%d placements in %d calls (%d started, %d attaches, %d batched)", st.Placed, st.Calls, st.Started, st.Attached, st.Batched)
+	if st.Placed != n || st.Calls > n/4 || st.Batched < n/2 {
+		t.Errorf("stats %+v: want %d placed in at most %d calls", st, n, n/4)
+	}
+	joined := 0
+	for _, o := range got {
+		if o.Batch > 1 {
+			joined++
+		}
+	}
+	if uint64(joined) != st.Batched {
+		t.Errorf("%d outcomes say they joined a call, the stats %d", joined, st.Batched)
+	}
+}
+
+// TestIntegrationRepair: placements given up while the manager cannot be
+// reached (its socket's proxy stopped) are reported once it answers
+// again (Reachable, counted), found by the placer's probe.
+func TestIntegrationRepair(t *testing.T) {
+	b := sdbox.Start(t, sdbox.Options{})
+	c := dialBox(t, b.PrivateAddress)
+	pids := startTasks(t, b, "cgre-src", 1)
+	outs := make(chan Outcome, 2)
+	repaired := make(chan struct{}, 2)
+	p := NewPlacer(PlacerConfig{Client: c, Retries: 2, Backoff: 10 * time.Millisecond, ProbeInterval: 50 * time.Millisecond,
+		Reachable: func() { repaired <- struct{}{} }, Done: func(o Outcome) { outs <- o }})
+	defer p.Close()
+	if _, err := b.Systemctl("stop", "cgre-bus-proxy.socket", "cgre-bus-proxy.service"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Submit(Placement{PIDs: pids, Slice: "x.slice", UID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if o := <-outs; !errors.Is(o.Err, ErrUnreachable) {
+		t.Fatalf("outcome %v, want unreachable", o.Err)
+	}
+	select {
+	case <-repaired:
+		t.Fatal("Reachable while the socket is down")
+	case <-time.After(200 * time.Millisecond):
+	}
+	if _, err := b.Systemctl("start", "cgre-bus-proxy.socket"); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-repaired:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no Reachable after the socket came back; stats %+v", p.Stats())
+	}
+	if err := p.Submit(Placement{PIDs: pids, Slice: "x.slice", UID: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if o := <-outs; o.Err != nil {
+		t.Fatalf("placement after the repair: %v", o.Err)
+	}
+	if st := p.Stats(); st.Repairs != 1 || st.Unreachable != 1 || st.Placed != 1 || st.Reconnects == 0 {
+		t.Errorf("stats %+v", st)
 	}
 }
 

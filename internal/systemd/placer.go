@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,11 +49,13 @@ type Placement struct {
 // Outcome is a finished placement, handed to PlacerConfig.Done.
 type Outcome struct {
 	Placement
-	Unit     string        // the scope the tasks are in (when Err is nil)
-	Done     time.Time     // when the manager reported the move (see Result.Done)
-	Latency  time.Duration // from the first call to Done
-	Attempts int           // calls made, retries included
-	Err      error         // nil, or an *Error of one of the Err* kinds
+	Unit string    // the scope the tasks are in (when Err is nil)
+	Done time.Time // when the manager reported the move (see Result.Done)
+	// Latency is from Submit to Done: queueing, retries and the calls.
+	Latency  time.Duration
+	Attempts int   // calls made for it, retries included
+	Batch    int   // placements joined in the call that placed it (1: alone)
+	Err      error // nil, or an *Error of one of the Err* kinds
 }
 
 // PlacerConfig configures a Placer.
@@ -63,6 +66,8 @@ type PlacerConfig struct {
 	// Queue bounds the placements accepted and not yet finished,
 	// retries included (default 4096); Submit refuses beyond it.
 	Queue int
+	// Batch bounds the placements joined in one call (default 64).
+	Batch int
 	// Retries is how many times a placement is tried again while the
 	// manager is unreachable (default 5), after 50 ms, 100 ms, ... 1.6 s.
 	Retries int
@@ -72,6 +77,15 @@ type PlacerConfig struct {
 	// Done receives every outcome, on a worker goroutine: it must not
 	// block for long.
 	Done func(Outcome)
+	// Reachable, if set, is called (on a goroutine of the placer's) once
+	// the manager answers again after placements were given up as
+	// unreachable (Outcome.Err wrapping ErrUnreachable): the caller
+	// repairs them, as after lost events, with a rescan. While such
+	// placements are outstanding the placer probes the manager every
+	// ProbeInterval.
+	Reachable func()
+	// ProbeInterval is the probe's period (default 2 s).
+	ProbeInterval time.Duration
 }
 
 // PlacerStats are the placer's counters.
@@ -80,19 +94,24 @@ type PlacerStats struct {
 	Refused     uint64 // placements refused: queue full (ErrBusy) or closed
 	Placed      uint64 // placements done (tasks in their scope)
 	Started     uint64 // scopes started (StartTransientUnit)
-	Attached    uint64 // placements into an existing scope (AttachProcessesToUnit)
+	Attached    uint64 // calls into an existing scope (AttachProcessesToUnit)
+	Batched     uint64 // placements that joined another's call (the fork race's children, bursts)
 	Retries     uint64 // calls retried while the manager was unreachable
 	Unreachable uint64 // placements given up: the manager stayed unreachable
 	Gone        uint64 // placements whose every task exited first
 	Outside     uint64 // placements refused: a task outside the manager's pid namespace
 	Failed      uint64 // placements failed for another reason
+	Closed      uint64 // placements ended by Close
 	Calls       uint64 // D-Bus calls made
 	CallErrors  uint64 // D-Bus calls that failed
 	Reconnects  uint64 // connections made after the first
+	Repairs     uint64 // times Reachable was called
 	InFlight    int64  // calls in progress now
 	Pending     int64  // placements accepted and not finished
-	LatencySum  time.Duration
-	LatencyMax  time.Duration
+	// CallLatency is the duration of each D-Bus call (a new scope's
+	// includes its start job); PlaceLatency from Submit to Done of each
+	// placement that succeeded.
+	CallLatency, PlaceLatency Histogram
 }
 
 // Placer places tasks through a Client asynchronously: Submit never
@@ -105,12 +124,24 @@ type PlacerStats struct {
 // (StartTransientUnit, Delegate=yes); later tasks join it
 // (AttachProcessesToUnit, one call, ~0.35 ms). The manager removes the
 // scope when it empties; the next placement starts it again.
+//
+// Batching: placements wait per scope, and one call serves every
+// placement of that scope waiting when it starts (Batch at most), so that
+// the children a task forked before its move, submitted while the task's
+// own call is in flight, join its scope together in the next call. Calls
+// for one scope are never in flight at once; different scopes are placed
+// in parallel.
 type Placer struct {
 	cfg     PlacerConfig
-	queue   chan *job
+	queue   chan string // scopes with placements waiting (one token each)
 	stop    chan struct{}
 	wg      sync.WaitGroup
 	closing atomic.Bool
+	// waiting holds, per scope, the placements not yet taken by a
+	// worker; a scope is in it while its token is queued or held.
+	waitMu  sync.Mutex
+	waiting map[string][]*job
+	drained bool // Close has finished what waited: enqueue finishes too
 	// timers holds the placements waiting for a retry, so that Close can
 	// finish them at once.
 	timersMu sync.Mutex
@@ -121,17 +152,23 @@ type Placer struct {
 	scopesMu sync.Mutex
 	scopes   map[string]struct{} // scopes believed to exist (started or seen)
 
-	submitted, refused, placed, started, attached, retries atomic.Uint64
-	unreachable, gone, outside, failed, calls, callErrors  atomic.Uint64
-	inFlight, pending                                      atomic.Int64
-	latSum, latMax                                         atomic.Int64
+	// lost counts placements given up as unreachable since the manager
+	// last answered; the prober runs while it is not zero.
+	lost    atomic.Int64
+	probing atomic.Bool
+
+	submitted, refused, placed, started, attached, batched, retries atomic.Uint64
+	unreachable, gone, outside, failed, closed, calls, callErrors   atomic.Uint64
+	repairs                                                         atomic.Uint64
+	inFlight, pending                                               atomic.Int64
+	callLat, placeLat                                               histogram
 }
 
 type job struct {
 	Placement
-	attempts int
-	retries  int
-	first    time.Time
+	attempts  int
+	retries   int
+	submitted time.Time
 }
 
 // maxScopes bounds the memory of scopes believed to exist; past it the
@@ -147,6 +184,9 @@ func NewPlacer(cfg PlacerConfig) *Placer {
 	if cfg.Queue <= 0 {
 		cfg.Queue = 4096
 	}
+	if cfg.Batch <= 0 {
+		cfg.Batch = 64
+	}
 	if cfg.Retries < 0 {
 		cfg.Retries = 0
 	} else if cfg.Retries == 0 {
@@ -155,12 +195,16 @@ func NewPlacer(cfg PlacerConfig) *Placer {
 	if cfg.Backoff <= 0 {
 		cfg.Backoff = 50 * time.Millisecond
 	}
+	if cfg.ProbeInterval <= 0 {
+		cfg.ProbeInterval = 2 * time.Second
+	}
 	p := &Placer{
-		cfg:    cfg,
-		queue:  make(chan *job, cfg.Queue),
-		stop:   make(chan struct{}),
-		scopes: make(map[string]struct{}),
-		timers: make(map[*job]*time.Timer),
+		cfg:     cfg,
+		queue:   make(chan string, cfg.Queue),
+		stop:    make(chan struct{}),
+		waiting: make(map[string][]*job),
+		scopes:  make(map[string]struct{}),
+		timers:  make(map[*job]*time.Timer),
 	}
 	for i := 0; i < cfg.Workers; i++ {
 		p.wg.Add(1)
@@ -191,10 +235,27 @@ func (p *Placer) Submit(pl Placement) error {
 		return &Error{Op: "place", Unit: pl.Slice, PID: pl.PIDs[0], Kind: ErrBusy}
 	}
 	p.submitted.Add(1)
-	// Never blocks: pending (queued, waiting for a retry, or running)
-	// never exceeds the channel's capacity.
-	p.queue <- &job{Placement: pl}
+	p.enqueue(&job{Placement: pl, submitted: time.Now()})
 	return nil
+}
+
+// enqueue adds j to its scope's waiting placements, and queues the scope's
+// token unless it is queued or held already. Never blocks: there are never
+// more tokens than pending placements, which the channel holds.
+func (p *Placer) enqueue(j *job) {
+	scope := ScopeName(j.Slice, j.UID)
+	p.waitMu.Lock()
+	if p.drained { // a retry's timer that fired as Close ran
+		p.waitMu.Unlock()
+		p.finish(j, Result{}, &Error{Op: "place", Unit: j.Slice, PID: j.PIDs[0], Kind: ErrClosed}, 1)
+		return
+	}
+	defer p.waitMu.Unlock()
+	js, busy := p.waiting[scope]
+	p.waiting[scope] = append(js, j)
+	if !busy {
+		p.queue <- scope
+	}
 }
 
 func (p *Placer) worker() {
@@ -203,62 +264,124 @@ func (p *Placer) worker() {
 		select {
 		case <-p.stop:
 			return
-		case j := <-p.queue:
-			p.run(j)
+		case scope := <-p.queue:
+			p.waitMu.Lock()
+			js := p.waiting[scope]
+			n := min(len(js), p.cfg.Batch)
+			take := slices.Clone(js[:n])
+			p.waiting[scope] = js[n:]
+			p.waitMu.Unlock()
+			p.run(scope, take)
+			p.waitMu.Lock()
+			if len(p.waiting[scope]) > 0 {
+				p.queue <- scope
+			} else {
+				delete(p.waiting, scope)
+			}
+			p.waitMu.Unlock()
 		}
 	}
 }
 
-// run makes one attempt at a placement and either finishes it or
-// schedules its retry.
-func (p *Placer) run(j *job) {
-	if j.first.IsZero() {
-		j.first = time.Now()
+// run makes one attempt at a batch of placements of one scope (one call,
+// or a few when a start and an attach race, or tasks exited) and finishes
+// each, or schedules its retry.
+func (p *Placer) run(scope string, js []*job) {
+	var pids []int
+	for _, j := range js {
+		pids = append(pids, j.PIDs...)
 	}
-	res, err := p.place(j)
-	if err != nil && errors.Is(err, ErrUnreachable) && j.retries < p.cfg.Retries && !p.closing.Load() {
-		delay := p.cfg.Backoff << j.retries
-		j.retries++
-		p.retries.Add(1)
-		p.timersMu.Lock()
-		defer p.timersMu.Unlock()
-		if p.closing.Load() {
-			p.finish(j, Result{}, &Error{Op: "place", Unit: j.Slice, PID: j.PIDs[0], Kind: ErrClosed, Err: err})
+	res, attempts, err := p.place(scope, js[0].Slice, js[0].UID, pids)
+	if err != nil && errors.Is(err, ErrTaskGone) && len(pids) > 1 {
+		// "Process with ID N does not exist" fails the whole call: the
+		// placements whose tasks all exited end here, the others are
+		// placed again, once, with the tasks still alive.
+		var alive []*job
+		pids = pids[:0]
+		for _, j := range js {
+			j.attempts += attempts
+			left := p.alive(j.PIDs)
+			if len(left) == 0 {
+				p.finish(j, Result{}, err, len(js))
+				continue
+			}
+			j.PIDs = left
+			alive = append(alive, j)
+			pids = append(pids, left...)
+		}
+		js = alive
+		if len(js) == 0 {
 			return
 		}
-		p.timers[j] = time.AfterFunc(delay, func() {
-			p.timersMu.Lock()
-			_, mine := p.timers[j]
-			delete(p.timers, j)
-			p.timersMu.Unlock()
-			if mine { // else Close finished it
-				p.queue <- j // room is reserved by pending
-			}
-		})
-		return
+		res, attempts, err = p.place(scope, js[0].Slice, js[0].UID, pids)
 	}
-	p.finish(j, res, err)
+	for _, j := range js {
+		j.attempts += attempts
+		if err != nil && errors.Is(err, ErrUnreachable) && j.retries < p.cfg.Retries && !p.closing.Load() {
+			p.retryLater(j, err)
+			continue
+		}
+		p.finish(j, res, err, len(js))
+	}
 }
 
-func (p *Placer) finish(j *job, res Result, err error) {
-	o := Outcome{Placement: j.Placement, Unit: res.Unit, Done: res.Done, Attempts: j.attempts, Err: err}
+// retryLater queues j again after its backoff, without holding a worker.
+func (p *Placer) retryLater(j *job, err error) {
+	delay := p.cfg.Backoff << j.retries
+	j.retries++
+	p.retries.Add(1)
+	p.timersMu.Lock()
+	defer p.timersMu.Unlock()
+	if p.closing.Load() {
+		p.finish(j, Result{}, &Error{Op: "place", Unit: j.Slice, PID: j.PIDs[0], Kind: ErrClosed, Err: err}, 1)
+		return
+	}
+	p.timers[j] = time.AfterFunc(delay, func() {
+		p.timersMu.Lock()
+		_, mine := p.timers[j]
+		delete(p.timers, j)
+		p.timersMu.Unlock()
+		if mine { // else Close finished it
+			p.enqueue(j) // room is reserved by pending
+		}
+	})
+}
+
+// alive returns the pids that still exist.
+func (p *Placer) alive(pids []int) []int {
+	var out []int
+	for _, pid := range pids {
+		if _, err := os.Stat(p.cfg.Client.cfg.Proc + "/" + strconv.Itoa(pid)); err == nil {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+func (p *Placer) finish(j *job, res Result, err error, batch int) {
+	o := Outcome{Placement: j.Placement, Unit: res.Unit, Done: res.Done, Attempts: j.attempts, Batch: batch, Err: err}
 	switch {
 	case err == nil:
 		p.placed.Add(1)
-		o.Latency = res.Done.Sub(j.first)
-		p.latSum.Add(int64(o.Latency))
-		for {
-			m := p.latMax.Load()
-			if int64(o.Latency) <= m || p.latMax.CompareAndSwap(m, int64(o.Latency)) {
-				break
-			}
+		if batch > 1 {
+			p.batched.Add(1)
+		}
+		o.Latency = res.Done.Sub(j.submitted)
+		p.placeLat.observe(o.Latency)
+		if p.lost.Load() > 0 {
+			p.reachable()
 		}
 	case errors.Is(err, ErrUnreachable):
 		p.unreachable.Add(1)
+		if p.lost.Add(1) == 1 {
+			p.startProbe()
+		}
 	case errors.Is(err, ErrTaskGone):
 		p.gone.Add(1)
 	case errors.Is(err, ErrOutsideNamespace):
 		p.outside.Add(1)
+	case errors.Is(err, ErrClosed):
+		p.closed.Add(1)
 	default:
 		p.failed.Add(1)
 	}
@@ -268,13 +391,47 @@ func (p *Placer) finish(j *job, res Result, err error) {
 	}
 }
 
-// place joins the user's scope in the slice, or starts it. Two workers may
-// race to start the same scope: the loser's "already loaded" turns into an
-// attach. A scope that emptied and is being removed refuses the attach and
-// may still hold its name for a moment: a few rounds settle it.
-func (p *Placer) place(j *job) (Result, error) {
-	scope := ScopeName(j.Slice, j.UID)
+// reachable reports, once, that the manager answers again after
+// placements were given up.
+func (p *Placer) reachable() {
+	if p.lost.Swap(0) == 0 || p.cfg.Reachable == nil || p.closing.Load() {
+		return
+	}
+	p.repairs.Add(1)
+	go p.cfg.Reachable()
+}
+
+// startProbe probes the manager while placements given up as unreachable
+// wait for a repair, in case no other placement comes to find it back.
+func (p *Placer) startProbe() {
+	if !p.probing.CompareAndSwap(false, true) {
+		return
+	}
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		defer p.probing.Store(false)
+		t := time.NewTicker(p.cfg.ProbeInterval)
+		defer t.Stop()
+		for p.lost.Load() > 0 {
+			select {
+			case <-p.stop:
+				return
+			case <-t.C:
+			}
+			if _, err := p.cfg.Client.Namespace(); err == nil {
+				p.reachable()
+			}
+		}
+	}()
+}
+
+// place joins the user's scope in the slice, or starts it: one call, or a
+// few when two starts race, a scope is being removed, or the manager
+// returns. It returns the calls made.
+func (p *Placer) place(scope, slice string, uid uint32, pids []int) (Result, int, error) {
 	ctx := context.Background()
+	calls := 0
 	var err error
 	for round := 0; round < 4; round++ {
 		if round > 0 {
@@ -282,61 +439,44 @@ func (p *Placer) place(j *job) (Result, error) {
 		}
 		if p.known(scope) {
 			var res Result
-			res, err = p.call(j, func() (Result, error) { return p.cfg.Client.Attach(ctx, scope, "", j.PIDs) })
+			calls++
+			res, err = p.call(func() (Result, error) { return p.cfg.Client.Attach(ctx, scope, "", pids) })
 			if err == nil {
 				p.attached.Add(1)
-				return res, nil
+				return res, calls, nil
 			}
 			if !errors.Is(err, ErrNoUnit) {
-				return p.gonePIDs(j, err)
+				return Result{}, calls, err
 			}
 			p.forget(scope)
 		}
 		var res Result
-		res, err = p.call(j, func() (Result, error) {
-			return p.cfg.Client.StartScope(ctx, scope, j.PIDs, ScopeOptions{
-				Slice: j.Slice, Delegate: true,
-				Description: fmt.Sprintf("Tasks of uid %d placed by cgrulesengd", j.UID),
+		calls++
+		res, err = p.call(func() (Result, error) {
+			return p.cfg.Client.StartScope(ctx, scope, pids, ScopeOptions{
+				Slice: slice, Delegate: true,
+				Description: fmt.Sprintf("Tasks of uid %d placed by cgrulesengd", uid),
 			})
 		})
 		if err == nil {
 			p.started.Add(1)
 			p.remember(scope)
-			return res, nil
+			return res, calls, nil
 		}
 		if !errors.Is(err, ErrUnitExists) {
-			return p.gonePIDs(j, err)
+			return Result{}, calls, err
 		}
 		p.remember(scope)
 	}
-	return Result{}, err
+	return Result{}, calls, err
 }
 
-// gonePIDs handles a failure that may be due to one task of several having
-// exited ("Process with ID N does not exist" fails the whole call): the
-// tasks still alive are placed again, alone.
-func (p *Placer) gonePIDs(j *job, err error) (Result, error) {
-	if !errors.Is(err, ErrTaskGone) || len(j.PIDs) < 2 {
-		return Result{}, err
-	}
-	alive := make([]int, 0, len(j.PIDs))
-	for _, pid := range j.PIDs {
-		if _, serr := os.Stat(p.cfg.Client.cfg.Proc + "/" + strconv.Itoa(pid)); serr == nil {
-			alive = append(alive, pid)
-		}
-	}
-	if len(alive) == 0 || len(alive) == len(j.PIDs) {
-		return Result{}, err
-	}
-	j.PIDs = alive
-	return p.place(j)
-}
-
-func (p *Placer) call(j *job, f func() (Result, error)) (Result, error) {
-	j.attempts++
+func (p *Placer) call(f func() (Result, error)) (Result, error) {
 	p.calls.Add(1)
 	p.inFlight.Add(1)
+	start := time.Now()
 	res, err := f()
+	p.callLat.observe(time.Since(start))
 	p.inFlight.Add(-1)
 	if err != nil {
 		p.callErrors.Add(1)
@@ -370,11 +510,12 @@ func (p *Placer) forget(scope string) {
 func (p *Placer) Stats() PlacerStats {
 	return PlacerStats{
 		Submitted: p.submitted.Load(), Refused: p.refused.Load(), Placed: p.placed.Load(),
-		Started: p.started.Load(), Attached: p.attached.Load(), Retries: p.retries.Load(),
-		Unreachable: p.unreachable.Load(), Gone: p.gone.Load(), Outside: p.outside.Load(),
-		Failed: p.failed.Load(), Calls: p.calls.Load(), CallErrors: p.callErrors.Load(),
-		Reconnects: p.cfg.Client.Reconnects(), InFlight: p.inFlight.Load(), Pending: p.pending.Load(),
-		LatencySum: time.Duration(p.latSum.Load()), LatencyMax: time.Duration(p.latMax.Load()),
+		Started: p.started.Load(), Attached: p.attached.Load(), Batched: p.batched.Load(),
+		Retries: p.retries.Load(), Unreachable: p.unreachable.Load(), Gone: p.gone.Load(),
+		Outside: p.outside.Load(), Failed: p.failed.Load(), Closed: p.closed.Load(),
+		Calls: p.calls.Load(), CallErrors: p.callErrors.Load(), Reconnects: p.cfg.Client.Reconnects(),
+		Repairs: p.repairs.Load(), InFlight: p.inFlight.Load(), Pending: p.pending.Load(),
+		CallLatency: p.callLat.snapshot(), PlaceLatency: p.placeLat.snapshot(),
 	}
 }
 
@@ -393,15 +534,17 @@ func (p *Placer) Close() {
 	for j, tm := range p.timers {
 		tm.Stop()
 		delete(p.timers, j)
-		p.finish(j, Result{}, &Error{Op: "place", Unit: j.Slice, PID: j.PIDs[0], Kind: ErrClosed})
+		p.finish(j, Result{}, &Error{Op: "place", Unit: j.Slice, PID: j.PIDs[0], Kind: ErrClosed}, 1)
 	}
 	p.timersMu.Unlock()
-	for {
-		select {
-		case j := <-p.queue:
-			p.finish(j, Result{}, &Error{Op: "place", Unit: j.Slice, PID: j.PIDs[0], Kind: ErrClosed})
-		default:
-			return
+	p.waitMu.Lock()
+	left := p.waiting
+	p.waiting = make(map[string][]*job)
+	p.drained = true
+	p.waitMu.Unlock()
+	for _, js := range left {
+		for _, j := range js {
+			p.finish(j, Result{}, &Error{Op: "place", Unit: j.Slice, PID: j.PIDs[0], Kind: ErrClosed}, 1)
 		}
 	}
 }

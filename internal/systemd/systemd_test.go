@@ -211,12 +211,14 @@ func TestPlacerUnreachable(t *testing.T) {
 	var mu sync.Mutex
 	var outs []Outcome
 	done := make(chan struct{}, 10)
-	p := NewPlacer(PlacerConfig{Client: unreachableClient(t), Retries: 3, Backoff: time.Millisecond, Done: func(o Outcome) {
-		mu.Lock()
-		outs = append(outs, o)
-		mu.Unlock()
-		done <- struct{}{}
-	}})
+	reachable := make(chan struct{}, 1)
+	p := NewPlacer(PlacerConfig{Client: unreachableClient(t), Retries: 3, Backoff: time.Millisecond, ProbeInterval: time.Millisecond,
+		Reachable: func() { reachable <- struct{}{} }, Done: func(o Outcome) {
+			mu.Lock()
+			outs = append(outs, o)
+			mu.Unlock()
+			done <- struct{}{}
+		}})
 	defer p.Close()
 	start := time.Now()
 	if err := p.Submit(Placement{PIDs: []int{os.Getpid()}, Slice: "x.slice", UID: 1}); err != nil {
@@ -240,6 +242,34 @@ func TestPlacerUnreachable(t *testing.T) {
 	st := p.Stats()
 	if st.Retries != 3 || st.Unreachable != 1 || st.Placed != 0 || st.Pending != 0 || st.Calls != 4 || st.CallErrors != 4 {
 		t.Errorf("stats %+v", st)
+	}
+	if st.CallLatency.Count != 4 || st.PlaceLatency.Count != 0 {
+		t.Errorf("latencies: %d calls, %d placements; want 4 and 0", st.CallLatency.Count, st.PlaceLatency.Count)
+	}
+	// The probe runs while the manager stays away, and says nothing.
+	select {
+	case <-reachable:
+		t.Error("Reachable called while the manager is unreachable")
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+func TestHistogram(t *testing.T) {
+	var h histogram
+	if q := h.snapshot().Quantile(0.5); q != 0 {
+		t.Errorf("empty: p50 %v", q)
+	}
+	for _, d := range []time.Duration{-1, 90 * time.Microsecond, 300 * time.Microsecond, 300 * time.Microsecond, 3 * time.Millisecond, 7 * time.Second} {
+		h.observe(d)
+	}
+	s := h.snapshot()
+	if s.Count != 6 || s.Counts[0] != 2 || s.Counts[2] != 2 || s.Counts[5] != 1 || s.Counts[len(HistogramBounds)] != 1 || s.Max != 7*time.Second {
+		t.Errorf("snapshot %+v", s)
+	}
+	for q, want := range map[float64]time.Duration{0.1: 100 * time.Microsecond, 0.5: 500 * time.Microsecond, 0.8: 5 * time.Millisecond, 1: 7 * time.Second} {
+		if got := s.Quantile(q); got != want {
+			t.Errorf("Quantile(%v) = %v, want %v", q, got, want)
+		}
 	}
 }
 
