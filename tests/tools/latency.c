@@ -1,5 +1,5 @@
 /*
- * cgre-latency [-n COUNT] [-g GAP_US] [-t TIMEOUT_MS] [-d SECONDS] [-s SLEEP_US] [-c] UID DEST
+ * cgre-latency [-n COUNT] [-g GAP_US] [-t TIMEOUT_MS] [-d SECONDS] [-s SLEEP_US] [-c|-u] UID DEST
  *
  * Setuid-to-moved latency. Started as root (already placed in a test
  * cgroup), it forks COUNT (default 1000) children one after another. Each
@@ -16,7 +16,10 @@
  * SLEEP_US microseconds between two reads instead of spinning (to see how
  * much a spinning child, competing for the CPUs, delays the daemon). With
  * -c only the cpu line is waited for (t2 = t1): for a daemon that does not
- * move tasks in cgroup2 (libcgroup's).
+ * move tasks in cgroup2 (libcgroup's). With -u only the cgroup2 line is
+ * (t1 = t2): for a task placed by systemd into a scope (DEST is then the
+ * scope's cgroup as the task's cgroup namespace shows it), and for the raw
+ * cgroup2 write it is compared with.
  *
  * Standard output: this process's pid on the first line, then one line
  * "CPU_NS ALL_NS PID" per child (-1 for a miss), then "done".
@@ -72,7 +75,7 @@ static int in_place(const char *buf, const char *dest, int v2)
 }
 
 static long sleep_us;
-static int cpu_only;
+static int cpu_only, unified_only;
 
 static void __attribute__((noreturn)) child(int out, uid_t uid, const char *dest, int64_t timeout)
 {
@@ -93,7 +96,12 @@ static void __attribute__((noreturn)) child(int out, uid_t uid, const char *dest
 		if (n <= 0)
 			_exit(6);
 		buf[n] = 0;
-		if (!cpu_done && in_place(buf, dest, 0)) {
+		if (unified_only) {
+			if (in_place(buf, dest, 1)) {
+				s.cpu = s.all = t - t0;
+				break;
+			}
+		} else if (!cpu_done && in_place(buf, dest, 0)) {
 			s.cpu = t - t0;
 			cpu_done = 1;
 			if (cpu_only) {
@@ -120,7 +128,7 @@ int main(int argc, char **argv)
 	prog = "cgre-latency";
 	long count = 1000, gap_us = 1000, timeout_ms = 1000, secs = 60;
 	int opt;
-	while ((opt = getopt(argc, argv, "n:g:t:d:s:c")) != -1) {
+	while ((opt = getopt(argc, argv, "n:g:t:d:s:cu")) != -1) {
 		switch (opt) {
 		case 'n':
 			count = arg_long(optarg, "count");
@@ -140,14 +148,17 @@ int main(int argc, char **argv)
 		case 'c':
 			cpu_only = 1;
 			break;
+		case 'u':
+			unified_only = 1;
+			break;
 		default:
-			fprintf(stderr, "usage: cgre-latency [-n COUNT] [-g GAP_US] [-t TIMEOUT_MS] [-d SECONDS] [-s SLEEP_US] [-c] UID DEST\n");
+			fprintf(stderr, "usage: cgre-latency [-n COUNT] [-g GAP_US] [-t TIMEOUT_MS] [-d SECONDS] [-s SLEEP_US] [-c|-u] UID DEST\n");
 			return 2;
 		}
 	}
-	if (argc - optind != 2 || count < 1 || gap_us < 0 || timeout_ms < 1 || secs < 1 || secs > 600 || sleep_us < 0) {
+	if (argc - optind != 2 || (cpu_only && unified_only) || count < 1 || gap_us < 0 || timeout_ms < 1 || secs < 1 || secs > 600 || sleep_us < 0) {
 		errno = 0;
-		die("usage: cgre-latency [-n COUNT] [-g GAP_US] [-t TIMEOUT_MS] [-d SECONDS(1..600)] [-s SLEEP_US] UID DEST");
+		die("usage: cgre-latency [-n COUNT] [-g GAP_US] [-t TIMEOUT_MS] [-d SECONDS(1..600)] [-s SLEEP_US] [-c|-u] UID DEST");
 	}
 	uid_t uid = (uid_t)arg_long(argv[optind], "uid");
 	const char *dest = argv[optind + 1];
