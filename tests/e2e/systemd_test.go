@@ -45,11 +45,6 @@ func newSDEnv(t *testing.T, o sdbox.Options) *sdEnv {
 	return &sdEnv{env: e, box: sdbox.Start(t, o)}
 }
 
-// busArgs are the daemon's options for the box's manager.
-func (s *sdEnv) busArgs() []string {
-	return []string{"--systemd=on", "--systemd-bus", s.box.PrivateAddress}
-}
-
 // logSize is the length of the environment's daemon log so far (every
 // daemon of the environment appends to the same file), for waitLog.
 func (s *sdEnv) logSize() int {
