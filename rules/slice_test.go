@@ -117,7 +117,7 @@ func TestSliceTemplateEscaping(t *testing.T) {
 	if err != nil || res[0].Path != "4242.slice" {
 		t.Errorf("unknown uid: %+v, %v", res, err)
 	}
-	st := NewStatic([]User{{Name: "john-doe", UID: 3000}, {Name: strings.Repeat("n", 250), UID: 3001}}, nil)
+	st := newAccounts([]User{{Name: "john-doe", UID: 3000}, {Name: strings.Repeat("n", 250), UID: 3001}}, nil)
 	opt.Resolver = st
 	l = mustParse(t, "* * batch-%u.slice\n", opt)
 	res, err = l.Expand(l.Rules()[0], &Task{PID: 1, UID: 3000}, nil)
