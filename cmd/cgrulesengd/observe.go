@@ -83,7 +83,7 @@ func (d *daemon) listenObservers(started time.Time) (*observer, error) {
 		reg.MustRegister(
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 			collectors.NewGoCollector(),
-			metrics.NewCollector(append(classify.Defs(), classify.KernelDefs()...), ob.snapshot,
+			metrics.NewCollector(append(append(classify.Defs(), classify.KernelDefs()...), d.sys.defs()...), ob.snapshot,
 				metrics.NewUsageReader(d.layout), o.maxDests, d.engine.ForgetDestination),
 		)
 		ob.metrics = metrics.Serve(ln, reg, func(err error) { d.log.Error(err) })
@@ -164,14 +164,14 @@ func (ob *observer) counters() []classify.Value {
 	if c := ob.d.conn.Load(); c != nil {
 		ks = c.Stats()
 	}
-	return append(ob.d.engine.Stats().Values(), classify.KernelValues(ks)...)
+	return append(append(ob.d.engine.Stats().Values(), classify.KernelValues(ks)...), ob.d.sys.values()...)
 }
 
 // snapshot is what a scrape reads: the counters, the rules' hits, the
 // reloads, the latency histogram, and up to maxDests destinations in use.
 func (ob *observer) snapshot(maxDests int) metrics.Snapshot {
 	d := ob.d
-	s := metrics.Snapshot{Counters: ob.counters(), Latency: d.engine.Latency()}
+	s := metrics.Snapshot{Counters: ob.counters(), Latency: d.engine.Latency(), SystemdCalls: d.sys.callHistogram()}
 	for _, h := range d.engine.RuleHits() {
 		s.RuleHits = append(s.RuleHits, metrics.RuleHit{Rule: ruleName(h.Rule), Hits: h.Hits})
 	}

@@ -14,7 +14,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sirupsen/logrus"
+
 	"github.com/cgrulesengd/cgrulesengd/internal/cgroupfs"
+	"github.com/cgrulesengd/cgrulesengd/internal/classify"
+	"github.com/cgrulesengd/cgrulesengd/internal/metrics"
 	"github.com/cgrulesengd/cgrulesengd/internal/systemd"
 	"github.com/cgrulesengd/cgrulesengd/rules"
 )
@@ -108,10 +112,22 @@ func dialSystemd(s systemdSetting, procRoot string, timeout time.Duration) (*sys
 }
 
 // sdState is the daemon's systemd side: the setting resolved once at
-// start, and the manager's client when slice destinations are placed.
+// start and, when slice destinations are placed, the manager's client, the
+// engine's applier for them and where the manager's tree is in our
+// cgroup2 hierarchy.
 type sdState struct {
-	setting systemdSetting
-	client  *systemd.Client
+	setting   systemdSetting
+	client    *systemd.Client
+	applier   *systemd.Applier
+	sliceRoot string
+}
+
+// appliers are the engine's extra appliers (classify.Config.Appliers).
+func (s *sdState) appliers() []classify.Applier {
+	if s.applier == nil {
+		return nil
+	}
+	return []classify.Applier{s.applier}
 }
 
 // startSystemd resolves --systemd once, logs what it found and, when
@@ -136,8 +152,36 @@ func (d *daemon) startSystemd() error {
 	if ns != nil {
 		depth = ns.Depth()
 	}
-	d.log.WithField("manager_pid_ns_depth", depth).Info("systemd: " + s.String())
+	root, err := c.CgroupRoot()
+	if err != nil {
+		// Slices are then judged as if the manager's tree were ours: a
+		// task already in its slice may be placed again (harmless).
+		d.log.Warnf("systemd: where the manager's cgroups are is unknown (%v): taken as /", err)
+		root = "/"
+	}
+	d.sys.sliceRoot = root
+	d.sys.applier = systemd.NewApplier(systemd.ApplierConfig{
+		Placer: systemd.PlacerConfig{Client: c},
+		Log:    d.log,
+		Repair: func() {
+			if d.engine != nil {
+				d.engine.RequestRescan()
+			}
+		},
+	})
+	a := d.sys.applier
+	d.sd.placed = func() uint64 { return a.Stats().Placed }
+	d.log.WithFields(logrus.Fields{"manager_pid_ns_depth": depth, "manager_cgroup": root}).Info("systemd: " + s.String())
 	return nil
+}
+
+// stopApplier ends the placements through systemd: calls in flight end,
+// the rest are handed back to the engine as not placed. Before the engine
+// stops.
+func (d *daemon) stopApplier() {
+	if d.sys.applier != nil {
+		d.sys.applier.Close()
+	}
 }
 
 // stopSystemd closes the manager's connection.
@@ -253,4 +297,77 @@ func quoteDest(d string) string {
 		return fmt.Sprintf("%q", d)
 	}
 	return d
+}
+
+// values are the counters of the placements through systemd, rows of the
+// daemon's one table of counters (--status, STATUS=, /metrics), after the
+// engine's and the kernel's; none when slice destinations are not placed.
+func (s *sdState) values() []classify.Value {
+	if s.applier == nil {
+		return nil
+	}
+	return placerValues(s.applier.Stats())
+}
+
+// defs are the definitions of values, for the metrics collector.
+func (s *sdState) defs() []classify.Def {
+	if s.applier == nil {
+		return nil
+	}
+	// The latency's quantiles are for --status: /metrics has the
+	// histogram, systemd_call_latency_seconds.
+	vals := placerValues(systemd.PlacerStats{})[:len(placerResults)+numPlacerCounters]
+	out := make([]classify.Def, len(vals))
+	for i, v := range vals {
+		out[i] = v.Def
+	}
+	return out
+}
+
+// placerResults name the ends of a placement (the group
+// systemd_placements, label result).
+var placerResults = []string{"placed", "task_gone", "outside_namespace", "unreachable", "failed", "refused", "closed"}
+
+// numPlacerCounters is the number of placerValues' rows after the
+// results and before the latency's quantiles.
+const numPlacerCounters = 10
+
+// placerValues is the table's rows for a placer's counters: the results
+// (a group), numPlacerCounters counters and gauges, then the call
+// latency's median, 99th percentile and maximum in microseconds.
+func placerValues(st systemd.PlacerStats) []classify.Value {
+	one := func(name string, kind classify.Kind, v uint64, help string) classify.Value {
+		return classify.Value{Def: classify.Def{Name: name, Help: help, Kind: kind}, Value: v}
+	}
+	us := func(d time.Duration) uint64 { return uint64(d / time.Microsecond) }
+	res := []uint64{st.Placed, st.Gone, st.Outside, st.Unreachable, st.Failed, st.Refused, st.Closed}
+	var out []classify.Value
+	for i, name := range placerResults {
+		out = append(out, classify.Value{Def: classify.Def{Name: name, Kind: classify.Counter, Group: "systemd_placements", Label: "result",
+			Help: "Placements of tasks into slices through the service manager, by how they ended (refused: its queue was full, repaired by a rescan)."}, Value: res[i]})
+	}
+	return append(out,
+		one("systemd_scopes_started", classify.Counter, st.Started, "Scopes started (StartTransientUnit): a user's first task in a slice, or after the scope emptied."),
+		one("systemd_attaches", classify.Counter, st.Attached, "Calls that joined tasks to an existing scope (AttachProcessesToUnit)."),
+		one("systemd_batched_placements", classify.Counter, st.Batched, "Placements made in a call with others (children forked before their parent's move, bursts)."),
+		one("systemd_calls", classify.Counter, st.Calls, "D-Bus calls to the service manager."),
+		one("systemd_call_errors", classify.Counter, st.CallErrors, "D-Bus calls that failed (each placement's error is logged, a few a minute per kind)."),
+		one("systemd_retries", classify.Counter, st.Retries, "Placements tried again because the manager could not be reached."),
+		one("systemd_reconnects", classify.Counter, st.Reconnects, "Connections to the manager made again (after daemon-reexec, or a dropped connection)."),
+		one("systemd_repairs", classify.Counter, st.Repairs, "Rescans asked for because placements were given up while the manager could not be reached."),
+		one("systemd_calls_in_flight", classify.Gauge, uint64(max(st.InFlight, 0)), "D-Bus calls in progress now."),
+		one("systemd_placements_pending", classify.Gauge, uint64(max(st.Pending, 0)), "Placements taken and not finished (queued, in a call, or waiting to be tried again)."),
+		one("systemd_call_latency_p50_microseconds", classify.Gauge, us(st.CallLatency.Quantile(0.5)), "Median duration of a D-Bus call so far (bucket bound; the histogram is systemd_call_latency_seconds)."),
+		one("systemd_call_latency_p99_microseconds", classify.Gauge, us(st.CallLatency.Quantile(0.99)), "99th percentile of a D-Bus call's duration so far (bucket bound)."),
+		one("systemd_call_latency_max_microseconds", classify.Gauge, us(st.CallLatency.Max), "Longest D-Bus call so far."),
+	)
+}
+
+// callHistogram is the D-Bus call latency for /metrics.
+func (s *sdState) callHistogram() *metrics.Histogram {
+	if s.applier == nil {
+		return nil
+	}
+	h := s.applier.Stats().CallLatency
+	return &metrics.Histogram{Bounds: systemd.HistogramBounds[:], Counts: h.Counts[:], Count: h.Count, Sum: h.Sum}
 }

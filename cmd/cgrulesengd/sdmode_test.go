@@ -6,10 +6,16 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/sys/unix"
 
 	"github.com/cgrulesengd/cgrulesengd/internal/cgroupfs"
+	"github.com/cgrulesengd/cgrulesengd/internal/classify"
+	"github.com/cgrulesengd/cgrulesengd/internal/metrics"
+	"github.com/cgrulesengd/cgrulesengd/internal/systemd"
 	"github.com/cgrulesengd/cgrulesengd/rules"
 )
 
@@ -239,5 +245,65 @@ func TestRunExplainSlice(t *testing.T) {
 	if code := runExplain(&out, &errOut, mainFile, dir, cmdOptions(), nil, "/", "bob", "", ""); code != 2 ||
 		!strings.Contains(errOut.String(), mainFile+":1: destination \"batch-%u.slice\" names a systemd slice") {
 		t.Errorf("without systemd: exit %d stderr %q", code, errOut.String())
+	}
+}
+
+// TestPlacerValues: the counters of placements through systemd are rows of
+// the one table: unique names, the results a group, the latency's
+// quantiles for --status only (not described to /metrics, whose histogram
+// has them), and the families pass promlint.
+func TestPlacerValues(t *testing.T) {
+	st := systemd.PlacerStats{Placed: 3, Unreachable: 1, Calls: 5, CallErrors: 2, InFlight: 1}
+	st.CallLatency.Counts[2], st.CallLatency.Count, st.CallLatency.Max = 5, 5, 400*time.Microsecond
+	vals := placerValues(st)
+	if len(vals) != len(placerResults)+numPlacerCounters+3 {
+		t.Fatalf("%d rows", len(vals))
+	}
+	seen := map[string]bool{}
+	for i, v := range vals {
+		if seen[v.Key()] {
+			t.Errorf("%s twice", v.Key())
+		}
+		seen[v.Key()] = true
+		quantile := strings.HasSuffix(v.Name, "_microseconds")
+		if quantile != (i >= len(placerResults)+numPlacerCounters) {
+			t.Errorf("row %d %s: the quantiles come last, and only they", i, v.Name)
+		}
+	}
+	get := func(key string) uint64 {
+		for _, v := range vals {
+			if v.Key() == key {
+				return v.Value
+			}
+		}
+		t.Fatalf("no %s", key)
+		return 0
+	}
+	if get("systemd_placements_placed") != 3 || get("systemd_placements_unreachable") != 1 || get("systemd_call_errors") != 2 ||
+		get("systemd_calls_in_flight") != 1 || get("systemd_call_latency_p50_microseconds") != 400 {
+		t.Errorf("values %v", vals)
+	}
+	s := &sdState{}
+	if s.values() != nil || s.defs() != nil || s.callHistogram() != nil {
+		t.Errorf("without systemd: values, definitions or a histogram")
+	}
+	defs := placerValues(systemd.PlacerStats{})[:len(placerResults)+numPlacerCounters]
+	snap := metrics.Snapshot{Counters: vals, SystemdCalls: &metrics.Histogram{Bounds: systemd.HistogramBounds[:], Counts: st.CallLatency.Counts[:], Count: 5}}
+	var ds []classify.Def
+	for _, v := range defs {
+		ds = append(ds, v.Def)
+	}
+	c := metrics.NewCollector(ds, func(int) metrics.Snapshot { return snap }, nil, 0, nil)
+	problems, err := testutil.CollectAndLint(c)
+	if err != nil || len(problems) > 0 {
+		t.Errorf("promlint: %v %v", problems, err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	if n, err := testutil.GatherAndCount(reg, "cgrulesengd_systemd_call_latency_p50_microseconds"); err != nil || n != 0 {
+		t.Errorf("the quantiles reach /metrics: %d (%v)", n, err)
+	}
+	if n, err := testutil.GatherAndCount(reg, "cgrulesengd_systemd_placements_total", "cgrulesengd_systemd_call_latency_seconds"); err != nil || n != len(placerResults)+1 {
+		t.Errorf("%d placement and histogram series (%v)", n, err)
 	}
 }

@@ -37,6 +37,9 @@ type sdNotifier struct {
 	engine *classify.Engine
 	stop   chan struct{}
 	wg     sync.WaitGroup
+	// placed counts the tasks placed through systemd, when slice
+	// destinations are (set before ready).
+	placed func() uint64
 	warn   func(format string, args ...any)
 }
 
@@ -56,8 +59,12 @@ func (s *sdNotifier) send(state string) {
 // status is the STATUS= text for the current counters.
 func (s *sdNotifier) status(prefix string) string {
 	st := s.engine.Stats()
-	return fmt.Sprintf("STATUS=%s%d rules loaded, %d tasks moved, %d overflows repaired (%d rescans)",
-		prefix, s.rules.Load(), st.Moves, st.Overflows+st.QueueFull, st.Rescans)
+	placed := ""
+	if s.placed != nil {
+		placed = fmt.Sprintf(", %d placed through systemd", s.placed())
+	}
+	return fmt.Sprintf("STATUS=%s%d rules loaded, %d tasks moved%s, %d overflows repaired (%d rescans)",
+		prefix, s.rules.Load(), st.Moves, placed, st.Overflows+st.QueueFull, st.Rescans)
 }
 
 // ready reports readiness and starts refreshing the status line.

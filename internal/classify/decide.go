@@ -29,22 +29,30 @@ type Decision struct {
 	Rule    *rules.Rule // nil: no rule matched
 	Ignored bool        // an ignore/ignore_rt rule held: the task stays put
 	Moves   []Move      // empty when the task is already where it belongs
+	// OutOfScope: the rule's destinations are all where the task may not
+	// be moved (outside --cgroup-root): read in scope only because slice
+	// destinations are placed wherever the task is.
+	OutOfScope bool
 }
 
-// scope is the part of the machine the engine may act on.
+// scope is the part of the machine the engine may act on: below root in
+// every hierarchy for its own writes; for slice destinations, placed by the
+// service manager, wherever the task is visible in the cgroup2 hierarchy.
 type scope struct {
-	layout *cgroupfs.Layout
-	root   string // --cgroup-root, cleaned, absolute
+	layout    *cgroupfs.Layout
+	root      string // --cgroup-root, cleaned, absolute
+	sliceRoot string // the manager's tree in the cgroup2 hierarchy (Config.SliceRoot); "" = no slices
 }
+
+// visible reports whether a task's path in some hierarchy is inside our
+// cgroup namespace.
+func visible(cur string) bool { return cur != "" && !strings.HasPrefix(cur, "/..") }
 
 // inScope reports whether a task at cur (its path in some hierarchy) may be
 // moved: the path must be visible in our cgroup namespace (paths outside it
 // show as "/..") and at or below the daemon's root.
 func (s *scope) inScope(cur string) bool {
-	if cur == "" || strings.HasPrefix(cur, "/..") {
-		return false
-	}
-	return cgroupfs.Within(cur, s.root)
+	return visible(cur) && cgroupfs.Within(cur, s.root)
 }
 
 // anyInScope is a cheap pre-check before reading more of /proc: a task that
@@ -52,9 +60,14 @@ func (s *scope) inScope(cur string) bool {
 // Lines of hierarchies the daemon has not mounted do not count: in a
 // container that sees cgroup2 alone, a task outside the container's cgroup
 // namespace still shows its v1 paths, which need not start with "/..".
+//
+// With slice destinations, a task visible in the cgroup2 hierarchy is in
+// scope wherever it is: the manager places it, not our writes (decide
+// tells raw destinations out of scope then).
 func (s *scope) anyInScope(lines []proc.CgroupLine) bool {
 	for _, h := range s.layout.Hierarchies {
-		if cur, ok := s.layout.TaskPath(h, lines); ok && s.inScope(cur) {
+		cur, ok := s.layout.TaskPath(h, lines)
+		if ok && (s.inScope(cur) || (s.sliceRoot != "" && h == s.layout.Unified && visible(cur))) {
 			return true
 		}
 	}
@@ -79,6 +92,21 @@ func (s *scope) dest(p string, buf *decideBuf) string {
 	return d
 }
 
+// sliceDest is a slice's cgroup in our cgroup2 view: below the manager's
+// root, not below --cgroup-root. Remembered in buf as dest does.
+func (s *scope) sliceDest(p string, buf *decideBuf) string {
+	key := "\x00" + p // never a raw destination's key
+	if d, ok := buf.dests[key]; ok {
+		return d
+	}
+	d := path.Join(s.sliceRoot, p)
+	if buf.dests == nil || len(buf.dests) >= maxDests {
+		buf.dests = make(map[string]string)
+	}
+	buf.dests[key] = d
+	return d
+}
+
 // maxDests bounds decideBuf.dests (templates can name a destination per
 // user); a full map is emptied.
 const maxDests = 1024
@@ -94,12 +122,13 @@ type decideBuf struct {
 
 // pair is one (hierarchy, destination) the rule asks for.
 type pair struct {
-	h    *cgroupfs.Hierarchy
-	ctrl string
-	cur  string
-	ok   bool // task has a path in h and it is in scope
-	dest string
-	res  *rules.Resolved
+	h     *cgroupfs.Hierarchy
+	ctrl  string
+	cur   string
+	ok    bool // task has a path in h and it is in scope
+	dest  string
+	res   *rules.Resolved
+	slice bool // a slice destination: dest is the slice's cgroup (h is the cgroup2 hierarchy)
 }
 
 // situation is what decide knows of a task besides its ids and process.
@@ -146,11 +175,19 @@ func decide(l *rules.List, s *scope, t *rules.Task, at situation, buf *decideBuf
 			continue
 		}
 		d.Rule = r
+		inScope := false
 		for _, p := range pairs {
 			if !p.ok {
 				continue
 			}
-			if p.dest == s.root || exact {
+			inScope = true
+			if p.slice {
+				// At or below the slice: in it, in our scope, or in a
+				// unit someone started there; the manager's business.
+				if cgroupfs.Within(p.cur, p.dest) {
+					continue
+				}
+			} else if p.dest == s.root || exact {
 				// The root itself: "at or below" would hold for every task in
 				// scope, so only an exact match leaves the task alone.
 				// Likewise for a task that is where the daemon just put it.
@@ -167,6 +204,7 @@ func decide(l *rules.List, s *scope, t *rules.Task, at situation, buf *decideBuf
 		}
 		schedulerLast(d.Moves)
 		buf.moves = d.Moves
+		d.OutOfScope = !inScope && len(pairs) > 0
 		return d, nil
 	}
 }
@@ -216,6 +254,18 @@ func ignoreHolds(pairs []pair) bool {
 // out.
 func (s *scope) pairs(res []rules.Resolved, lines []proc.CgroupLine, out []pair, buf *decideBuf) []pair {
 	for i := range res {
+		if res[i].Slice {
+			// One place for the task, in every hierarchy the manager
+			// runs: judged by its cgroup2 path.
+			h := s.layout.Unified
+			p := pair{h: h, res: &res[i], slice: true, dest: s.sliceDest(res[i].Path, buf)}
+			if h != nil && s.sliceRoot != "" {
+				p.cur, p.ok = s.layout.TaskPath(h, lines)
+				p.ok = p.ok && visible(p.cur)
+			}
+			out = append(out, p)
+			continue
+		}
 		for _, h := range s.layout.Resolve(res[i].Controller) {
 			dup := false
 			for _, p := range out {
@@ -266,6 +316,8 @@ func (e *Engine) decideTask(rs *ruleset, t *rules.Task, at situation, buf *decid
 		return d, rt, leftNoRule
 	case d.Ignored:
 		return d, rt, leftIgnore
+	case d.OutOfScope:
+		return d, rt, leftOutOfScope
 	case len(d.Moves) == 0:
 		return d, rt, leftInPlace
 	}

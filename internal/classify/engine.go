@@ -48,6 +48,11 @@ type Config struct {
 	// Appliers carry out the decisions they take (Applier.Takes), asked in
 	// order; the engine's own cgroup.procs writes (Mover) take the rest.
 	Appliers []Applier
+	// SliceRoot is where the service manager's tree is in the cgroup2
+	// hierarchy ("/" on a systemd machine; a container manager's cgroup):
+	// a slice destination (rules.Resolved.Slice) is below it. "" when slice
+	// destinations are not placed (no rule may have one then).
+	SliceRoot string
 
 	// Release is called after the engine dropped a large table (the hot
 	// table after a burst), so that the daemon can hand the memory back to
@@ -182,7 +187,7 @@ func New(cfg Config) *Engine {
 	root := path.Clean("/" + cfg.Root)
 	e := &Engine{
 		cfg:     cfg,
-		scope:   scope{layout: cfg.Layout, root: root},
+		scope:   scope{layout: cfg.Layout, root: root, sliceRoot: cfg.SliceRoot},
 		log:     cfg.Log,
 		jobs:    make(chan job, cfg.QueueSize),
 		fast:    make(chan job, cfg.QueueSize),

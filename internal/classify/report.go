@@ -2,6 +2,7 @@ package classify
 
 import (
 	"fmt"
+	"path"
 	"time"
 
 	"github.com/sirupsen/logrus"
@@ -83,6 +84,14 @@ func (e *Engine) reportApplied(p *Placement, a Applied) {
 		return
 	}
 	for _, m := range p.Placed {
+		if m.Target != nil && m.Target.Slice {
+			// Placed by the service manager: m.Path is the unit's cgroup.
+			e.log.WithFields(logrus.Fields{
+				"pid": p.PID, "process": p.processName(), "user": p.userName(),
+				"rule": ruleRef(p.Decision.Rule), "unit": path.Base(m.Path), "dest": m.Path, "why": why.String(),
+			}).Info("placed task")
+			continue
+		}
 		e.log.WithFields(logrus.Fields{
 			"pid": p.PID, "process": p.processName(), "user": p.userName(),
 			"rule": ruleRef(p.Decision.Rule), "controller": m.H.Name(), "dest": m.Path, "why": why.String(),

@@ -18,10 +18,23 @@ type Snapshot struct {
 	RuleHits []RuleHit // every rule in force, in file order
 	Reloads  Reloads
 	Latency  classify.Latency
+	// SystemdCalls is the latency of the D-Bus calls that place tasks into
+	// slices (nil: slice destinations are not placed).
+	SystemdCalls *Histogram
 	// Destinations in use, at most the collector's cap, and how many there
 	// are in all.
 	Destinations      []classify.Destination
 	DestinationsTotal int
+}
+
+// Histogram is a latency histogram kept outside the engine: Counts[i]
+// observations took at most Bounds[i]; the last count is above every
+// bound.
+type Histogram struct {
+	Bounds []time.Duration
+	Counts []uint64
+	Count  uint64
+	Sum    time.Duration
 }
 
 // RuleHit is a rule in force ("file:line") and the classifications it
@@ -51,7 +64,7 @@ type Collector struct {
 	order    []string          // the series of counters, in table order
 
 	rules, ruleHits, reloads, lastReload, lastReloadOK *prometheus.Desc
-	latency                                            *prometheus.Desc
+	latency, systemdCalls                              *prometheus.Desc
 	tasks, cpu, mem, omitted, errs                     *prometheus.Desc
 }
 
@@ -94,6 +107,7 @@ func NewCollector(defs []classify.Def, snapshot func(maxDests int) Snapshot, usa
 	c.lastReload = desc("last_reload_timestamp_seconds", "When the rules were last reloaded (Unix time).")
 	c.lastReloadOK = desc("last_reload_success", "Whether the last reload succeeded (1) or kept the rules before (0).")
 	c.latency = desc("move_latency_seconds", "Time from a credential change or exec (the kernel's event timestamp) to the end of the task's move.")
+	c.systemdCalls = desc("systemd_call_latency_seconds", "Duration of the D-Bus calls that place tasks into slices (a new scope's includes its start job).")
 	dest := []string{"hierarchy", "cgroup"}
 	c.tasks = desc("destination_tasks", "Processes in a destination cgroup the daemon has moved tasks into (not counting its sub-cgroups).", dest...)
 	c.cpu = desc("destination_cpu_seconds_total", "CPU time used by the tasks of a destination cgroup and its sub-cgroups (v1: cpuacct hierarchies only).", dest...)
@@ -110,7 +124,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, name := range c.order {
 		ch <- c.counters[name].desc
 	}
-	for _, d := range []*prometheus.Desc{c.rules, c.ruleHits, c.reloads, c.lastReload, c.lastReloadOK, c.latency, c.tasks, c.cpu, c.mem, c.omitted, c.errs} {
+	for _, d := range []*prometheus.Desc{c.rules, c.ruleHits, c.reloads, c.lastReload, c.lastReloadOK, c.latency, c.systemdCalls, c.tasks, c.cpu, c.mem, c.omitted, c.errs} {
 		ch <- d
 	}
 }
@@ -144,19 +158,28 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.lastReloadOK, prometheus.GaugeValue, success)
 	}
 	ch <- c.latencyHistogram(s.Latency)
+	if h := s.SystemdCalls; h != nil {
+		ch <- constHistogram(c.systemdCalls, h.Bounds, h.Counts, h.Count, h.Sum)
+	}
 	c.collectDestinations(ch, &s)
 }
 
 // latencyHistogram is the engine's event-to-moved latency as a histogram;
 // the count above every bound is in the count only (the +Inf bucket).
 func (c *Collector) latencyHistogram(l classify.Latency) prometheus.Metric {
-	buckets := make(map[float64]uint64, len(classify.LatencyBounds))
+	return constHistogram(c.latency, classify.LatencyBounds[:], l.Counts[:], l.Count, l.Sum)
+}
+
+// constHistogram makes a histogram metric of per-bucket counts (not
+// cumulative; the last one above every bound, in the count only).
+func constHistogram(d *prometheus.Desc, bounds []time.Duration, counts []uint64, count uint64, sum time.Duration) prometheus.Metric {
+	buckets := make(map[float64]uint64, len(bounds))
 	var cum uint64
-	for i, b := range classify.LatencyBounds {
-		cum += l.Counts[i]
+	for i, b := range bounds {
+		cum += counts[i]
 		buckets[b.Seconds()] = cum
 	}
-	return prometheus.MustNewConstHistogram(c.latency, l.Count, l.Sum.Seconds(), buckets)
+	return prometheus.MustNewConstHistogram(d, count, sum.Seconds(), buckets)
 }
 
 // collectDestinations reads the usage of each destination in the snapshot.

@@ -27,6 +27,8 @@ func tableSnapshot() Snapshot {
 		RuleHits: []RuleHit{{"/etc/cgrules.conf:1", 7}, {"/etc/cgrules.conf:2", 0}},
 		Reloads:  Reloads{OK: 3, Failed: 1, Last: time.Unix(1700000000, 0), LastOK: true},
 		Latency:  l,
+		SystemdCalls: &Histogram{Bounds: []time.Duration{time.Millisecond, 10 * time.Millisecond},
+			Counts: []uint64{5, 2, 1}, Count: 8, Sum: 40 * time.Millisecond},
 	}
 }
 
@@ -53,8 +55,8 @@ func TestCollectorDescribe(t *testing.T) {
 	for _, d := range append(classify.Defs(), classify.KernelDefs()...) {
 		families[d.Series()] = true
 	}
-	if want := len(families) + 11; len(seen) != want {
-		t.Errorf("%d descriptions, want %d (one per counter family, and the rules, reloads, latency and destination families)", len(seen), want)
+	if want := len(families) + 12; len(seen) != want {
+		t.Errorf("%d descriptions, want %d (one per counter family, and the rules, reloads, latency, systemd call latency and destination families)", len(seen), want)
 	}
 	reg := prometheus.NewPedanticRegistry()
 	if err := reg.Register(c); err != nil {
@@ -136,12 +138,23 @@ func TestCollectorSamples(t *testing.T) {
 		fmt.Sprintf("cgrulesengd_move_latency_seconds_bucket{le=%g}", bounds[0].Seconds()):             2,
 		fmt.Sprintf("cgrulesengd_move_latency_seconds_bucket{le=%g}", bounds[3].Seconds()):             3,
 		fmt.Sprintf("cgrulesengd_move_latency_seconds_bucket{le=%g}", bounds[len(bounds)-1].Seconds()): 3,
+		`cgrulesengd_systemd_call_latency_seconds_count`:                                               8,
+		`cgrulesengd_systemd_call_latency_seconds_sum`:                                                 0.04,
+		`cgrulesengd_systemd_call_latency_seconds_bucket{le=0.001}`:                                    5,
+		`cgrulesengd_systemd_call_latency_seconds_bucket{le=0.01}`:                                     7,
 		`cgrulesengd_destinations_omitted`:                                                             0,
 		`cgrulesengd_destination_read_errors`:                                                          0,
 	} {
 		if g, ok := got[key]; !ok || g != want {
 			t.Errorf("%s = %v (present %v), want %v", key, g, ok, want)
 		}
+	}
+	// A daemon that places nothing through systemd has no such series.
+	s.SystemdCalls = nil
+	reg = prometheus.NewPedanticRegistry()
+	reg.MustRegister(tableCollector(s))
+	if n, err := testutil.GatherAndCount(reg, "cgrulesengd_systemd_call_latency_seconds"); err != nil || n != 0 {
+		t.Errorf("without systemd: %d systemd_call_latency_seconds series (%v)", n, err)
 	}
 	// A daemon never reloaded has no last-reload series.
 	s.Reloads = Reloads{}

@@ -88,11 +88,11 @@ func (e *Error) Unwrap() []error {
 	return errs
 }
 
-// classify maps an error of a D-Bus call to its kind. D-Bus error names
+// errorKind maps an error of a D-Bus call to its kind. D-Bus error names
 // are systemd's (src/libsystemd/sd-bus/bus-common-errors.h); messages are
 // matched too because a proxied or older manager may answer with a
 // generic name.
-func classify(err error) (name string, kind error) {
+func errorKind(err error) (name string, kind error) {
 	if err == nil {
 		return "", nil
 	}
@@ -131,6 +131,6 @@ func opError(op, unit string, pid int, err error) *Error {
 	if errors.As(err, &e) {
 		return e
 	}
-	name, kind := classify(err)
+	name, kind := errorKind(err)
 	return &Error{Op: op, Unit: unit, PID: pid, Name: name, Kind: kind, Err: err}
 }

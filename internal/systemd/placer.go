@@ -1,6 +1,7 @@
 package systemd
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -293,27 +294,22 @@ func (p *Placer) run(scope string, js []*job) {
 	}
 	res, attempts, err := p.place(scope, js[0].Slice, js[0].UID, pids)
 	if err != nil && errors.Is(err, ErrTaskGone) && len(pids) > 1 {
-		// "Process with ID N does not exist" fails the whole call: the
-		// placements whose tasks all exited end here, the others are
-		// placed again, once, with the tasks still alive.
-		var alive []*job
-		pids = pids[:0]
-		for _, j := range js {
-			j.attempts += attempts
-			left := p.alive(j.PIDs)
-			if len(left) == 0 {
-				p.finish(j, Result{}, err, len(js))
-				continue
+		// "Process with ID N does not exist" fails the whole call, and N
+		// is the manager's pid: the placements of a batch are made again
+		// one by one (a middle process of a double fork often exits
+		// first); the tasks of one placement, with those still alive.
+		if len(js) > 1 {
+			for _, j := range js {
+				j.attempts += attempts
+				p.run(scope, []*job{j})
 			}
-			j.PIDs = left
-			alive = append(alive, j)
-			pids = append(pids, left...)
-		}
-		js = alive
-		if len(js) == 0 {
 			return
 		}
-		res, attempts, err = p.place(scope, js[0].Slice, js[0].UID, pids)
+		if left := p.alive(pids); len(left) > 0 && len(left) < len(pids) {
+			js[0].PIDs = left
+			js[0].attempts += attempts
+			res, attempts, err = p.place(scope, js[0].Slice, js[0].UID, left)
+		}
 	}
 	for _, j := range js {
 		j.attempts += attempts
@@ -347,13 +343,18 @@ func (p *Placer) retryLater(j *job, err error) {
 	})
 }
 
-// alive returns the pids that still exist.
+// alive returns the pids that still run (not gone, not zombies).
 func (p *Placer) alive(pids []int) []int {
 	var out []int
 	for _, pid := range pids {
-		if _, err := os.Stat(p.cfg.Client.cfg.Proc + "/" + strconv.Itoa(pid)); err == nil {
-			out = append(out, pid)
+		stat, err := os.ReadFile(p.cfg.Client.cfg.Proc + "/" + strconv.Itoa(pid) + "/stat")
+		if err != nil {
+			continue
 		}
+		if i := bytes.LastIndexByte(stat, ')'); i >= 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+			continue
+		}
+		out = append(out, pid)
 	}
 	return out
 }

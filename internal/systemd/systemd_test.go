@@ -142,7 +142,7 @@ func TestRootOfInit(t *testing.T) {
 	}
 }
 
-func TestClassify(t *testing.T) {
+func TestErrorKind(t *testing.T) {
 	de := func(name, msg string) error { return dbus.Error{Name: name, Body: []any{msg}} }
 	for _, c := range []struct {
 		err  error

@@ -32,7 +32,7 @@ type sdEnv struct {
 	box *sdbox.Box
 }
 
-func newSDEnv(t *testing.T, o sdbox.Options) *sdEnv {
+func newSDEnv(t testing.TB, o sdbox.Options) *sdEnv {
 	t.Helper()
 	requireDaemon(t)
 	requireHierarchies(t, "unified")
@@ -50,6 +50,11 @@ func newSDEnv(t *testing.T, o sdbox.Options) *sdEnv {
 func (s *sdEnv) logSize() int {
 	data, _ := os.ReadFile(filepath.Join(s.dir, "run", "cgrulesengd.log"))
 	return len(data)
+}
+
+// busArgs are the daemon's options for the box's manager.
+func (s *sdEnv) busArgs() []string {
+	return []string{"--systemd=on", "--systemd-bus", s.box.PrivateAddress}
 }
 
 // uid is a suite user's uid.
