@@ -80,6 +80,22 @@
 // call are the applier's own (bounded), and an EINVAL-like "not yet" is
 // Applied{Retry: true}, retried by the engine.
 //
+// Slice destinations (rules.Resolved.Slice, issue 20) are decided here and
+// applied by package systemd's Applier, which the daemon adds when
+// --systemd places them. A slice rule's decision is one Move in the
+// cgroup2 hierarchy to the slice's cgroup below Config.SliceRoot (the
+// service manager's tree in our cgroup2 view: "/", or a container
+// manager's cgroup), with the rule's Target (Target.Slice): the task is in
+// place, or ignore holds, when it is at or below the slice (in the scope
+// the manager put it in, or in any unit of that slice). The manager
+// places the task, not our writes, so --cgroup-root does not confine
+// slice destinations: with SliceRoot set, a task visible in the cgroup2
+// hierarchy is read wherever it is, and a raw rule's decision for a task
+// outside --cgroup-root is Decision.OutOfScope (counted as left alone out
+// of scope, as before). The applier's Done reports the time the manager
+// finished the move, so the fork race is followed as for our writes; the
+// report logs such a move as "placed task" with its unit.
+//
 // A second event source (issue 21, eBPF): any Source. A source that
 // filters in the kernel also implements Filter (the control calls of
 // package bpfevents: SetFilter, MarkHot, Settled, Cool, MarkSticky,
