@@ -38,6 +38,15 @@
 //     or the placer's probe) Reachable asks the caller to repair what was
 //     given up; everything is counted (Stats, with histograms of the call
 //     and placement latencies, histogram.go).
+//   - Applier (applier.go) is the engine's classify.Applier for decisions
+//     whose destination is a slice: Apply only submits to the Placer (no
+//     call on the event reader; Cheap), a full queue is Applied.Lost (the
+//     engine rescans), and each outcome goes back through the engine's
+//     Completion with the time the manager reported the move (on
+//     CLOCK_MONOTONIC), so that the engine follows the task's forks until
+//     then; placements given up while the manager was unreachable are
+//     repaired by a rescan (ApplierConfig.Repair) once it answers.
+//     Failures are logged a few times a minute per kind.
 //   - The manager's view: CgroupRoot is its root cgroup as a path of the
 //     daemon's cgroup2 hierarchy (its namespace's PID 1 in /init.scope),
 //     so that a slice's cgroup can be found from the daemon.
@@ -58,10 +67,12 @@
 // another user's /proc/PID/status and ns/pid, and the trusted.* xattrs
 // (CAP_SYS_ADMIN), need root here. Detect needs none.
 //
-// Concurrency: Client, Placer and their methods are safe for concurrent
-// use. Client calls block for at most Config.CallTimeout and must not run
-// on the event reader; go-systemd serialises the StartTransientUnit calls
-// of one connection (its job listener's lock), attaches run concurrently.
-// Placer.Submit never blocks and may be called from the reader; Done
-// callbacks run on the placer's workers.
+// Concurrency: Client, Placer, Applier and their methods are safe for
+// concurrent use. Client calls block for at most Config.CallTimeout and
+// must not run on the event reader; go-systemd serialises the
+// StartTransientUnit calls of one connection (its job listener's lock),
+// attaches run concurrently (the Placer's, one scope at a time).
+// Placer.Submit and Applier.Apply never block and may be called from the
+// reader; Done callbacks (and Applier's completions) run on the placer's
+// workers.
 package systemd
