@@ -1,5 +1,7 @@
 // Package metrics exports what the daemon does as Prometheus metrics: the
-// engine's counters and move latency, and, for every destination cgroup
+// engine's counters and move latency (and the other rows of its table of
+// counters the daemon passes, such as the placements through systemd, with
+// the latency of their D-Bus calls), and, for every destination cgroup
 // the daemon has moved tasks into, the number of tasks and the CPU time
 // and memory they use, read with containerd/cgroups v3 at scrape time.
 //
