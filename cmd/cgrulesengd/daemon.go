@@ -39,7 +39,7 @@ type daemon struct {
 	layout *cgroupfs.Layout
 	engine *classify.Engine
 	obs    *observer                   // observe.go: --status and --metrics
-	sys    sdState                     // sdmode.go: --systemd, the manager's client
+	sys    sdState                     // sdmode.go: --systemd, the manager's client and applier
 	conn   atomic.Pointer[kernel.Conn] // for the observers, once subscribed
 
 	// Owned by the reloads (start, then the reloader's goroutine).
@@ -175,6 +175,7 @@ func (d *daemon) start() (r *running, err error) {
 	loadTook := time.Since(tLoad)
 	d.engine = classify.New(classify.Config{
 		Layout: d.layout, Mover: mover, Tasks: proc.NewFS(o.procRoot), Log: d.log, Root: o.cgroupRoot,
+		Appliers: d.sys.appliers(), SliceRoot: d.sys.sliceRoot,
 		// After a burst, the engine's hot table shrinks: hand the memory back.
 		Release: debug.FreeOSMemory,
 	})
@@ -274,6 +275,7 @@ func (r *running) Close() {
 			}
 		}
 	}
+	d.stopApplier() // before the engine: what it still holds is handed back
 	if r.engine {
 		d.engine.Stop()
 		ks := r.conn.Stats()
