@@ -537,16 +537,24 @@ func TestUnitHardening(t *testing.T) {
 // daemon talks to a service manager over D-Bus (a booted systemd, through
 // its proxied private socket under /run, which the unit keeps writable:
 // on a systemd machine, /run/systemd/private over AF_UNIX), starts with
-// --systemd=on, logs no warning, and still moves tasks to raw
-// destinations.
+// --systemd=on, places a task of a service of the manager into its scope
+// in a slice, logs no warning, and still moves tasks to raw destinations.
+// The placed task belongs to its scope, not to the daemon: it keeps
+// running there when the daemon stops (as when cgred.service stops).
 func TestUnitHardeningSystemd(t *testing.T) {
 	sa := requireTool(t, "systemd-analyze", "systemd")
 	he := newHardenedEnv(t)
 	h := unitHardening(t, sa)
-	box := sdbox.Start(t, sdbox.Options{HostDir: "/run", Binds: []string{filepath.Dir(harnessBin)}})
-	d := he.startDaemon(dopts{wrap: he.wrap(), env: h.env(he.stage, he.bin),
-		extra: []string{"--systemd=on", "--systemd-bus", box.PrivateAddress}})
-	d.waitLog(0, regexp.MustCompile(`systemd: slice destinations are placed through the service manager at `+regexp.QuoteMeta(box.PrivateAddress)+`.*manager_pid_ns_depth=1`), 5*time.Second)
+	s := &sdEnv{env: he.env, box: sdbox.Start(t, sdbox.Options{HostDir: "/run", Binds: []string{filepath.Dir(harnessBin)}})}
+	he.writeRules(readRules(t, he.rules) + "cgrenobody  *  batch.slice\n")
+	d := he.startDaemon(dopts{wrap: he.wrap(), env: h.env(he.stage, he.bin), extra: s.busArgs()})
+	d.waitLog(0, regexp.MustCompile(`systemd: slice destinations are placed through the service manager at `+regexp.QuoteMeta(s.box.PrivateAddress)+`.*manager_pid_ns_depth=1`), 5*time.Second)
+	task := s.harnessTask(t, "cgre-src", "cgrenobody")
+	scope, cg := scopeOf(t, "batch.slice", "cgrenobody")
+	s.waitBoxCgroup(t, task.host, cg, 5*time.Second)
+	if u := s.unitOf(t, task.host); u != scope {
+		t.Errorf("GetUnitByPID: %s, want %s", u, scope)
+	}
 	if got := he.moves(t); !got["user"] || !got["template"] {
 		t.Errorf("under the unit's hardening, with the manager's socket in use, the raw rules moved %v", got)
 	}
@@ -561,4 +569,17 @@ func TestUnitHardeningSystemd(t *testing.T) {
 	if code := d.stop(); code != 0 {
 		t.Errorf("exit status %d after SIGTERM", code)
 	}
+	time.Sleep(200 * time.Millisecond)
+	if where, err := s.box.BoxCgroupOf(task.host); err != nil || where != cg || !alive(task.host) {
+		t.Errorf("after the daemon stopped, the placed task is in %q (%v, alive %v), want it running in %s", where, err, alive(task.host), cg)
+	}
+}
+
+func readRules(t testing.TB, p string) string {
+	t.Helper()
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
 }
