@@ -68,7 +68,9 @@ bench:
 # and, when cgroup-tools is installed, libcgroup's daemon, in one run:
 # setuid-to-moved latency, misses, escapes, system calls per move, CPU per
 # storm event, VmRSS and RssAnon, ready time; a table of every measurement
-# and one of the targets as ratios to the floor. (The Go benchmarks of
+# and one of the targets as ratios to the floor; and BenchmarkSystemd (issue
+# 20), placement through a booted systemd against a raw write in the same
+# run. (The Go benchmarks of
 # `make bench` include BenchmarkClassifyReal: allocations and system calls
 # of one whole classification.)
 bench-e2e: build
