@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -146,7 +147,7 @@ func TestManagedDiags(t *testing.T) {
 					t.Errorf("%s: the advice should name --systemd=auto only when systemd is off", d)
 				}
 			}
-			if !equalInts(lines, c.lines) {
+			if !slices.Equal(lines, c.lines) {
 				t.Errorf("warned about lines %v, want %v: %v", lines, c.lines, ds)
 			}
 		})
@@ -169,18 +170,6 @@ func TestManagedDiags(t *testing.T) {
 	if len(ds) != 1 || !strings.Contains(ds[0].Msg, "which systemd may manage") || !strings.Contains(ds[0].Msg, "operation not permitted") {
 		t.Errorf("got %v", ds)
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestFixedPrefix(t *testing.T) {

@@ -81,33 +81,29 @@ func (s *scope) dest(p string, buf *decideBuf) string {
 	if p == "" {
 		return s.root
 	}
-	if d, ok := buf.dests[p]; ok {
-		return d
-	}
-	d := path.Join(s.root, p)
-	if buf.dests == nil || len(buf.dests) >= maxDests {
-		buf.dests = make(map[string]string)
-	}
-	buf.dests[p] = d
-	return d
+	return joined(&buf.dests, s.root, p)
 }
 
 // sliceDest is a slice's cgroup in our cgroup2 view: below the manager's
-// root, not below --cgroup-root. Remembered in buf as dest does.
+// root, not below --cgroup-root; remembered as dest's are.
 func (s *scope) sliceDest(p string, buf *decideBuf) string {
-	key := "\x00" + p // never a raw destination's key
-	if d, ok := buf.dests[key]; ok {
+	return joined(&buf.sliceDests, s.sliceRoot, p)
+}
+
+// joined is root joined with p, from the map m when it was joined before.
+func joined(m *map[string]string, root, p string) string {
+	if d, ok := (*m)[p]; ok {
 		return d
 	}
-	d := path.Join(s.sliceRoot, p)
-	if buf.dests == nil || len(buf.dests) >= maxDests {
-		buf.dests = make(map[string]string)
+	d := path.Join(root, p)
+	if *m == nil || len(*m) >= maxDests {
+		*m = make(map[string]string)
 	}
-	buf.dests[key] = d
+	(*m)[p] = d
 	return d
 }
 
-// maxDests bounds decideBuf.dests (templates can name a destination per
+// maxDests bounds decideBuf.dests and sliceDests (templates can name a destination per
 // user); a full map is emptied.
 const maxDests = 1024
 
@@ -118,6 +114,8 @@ type decideBuf struct {
 	pairs []pair
 	moves []Move
 	dests map[string]string // expanded destination -> joined with the root (scope.dest)
+	// sliceDests: a slice's path -> joined with the manager's root (scope.sliceDest)
+	sliceDests map[string]string
 }
 
 // pair is one (hierarchy, destination) the rule asks for.

@@ -111,13 +111,7 @@ func benchSystemd(b *testing.B) {
 		b.Fatal(err)
 	}
 	data = s.waitBoxFile(b, out, func(l string) bool { return l == "done" }, 60*time.Second)
-	var kids []int
-	for _, l := range strings.Split(data, "\n") {
-		if f := strings.Fields(l); len(f) == 2 && f[0] == "C" {
-			p, _ := strconv.Atoi(f[1])
-			kids = append(kids, p)
-		}
-	}
+	kids := toolPIDs(data, "C")
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		in, _ := box.HostPIDs(scopeCg)

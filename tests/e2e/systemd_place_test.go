@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -80,6 +81,20 @@ func (s *sdEnv) harnessTask(t testing.TB, name, user string) boxTask {
 		t.Fatalf("the harness in %s printed %q", name, data)
 	}
 	return boxTask{box: pid, host: s.hostPID(t, pid)}
+}
+
+// toolPIDs are the pids of a C tool's output lines "KIND PID" of these
+// kinds (cgre-escape's C and G, cgre-burst's C).
+func toolPIDs(out string, kinds ...string) []int {
+	var pids []int
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) == 2 && slices.Contains(kinds, f[0]) {
+			if p, err := strconv.Atoi(f[1]); err == nil {
+				pids = append(pids, p)
+			}
+		}
+	}
+	return pids
 }
 
 // scopeOf is the cgroup, as the box sees it, of user's scope in slice.
@@ -269,18 +284,8 @@ func TestSystemdForkWindow(t *testing.T) {
 		out := fmt.Sprintf("/run/cgre-escape-%d.out", round)
 		s.service(t, fmt.Sprintf("cgre-escape-%d", round), fmt.Sprintf("%s %s 20 60 >%s & exec sleep 1000", filepath.Join(toolDir, "cgre-escape"), uid(t, "cgresjo"), out))
 		data := s.waitBoxFile(t, out, func(l string) bool { return l == "done" }, 30*time.Second)
-		var pids []int
-		for i, l := range strings.Split(data, "\n") {
-			f := strings.Fields(l)
-			if i == 0 && len(f) == 1 {
-				p, _ := strconv.Atoi(f[0])
-				pids = append(pids, p)
-			}
-			if len(f) == 2 && (f[0] == "C" || f[0] == "G") {
-				p, _ := strconv.Atoi(f[1])
-				pids = append(pids, p)
-			}
-		}
+		tool, _ := strconv.Atoi(strings.TrimSpace(strings.SplitN(data, "\n", 2)[0]))
+		pids := append([]int{tool}, toolPIDs(data, "C", "G")...)
 		if len(pids) != 41 {
 			t.Fatalf("round %d: %d pids, want the tool, 20 children and 20 grandchildren:\n%s", round, len(pids), data)
 		}
@@ -326,11 +331,8 @@ func (s *sdEnv) burst(t testing.TB, name, user string, n int) func() []int {
 		}
 		data := s.waitBoxFile(t, out, func(l string) bool { return l == "done" }, 60*time.Second)
 		var pids []int
-		for _, l := range strings.Split(data, "\n") {
-			if f := strings.Fields(l); len(f) == 2 && f[0] == "C" {
-				p, _ := strconv.Atoi(f[1])
-				pids = append(pids, s.hostPID(t, p))
-			}
+		for _, p := range toolPIDs(data, "C") {
+			pids = append(pids, s.hostPID(t, p))
 		}
 		if len(pids) != n {
 			t.Fatalf("%d children, want %d", len(pids), n)

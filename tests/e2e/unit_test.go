@@ -478,16 +478,7 @@ func TestUnitHardening(t *testing.T) {
 	if !regexp.MustCompile(`scheduler slice .* set on`).MatchString(log) {
 		t.Errorf("the scheduler slice was not applied under the hardening (sched_setattr refused?)")
 	}
-	for _, l := range strings.Split(log, "\n") {
-		// The test's cgroup root exists in the cpu hierarchy only, which
-		// the daemon rightly points out; any other warning is the hardening's.
-		if strings.Contains(l, "does not exist in hierarchies") {
-			continue
-		}
-		if strings.Contains(l, "level=warning") || strings.Contains(l, "level=error") {
-			t.Errorf("under the hardening the daemon logged: %s", l)
-		}
-	}
+	noHardeningWarnings(t, log)
 	if code := d.stop(); code != 0 {
 		t.Errorf("exit status %d after SIGTERM", code)
 	}
@@ -558,20 +549,29 @@ func TestUnitHardeningSystemd(t *testing.T) {
 	if got := he.moves(t); !got["user"] || !got["template"] {
 		t.Errorf("under the unit's hardening, with the manager's socket in use, the raw rules moved %v", got)
 	}
-	for _, l := range strings.Split(d.log(), "\n") {
-		if strings.Contains(l, "does not exist in hierarchies") {
-			continue
-		}
-		if strings.Contains(l, "level=warning") || strings.Contains(l, "level=error") {
-			t.Errorf("under the hardening the daemon logged: %s", l)
-		}
-	}
+	noHardeningWarnings(t, d.log())
 	if code := d.stop(); code != 0 {
 		t.Errorf("exit status %d after SIGTERM", code)
 	}
 	time.Sleep(200 * time.Millisecond)
 	if where, err := s.box.BoxCgroupOf(task.host); err != nil || where != cg || !alive(task.host) {
 		t.Errorf("after the daemon stopped, the placed task is in %q (%v, alive %v), want it running in %s", where, err, alive(task.host), cg)
+	}
+}
+
+// noHardeningWarnings fails the test for each warning or error in a
+// hardened daemon's log.
+func noHardeningWarnings(t *testing.T, log string) {
+	t.Helper()
+	for _, l := range strings.Split(log, "\n") {
+		// The test's cgroup root exists in the cpu hierarchy only, which
+		// the daemon rightly points out; any other warning is the hardening's.
+		if strings.Contains(l, "does not exist in hierarchies") {
+			continue
+		}
+		if strings.Contains(l, "level=warning") || strings.Contains(l, "level=error") {
+			t.Errorf("under the hardening the daemon logged: %s", l)
+		}
 	}
 }
 
