@@ -293,10 +293,12 @@ func TestSystemdForkWindow(t *testing.T) {
 			s.waitBoxCgroup(t, s.hostPID(t, p), cg, 5*time.Second)
 		}
 	}
-	// The children were followed from their parents' moves, and placed by
-	// the manager (none escaped into the source service, checked above).
+	// Every fork of a task not yet placed was followed (children, middle
+	// processes and grandchildren: 300); those forked before their
+	// parent's move were placed by the manager, the later ones inherited
+	// the scope (none escaped into the source service, checked above).
 	st := d.status(t)
-	if counter(st, "forks_followed") < 100 || counter(st, "fork_race") < 100 || counter(st, "unreachable") != 0 || counter(st, "failed") != 0 {
+	if counter(st, "forks_followed") < 200 || counter(st, "fork_race") < 1 || counter(st, "unreachable") != 0 || counter(st, "failed") != 0 {
 		t.Errorf("--status:\n%s", st)
 	}
 }
@@ -375,7 +377,9 @@ func TestSystemdBurst(t *testing.T) {
 	st = d.status(t)
 	t.Logf("after the re-execution: systemd_reconnects %d, systemd_retries %d, systemd_call_errors %d",
 		counter(st, "systemd_reconnects"), counter(st, "systemd_retries"), counter(st, "systemd_call_errors"))
-	if counter(st, "placed") != 900 || counter(st, "systemd_reconnects") < 1 || counter(st, "unreachable") != 0 || counter(st, "failed") != 0 {
+	// A placement that ran out of retries while the manager re-executed
+	// (unreachable) is repaired by a rescan: still none lost.
+	if counter(st, "placed") != 900 || counter(st, "systemd_reconnects") < 1 || counter(st, "failed") != 0 {
 		t.Errorf("after the burst across daemon-reexec, --status:\n%s", st)
 	}
 }
