@@ -390,6 +390,18 @@ func (c *Client) Close() {
 	}
 }
 
+// Name checks that the manager can name the tasks pids (the daemon's):
+// each in its pid namespace or below, and alive. It makes no D-Bus call
+// (it connects when there is no connection, to learn the namespace).
+func (c *Client) Name(ctx context.Context, pids []int) error {
+	_, ns, err := c.get(ctx)
+	if err != nil {
+		return err
+	}
+	_, err = translate(ns, "name", "", pids)
+	return err
+}
+
 // translate maps the daemon's pids into the manager's namespace.
 func translate(ns *PIDNamespace, op, unit string, pids []int) ([]uint32, error) {
 	out := make([]uint32, len(pids))

@@ -433,7 +433,12 @@ func (p *Placer) startProbe() {
 func (p *Placer) place(scope, slice string, uid uint32, pids []int) (Result, int, error) {
 	ctx := context.Background()
 	calls := 0
-	var err error
+	// A task the manager cannot name (outside its pid namespace, or gone)
+	// costs no call.
+	err := p.cfg.Client.Name(ctx, pids)
+	if err != nil && !errors.Is(err, ErrUnreachable) {
+		return Result{}, 0, err
+	}
 	for round := 0; round < 4; round++ {
 		if round > 0 {
 			time.Sleep(time.Duration(round) * 5 * time.Millisecond)
