@@ -189,16 +189,23 @@ func TestSystemdPlace(t *testing.T) {
 	}
 	h := s.harness(hopts{user: "cgrecgtest"})
 	waitCgroup(t, h.pid, "unified", s.cg("raw"), 2*time.Second)
+	// A task of the slice rule's user outside the manager's pid namespace
+	// (on the host): reported, never placed.
+	from := d.logSize()
+	out := s.harness(hopts{user: "cgresjo"})
+	d.waitLog(from, regexp.MustCompile(fmt.Sprintf(`not placed: the task is outside the service manager's pid namespace.* pid=%d`, out.pid)), 10*time.Second)
+	expectCgroupStays(t, out.pid, "unified", s.cg(""), 200*time.Millisecond)
 	// The harness is a Go program: its setuid changes every thread, one
 	// UID event each; the task is placed once, in one call.
 	status := d.status(t)
 	if counter(status, "placed") != 1 || counter(status, "systemd_calls") != 1 || counter(status, "systemd_scopes_started") != 1 ||
-		counter(status, "credential_events") < 2 || counter(status, "systemd_call_errors") != 0 {
+		counter(status, "credential_events") < 2 || counter(status, "systemd_call_errors") != 0 || counter(status, "outside_namespace") < 1 {
 		t.Errorf("--status: want one placement in one call for a multi-threaded setuid:\n%s", status)
 	}
 	scr := scrape(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
 	for series, want := range map[string]float64{
 		`cgrulesengd_systemd_placements_total{result="placed"}`: 1,
+		`cgrulesengd_systemd_placements_total{result="failed"}`: 0,
 		`cgrulesengd_systemd_calls_total`:                       1,
 		`cgrulesengd_systemd_call_errors_total`:                 0,
 		`cgrulesengd_systemd_calls_in_flight`:                   0,
