@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cgrulesengd/cgrulesengd/tests/eventlock"
 	"github.com/cgrulesengd/cgrulesengd/tests/sdbox"
 )
 
@@ -46,6 +47,7 @@ func BenchmarkIntegrationGranularity(b *testing.B) {
 
 func measureGranularity(b *testing.B, mode string, n, inFlight int) {
 	box := sdbox.Start(b, sdbox.Options{})
+	eventlock.Hold(b) // up to 1,000 forks: not beside the tests that count events
 	c := dialBox(b, box.PrivateAddress)
 	pids := startTasks(b, box, "cgre-burst", n)
 	slice := "batch-cgre.slice"

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/cgrulesengd/cgrulesengd/internal/unitname"
+	"github.com/cgrulesengd/cgrulesengd/tests/eventlock"
 	"github.com/cgrulesengd/cgrulesengd/tests/sdbox"
 )
 
@@ -184,6 +185,7 @@ func checkPlaced(t *testing.T, b *sdbox.Box, outs []Outcome, slice string, uid u
 // in a few calls.
 func TestIntegrationBurst(t *testing.T) {
 	b := sdbox.Start(t, sdbox.Options{})
+	eventlock.Hold(t) // hundreds of forks: not beside the tests that count events
 	c := dialBox(t, b.PrivateAddress)
 	pids := startTasks(t, b, "cgre-burst", 500)
 	p, outs := newPlacer(t, c, 500)
@@ -286,6 +288,7 @@ func TestIntegrationRepair(t *testing.T) {
 // counted).
 func TestIntegrationReexec(t *testing.T) {
 	b := sdbox.Start(t, sdbox.Options{})
+	eventlock.Hold(t) // hundreds of forks: not beside the tests that count events
 	c := dialBox(t, b.PrivateAddress)
 	const n = 400
 	pids := startTasks(t, b, "cgre-burst", n)
