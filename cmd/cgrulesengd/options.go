@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cgrulesengd/cgrulesengd/internal/bpfevents"
+	"github.com/cgrulesengd/cgrulesengd/internal/kernel"
 	"github.com/cgrulesengd/cgrulesengd/internal/metrics"
 	"github.com/cgrulesengd/cgrulesengd/internal/sched"
 	"github.com/cgrulesengd/cgrulesengd/internal/status"
@@ -43,6 +45,13 @@ type options struct {
 	pidfile    string
 	netlinkBuf int
 	slice      time.Duration // requested scheduler slice; 0 = the kernel's default
+	events     string        // --events: eventsAuto, eventsBPF or eventsNetlink
+
+	// Hidden, for tests: the BPF source's ring buffer in bytes (0 = its
+	// default), and a BTF file to load instead of the kernel's (a bad one
+	// forces the fallback to the proc connector).
+	bpfRing int
+	bpfBTF  string
 
 	systemd    string // --systemd: "auto", "on" or "off"
 	systemdBus string // --systemd-bus: the manager's D-Bus address; "" = its private socket
@@ -62,7 +71,8 @@ func defaultOptions() options {
 		config:     "/etc/cgrules.conf",
 		configDir:  "/etc/cgrules.d",
 		cgroupRoot: "/",
-		netlinkBuf: 16 << 20,
+		netlinkBuf: kernel.DefaultReceiveBuffer,
+		events:     eventsAuto,
 		slice:      100 * time.Microsecond,
 		procRoot:   "/proc",
 		socket:     sticky.DefaultPath,
@@ -96,6 +106,11 @@ CGroup Rules Engine Daemon: moves each task into the cgroups that
       --cgroup-root=PATH       act only below PATH in every hierarchy; destinations are
                                relative to it (default /)
       --pidfile=FILE           write the daemon's pid to FILE once it is ready
+      --events=SOURCE          where process events come from: bpf (BPF programs that
+                               report only what the rules may act on), netlink (the
+                               proc connector: every event on the machine), or auto
+                               (default: bpf where the kernel and the daemon's
+                               privileges allow it, else netlink, saying why)
       --netlink-buffer=BYTES   netlink receive buffer (default 16777216; K, M suffixes)
       --sched-slice=DURATION   scheduler time slice the daemon's threads ask for, so that
                                they run as soon as an event wakes them even when the
@@ -209,6 +224,17 @@ func parseArgs(args []string) (options, error) {
 		"help":      {set: flag(&o.help)},
 		"version":   {set: flag(&o.version)},
 		"proc-root": {arg: 1, set: str(&o.procRoot)},
+		// The event source, and its hidden test knobs.
+		"events": {arg: 1, set: func(v string) error {
+			switch v {
+			case eventsAuto, eventsBPF, eventsNetlink:
+				o.events = v
+				return nil
+			}
+			return fmt.Errorf("want auto, bpf or netlink, got %q", v)
+		}},
+		"bpf-ring-buffer": {arg: 1, set: func(v string) error { n, err := parseSize(v); o.bpfRing = n; return err }},
+		"bpf-kernel-btf":  {arg: 1, set: str(&o.bpfBTF)},
 	}
 	short := map[byte]string{
 		'n': "nodaemon", 'd': "debug", 'v': "verbose", 'q': "quiet", 'Q': "nolog",
@@ -321,8 +347,20 @@ func finish(o *options) error {
 	if o.netlinkBuf < 4096 {
 		return fmt.Errorf("%w: --netlink-buffer must be at least 4096 bytes, got %d", errUsage, o.netlinkBuf)
 	}
+	if o.bpfRing != 0 {
+		if err := (bpfevents.Config{RingBuffer: o.bpfRing}).Validate(); err != nil {
+			return fmt.Errorf("%w: --bpf-ring-buffer: %w", errUsage, err)
+		}
+	}
 	return nil
 }
+
+// The event sources of --events.
+const (
+	eventsAuto    = "auto"
+	eventsBPF     = "bpf"
+	eventsNetlink = "netlink"
+)
 
 // parseSlice parses a --sched-slice value: a Go duration ("100us", "1ms")
 // or 0.

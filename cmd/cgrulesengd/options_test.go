@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/sirupsen/logrus"
+
+	"github.com/cgrulesengd/cgrulesengd/internal/kernel"
 )
 
 func TestParseArgs(t *testing.T) {
@@ -93,6 +95,31 @@ func TestParseArgs(t *testing.T) {
 		{"netlink buffer with suffix", []string{"--netlink-buffer", "4M"}, func(t *testing.T, o options) {
 			if o.netlinkBuf != 4<<20 {
 				t.Errorf("buffer %d", o.netlinkBuf)
+			}
+		}},
+		{"netlink buffer default", nil, func(t *testing.T, o options) {
+			if o.netlinkBuf != kernel.DefaultReceiveBuffer {
+				t.Errorf("buffer %d, want kernel.DefaultReceiveBuffer %d", o.netlinkBuf, kernel.DefaultReceiveBuffer)
+			}
+		}},
+		{"events default", nil, func(t *testing.T, o options) {
+			if o.events != eventsAuto || o.bpfRing != 0 || o.bpfBTF != "" {
+				t.Errorf("events %q, ring %d, btf %q", o.events, o.bpfRing, o.bpfBTF)
+			}
+		}},
+		{"events bpf", []string{"--events=bpf"}, func(t *testing.T, o options) {
+			if o.events != eventsBPF {
+				t.Errorf("events %q", o.events)
+			}
+		}},
+		{"events netlink", []string{"--events", "netlink"}, func(t *testing.T, o options) {
+			if o.events != eventsNetlink {
+				t.Errorf("events %q", o.events)
+			}
+		}},
+		{"test knobs of the BPF source", []string{"--bpf-ring-buffer=4K", "--bpf-kernel-btf", "/dev/null"}, func(t *testing.T, o options) {
+			if o.bpfRing != 4096 || o.bpfBTF != "/dev/null" {
+				t.Errorf("ring %d, btf %q", o.bpfRing, o.bpfBTF)
 			}
 		}},
 		{"default slice", nil, func(t *testing.T, o options) {
@@ -183,6 +210,10 @@ func TestParseArgsErrors(t *testing.T) {
 		{"systemd bus relative", []string{"--systemd-bus=unix:path=private"}, "must be absolute"},
 		{"systemd bus a plain path", []string{"--systemd-bus=/run/systemd/private"}, "only unix:path=FILE"},
 		{"systemd bus with systemd off", []string{"--systemd=off", "--systemd-bus=unix:path=/run/x"}, "not off"},
+		{"unknown source", []string{"--events", "ebpf"}, "want auto, bpf or netlink"},
+		{"no source", []string{"--events="}, "want auto, bpf or netlink"},
+		{"ring not a power of two", []string{"--bpf-ring-buffer", "5000"}, "power of two"},
+		{"ring too small", []string{"--bpf-ring-buffer", "1K"}, "power of two"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -60,6 +60,17 @@ type Config struct {
 	// never settles are reported (and inherit the mark): a backstop, not
 	// a substitute for Settled or Cool. 0 means DefaultHotTTL.
 	HotTTL time.Duration
+	// KernelBTF is a BTF file to use instead of the running kernel's
+	// (/sys/kernel/btf/vmlinux): for tests, which force the fallback with
+	// a file that is not BTF (ReasonNoBTF). "" means the kernel's.
+	KernelBTF string
+}
+
+// Validate reports whether Open accepts c's values (not whether the kernel
+// does).
+func (c Config) Validate() error {
+	_, err := c.withDefaults()
+	return err
 }
 
 func (c Config) withDefaults() (Config, error) {
@@ -201,7 +212,7 @@ func Open(cfg Config) (*Source, error) {
 	if err := cachedFailure(); err != nil {
 		return nil, err
 	}
-	s, err := open(cfg, options{})
+	s, err := open(cfg, options{kernelBTF: cfg.KernelBTF})
 	if nse := (*NotSupportedError)(nil); errors.As(err, &nse) {
 		cacheFailure(err)
 	}
