@@ -62,7 +62,8 @@ type Config struct {
 	HotTTL time.Duration
 	// KernelBTF is a BTF file to use instead of the running kernel's
 	// (/sys/kernel/btf/vmlinux): for tests, which force the fallback with
-	// a file that is not BTF (ReasonNoBTF). "" means the kernel's.
+	// a file that is not BTF (ReasonNoBTF); Open does not cache such a
+	// failure. "" means the kernel's.
 	KernelBTF string
 }
 
@@ -209,11 +210,16 @@ type Source struct {
 // *NotSupportedError (errors.Is(err, ErrNotSupported)) naming the reason;
 // it is cached, and later calls return it at once.
 func Open(cfg Config) (*Source, error) {
-	if err := cachedFailure(); err != nil {
-		return nil, err
+	// A failure with another BTF file (a test's) says nothing about this
+	// kernel: it is neither cached nor answered from the cache.
+	cache := cfg.KernelBTF == ""
+	if cache {
+		if err := cachedFailure(); err != nil {
+			return nil, err
+		}
 	}
 	s, err := open(cfg, options{kernelBTF: cfg.KernelBTF})
-	if nse := (*NotSupportedError)(nil); errors.As(err, &nse) {
+	if nse := (*NotSupportedError)(nil); cache && errors.As(err, &nse) {
 		cacheFailure(err)
 	}
 	return s, err

@@ -1,0 +1,107 @@
+package main
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sirupsen/logrus"
+	logtest "github.com/sirupsen/logrus/hooks/test"
+
+	"github.com/cgrulesengd/cgrulesengd/internal/bpfevents"
+	"github.com/cgrulesengd/cgrulesengd/internal/kernel"
+)
+
+// TestIntegrationOpenEvents: --events selects the source; auto falls back
+// to the proc connector when the BPF source cannot run (forced here with a
+// BTF file that is not BTF) and logs why, once; bpf then fails instead.
+func TestIntegrationOpenEvents(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: the proc connector and BPF programs")
+	}
+	badBTF := filepath.Join(t.TempDir(), "vmlinux")
+	if err := os.WriteFile(badBTF, []byte("not BTF"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bpfErr := bpfevents.Probe()
+	for _, c := range []struct {
+		name     string
+		events   string
+		btf      string
+		kind     string // "" = an error
+		reason   string // the fallback's reason
+		warnings int
+	}{
+		{name: "netlink", events: eventsNetlink, kind: eventsNetlink},
+		{name: "auto", events: eventsAuto, kind: eventsBPF},
+		{name: "bpf", events: eventsBPF, kind: eventsBPF},
+		{name: "auto without BTF", events: eventsAuto, btf: badBTF, kind: eventsNetlink, reason: bpfevents.ReasonNoBTF.String(), warnings: 1},
+		{name: "bpf without BTF", events: eventsBPF, btf: badBTF},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.kind == eventsBPF && bpfErr != nil {
+				t.Skipf("the BPF source cannot run here: %v", bpfErr)
+			}
+			o := defaultOptions()
+			o.events, o.bpfBTF = c.events, c.btf
+			log, hook := logtest.NewNullLogger()
+			log.SetLevel(logrus.DebugLevel)
+			es, err := openEvents(o, wantedEvents, log)
+			if c.kind == "" {
+				if err == nil || !errors.Is(err, bpfevents.ErrNotSupported) || !strings.Contains(err.Error(), "--events=bpf") {
+					es.Close()
+					t.Fatalf("openEvents: %v, want an error wrapping bpfevents.ErrNotSupported naming --events=bpf", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer es.Close()
+			if es.kind != c.kind || (es.bpf != nil) != (c.kind == eventsBPF) || (es.conn != nil) != (c.kind == eventsNetlink) {
+				t.Errorf("kind %q (bpf %v, conn %v), want %q", es.kind, es.bpf != nil, es.conn != nil, c.kind)
+			}
+			if got := es.fallbackReason(); got != c.reason {
+				t.Errorf("fallback reason %q (%v), want %q", got, es.fallback, c.reason)
+			}
+			warnings, info := 0, ""
+			for _, e := range hook.AllEntries() {
+				switch e.Level {
+				case logrus.WarnLevel, logrus.ErrorLevel:
+					warnings++
+					if !strings.Contains(e.Message, c.reason) {
+						t.Errorf("the fallback's warning %q does not say why (%s)", e.Message, c.reason)
+					}
+				case logrus.InfoLevel:
+					info = e.Message
+					if h, ok := e.Data["hooks"].(string); c.kind == eventsBPF && (!ok || !strings.Contains(h, "tp_btf")) {
+						t.Errorf("the BPF source's log line does not name its hooks: %v", e.Data)
+					}
+				}
+			}
+			if warnings != c.warnings {
+				t.Errorf("%d warnings, want %d", warnings, c.warnings)
+			}
+			if want := map[string]string{eventsBPF: "BPF source", eventsNetlink: "proc connector"}[c.kind]; !strings.Contains(info, want) {
+				t.Errorf("log says %q, want it to name the %s", info, want)
+			}
+			// The source delivers: a Close wakes a Read with kernel.ErrClosed.
+			done := make(chan error, 1)
+			go func() {
+				var buf [64]kernel.Event
+				for {
+					if _, err := es.Read(buf[:0]); err != nil {
+						done <- err
+						return
+					}
+				}
+			}()
+			es.Close()
+			if err := <-done; !errors.Is(err, kernel.ErrClosed) {
+				t.Errorf("Read after Close: %v, want kernel.ErrClosed", err)
+			}
+		})
+	}
+}
