@@ -129,7 +129,7 @@ func refusal(what string, err error) error {
 		if missing := missingCaps(); missing != "" {
 			return notSupported(ReasonNoPrivilege, "%s: %w (this process lacks %s)", what, err, missing)
 		}
-		return notSupported(ReasonRefused, "%s: %w (the process has CAP_BPF and CAP_PERFMON: kernel lockdown or a security module?)", what, err)
+		return notSupported(ReasonRefused, "%s: %w (the process has CAP_BPF and CAP_PERFMON: kernel lockdown, a security module or a system call filter?)", what, err)
 	}
 	var ve *ebpf.VerifierError
 	if errors.As(err, &ve) {

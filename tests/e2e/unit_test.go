@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cgrulesengd/cgrulesengd/internal/bpfevents"
 	"github.com/cgrulesengd/cgrulesengd/tests/sdbox"
 )
 
@@ -521,6 +523,56 @@ func TestUnitHardening(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "subscribing to the kernel's process events") {
 		t.Errorf("with RestrictAddressFamilies=AF_UNIX the daemon should fail to subscribe; got %v:\n%s", err, out)
+	}
+
+	t.Run("BPF source", func(t *testing.T) { unitHardeningBPF(t, sa, he, h) })
+}
+
+// unitHardeningBPF: the BPF event source loads and attaches its programs
+// under the unit's hardening (bpfprobe opens it as the daemon does), and
+// cannot without CAP_BPF and CAP_PERFMON or without bpf(2) in the system
+// call filter: the unit allows what the source needs.
+func unitHardeningBPF(t *testing.T, sa string, he *hardenedEnv, h hardening) {
+	probe := filepath.Join(he.stage, "bpfprobe")
+	if err := goBuild(probe, "./tests/e2e/testdata/bpfprobe"); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(probe).CombinedOutput(); err != nil {
+		t.Skipf("the BPF source cannot run on this machine, hardened or not: %s", out)
+	}
+	run := func(h hardening) (string, bool) {
+		cmd := exec.Command(he.wrap()[0], append(he.wrap()[1:], "bpfprobe")...)
+		cmd.Env = append(os.Environ(), h.env(he.stage, probe)...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+		out, err := cmd.CombinedOutput()
+		// The last line: the hardening script's own complaints come first.
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		last := lines[len(lines)-1]
+		if err != nil && !strings.HasPrefix(last, "not supported: ") && !strings.HasPrefix(last, "error: ") {
+			last = fmt.Sprintf("%v: %s", err, out)
+		}
+		return last, err == nil
+	}
+	out, ok := run(h)
+	t.Logf("under the unit's hardening: %s", out)
+	if !ok || !strings.HasPrefix(out, "ok: ") || !strings.Contains(out, "tp_btf") {
+		t.Errorf("the BPF source does not run under the unit's hardening: %s", out)
+	}
+	noCaps := unitHardening(t, sa)
+	noCaps.allowed = h.allowed
+	noCaps.caps = slices.DeleteFunc(noCaps.caps, func(c string) bool { return c == "bpf" || c == "perfmon" })
+	if out, ok := run(noCaps); ok || !strings.Contains(out, bpfevents.ReasonNoPrivilege.String()) {
+		t.Errorf("without CAP_BPF and CAP_PERFMON: %s; want the source refused for lack of privilege", out)
+	} else {
+		t.Logf("without CAP_BPF and CAP_PERFMON: %s", out)
+	}
+	noBPF := unitHardening(t, sa)
+	noBPF.allowed = maps.Clone(h.allowed)
+	delete(noBPF.allowed, "bpf")
+	if out, ok := run(noBPF); ok || !strings.HasPrefix(out, "not supported: ") {
+		t.Errorf("without bpf(2) in the system call filter: %s; want the source not supported", out)
+	} else {
+		t.Logf("without bpf(2) in the system call filter: %s", out)
 	}
 }
 
