@@ -2,7 +2,8 @@
 # Runs the daemon in the foreground on a safe demo configuration: every
 # hierarchy gets a demo subtree, and --cgroup-root confines the daemon to it,
 # so it can only move tasks that were put inside the subtree on purpose.
-# CGRE_DEMO_BIN names the directory of cgrulesengd and setuid (default bin/).
+# CGRE_DEMO_BIN names the directory of cgrulesengd and setuid (default bin/);
+# CGRE_DEMO_OPTIONS holds more options of the daemon (the tests' --events).
 set -eu
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${CGRE_DEMO_BIN:-$here/bin}
@@ -92,4 +93,4 @@ INFO
 # daemon that may run here (cgexec and cgclassify --sticky reach only the
 # daemon on that path, and a plain --status asks the one on the other).
 "$bin/cgrulesengd" -d --config "$state/cgrules.conf" --config-dir "$state/cgrules.d" --cgroup-root "$demo" \
-	--socket "$state/cgred.socket" --status-socket "$state/status.sock" || true
+	--socket "$state/cgred.socket" --status-socket "$state/status.sock" ${CGRE_DEMO_OPTIONS:-} || true

@@ -47,7 +47,7 @@ func demo(t *testing.T, pureV2 bool) {
 		cmd = exec.Command(script[0], script[1:]...)
 	}
 	cmd.Dir = moduleDir
-	cmd.Env = append(os.Environ(), "CGRE_DEMO_BIN="+filepath.Dir(daemonBin))
+	cmd.Env = append(os.Environ(), "CGRE_DEMO_BIN="+filepath.Dir(daemonBin), "CGRE_DEMO_OPTIONS="+strings.Join(eventsArgs(), " "))
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	// Its own process group, stopped as Ctrl-C would stop it.

@@ -37,7 +37,13 @@
 // harness and tool processes inside them) and orphaned daemons confined to
 // a /cgre-e2e-* root.
 //
+// Event source: CGRE_E2E_EVENTS=bpf or netlink runs every daemon of the
+// suite with --events=bpf or --events=netlink (sources_test.go); make
+// test-e2e runs the whole suite once with each. A BPF run on a machine that
+// cannot load the BPF source is skipped, saying why.
+//
 // Run as root:
 //
 //	go test ./tests/... -v -count=1
+//	CGRE_E2E_EVENTS=bpf go test ./tests/... -count=1
 package e2e

@@ -518,11 +518,14 @@ type daemon struct {
 	ready   time.Duration // from started until the pidfile named it
 }
 
-// daemonArgs is the daemon's command line for this environment, without -n.
+// daemonArgs is the daemon's command line for this environment, without -n:
+// the run's event source (eventsArgs) comes before extra, which may
+// override it.
 func (e *env) daemonArgs(pidfile, logfile string, extra ...string) []string {
 	args := []string{"-c", e.rules, "--config-dir", e.confDir, "--cgroup-root", e.root,
 		"--pidfile", pidfile, "-f", logfile, "-vvv", "--socket", e.socketPath(),
 		"--status-socket", e.statusPath()}
+	args = append(args, eventsArgs()...)
 	return append(args, extra...)
 }
 

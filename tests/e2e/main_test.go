@@ -66,6 +66,18 @@ func testMain(m *testing.M) int {
 		fmt.Fprintf(os.Stderr, "e2e: leftover from an earlier run: "+format+"\n", args...)
 	})
 
+	skip, err := checkEvents(os.Getenv(eventsEnv))
+	switch {
+	case err != nil:
+		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
+		return 1
+	case skip != "":
+		fmt.Fprintf(os.Stderr, "e2e: %s\n", skip)
+		return 0
+	case eventsSource != "":
+		fmt.Fprintf(os.Stderr, "e2e: every daemon runs with --events=%s\n", eventsSource)
+	}
+
 	moduleDir, err = findModuleRoot()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)

@@ -273,8 +273,8 @@ func TestDebianPackage(t *testing.T) {
 	settings := filepath.Join(e.dir, "cgred.conf")
 	logfile := filepath.Join(e.dir, "run", "log")
 	_ = os.MkdirAll(filepath.Dir(logfile), 0o755)
-	if err := os.WriteFile(settings, []byte(fmt.Sprintf("CONFIG_FILE=%q\nLOG_FILE=%q\nLOG=\"-vvv\"\nSOCKET_GROUP=\"\"\nOPTIONS=\"--config-dir=%s --cgroup-root=%s\"\n",
-		e.rules, logfile, e.confDir, e.root)), 0o644); err != nil {
+	if err := os.WriteFile(settings, []byte(fmt.Sprintf("CONFIG_FILE=%q\nLOG_FILE=%q\nLOG=\"-vvv\"\nSOCKET_GROUP=\"\"\nOPTIONS=\"--config-dir=%s --cgroup-root=%s%s\"\n",
+		e.rules, logfile, e.confDir, e.root, eventsOption())), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	start := exec.Command("/etc/init.d/cgred", "start")

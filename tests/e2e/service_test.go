@@ -81,8 +81,8 @@ LOG="-vvv"
 NODAEMON=""
 SOCKET_USER=""
 SOCKET_GROUP=""
-OPTIONS="--config-dir=%s --cgroup-root=%s"
-`, s.e.rules, s.logfile, s.e.confDir, s.e.root) + extra
+OPTIONS="--config-dir=%s --cgroup-root=%s%s"
+`, s.e.rules, s.logfile, s.e.confDir, s.e.root, eventsOption()) + extra
 	if err := os.WriteFile(s.settings, []byte(content), 0o644); err != nil {
 		s.t.Fatal(err)
 	}

@@ -516,8 +516,8 @@ func TestUnitHardening(t *testing.T) {
 	h3 := unitHardening(t, sa)
 	h3.allowed = h.allowed
 	h3.families = []string{"1"}
-	cmd := exec.Command(he.wrap()[0], append(he.wrap()[1:], daemonBin, "-n", "-c", he.rules, "--config-dir", he.confDir,
-		"--cgroup-root", he.root, "-f", "-")...)
+	cmd := exec.Command(he.wrap()[0], append(append(he.wrap()[1:], daemonBin, "-n", "-c", he.rules, "--config-dir", he.confDir,
+		"--cgroup-root", he.root, "-f", "-"), eventsArgs()...)...)
 	cmd.Env = append(os.Environ(), h3.env(he.stage, he.bin)...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.CombinedOutput()
