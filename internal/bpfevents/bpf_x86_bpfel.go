@@ -79,6 +79,7 @@ const (
 	bpfMapExits              = "exits"
 	bpfMapGids               = "gids"
 	bpfMapHot                = "hot"
+	bpfMapLeaving            = "leaving"
 	bpfMapNames              = "names"
 	bpfMapPending            = "pending"
 	bpfMapSettled            = "settled"
@@ -89,6 +90,7 @@ const (
 	bpfProgOnExec            = "on_exec"
 	bpfProgOnExit            = "on_exit"
 	bpfProgOnFork            = "on_fork"
+	bpfProgOnRename          = "on_rename"
 	bpfProgOnSysExit         = "on_sys_exit"
 	bpfVarCommitHook         = "commit_hook"
 	bpfVarEventLayout        = "event_layout"
@@ -141,6 +143,7 @@ type bpfProgramSpecs struct {
 	OnExec            *ebpf.ProgramSpec `ebpf:"on_exec"`
 	OnExit            *ebpf.ProgramSpec `ebpf:"on_exit"`
 	OnFork            *ebpf.ProgramSpec `ebpf:"on_fork"`
+	OnRename          *ebpf.ProgramSpec `ebpf:"on_rename"`
 	OnSysExit         *ebpf.ProgramSpec `ebpf:"on_sys_exit"`
 }
 
@@ -154,6 +157,7 @@ type bpfMapSpecs struct {
 	Exits    *ebpf.MapSpec `ebpf:"exits"`
 	Gids     *ebpf.MapSpec `ebpf:"gids"`
 	Hot      *ebpf.MapSpec `ebpf:"hot"`
+	Leaving  *ebpf.MapSpec `ebpf:"leaving"`
 	Names    *ebpf.MapSpec `ebpf:"names"`
 	Pending  *ebpf.MapSpec `ebpf:"pending"`
 	Settled  *ebpf.MapSpec `ebpf:"settled"`
@@ -195,6 +199,7 @@ type bpfMaps struct {
 	Exits    *ebpf.Map `ebpf:"exits"`
 	Gids     *ebpf.Map `ebpf:"gids"`
 	Hot      *ebpf.Map `ebpf:"hot"`
+	Leaving  *ebpf.Map `ebpf:"leaving"`
 	Names    *ebpf.Map `ebpf:"names"`
 	Pending  *ebpf.Map `ebpf:"pending"`
 	Settled  *ebpf.Map `ebpf:"settled"`
@@ -210,6 +215,7 @@ func (m *bpfMaps) Close() error {
 		m.Exits,
 		m.Gids,
 		m.Hot,
+		m.Leaving,
 		m.Names,
 		m.Pending,
 		m.Settled,
@@ -235,6 +241,7 @@ type bpfPrograms struct {
 	OnExec            *ebpf.Program `ebpf:"on_exec"`
 	OnExit            *ebpf.Program `ebpf:"on_exit"`
 	OnFork            *ebpf.Program `ebpf:"on_fork"`
+	OnRename          *ebpf.Program `ebpf:"on_rename"`
 	OnSysExit         *ebpf.Program `ebpf:"on_sys_exit"`
 }
 
@@ -245,6 +252,7 @@ func (p *bpfPrograms) Close() error {
 		p.OnExec,
 		p.OnExit,
 		p.OnFork,
+		p.OnRename,
 		p.OnSysExit,
 	)
 }

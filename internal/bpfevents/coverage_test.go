@@ -28,6 +28,7 @@ const (
 	covSentinel      = 42009        // the sentinel's uid: ends each case
 	covUnnamed       = 42099        // a uid no filter names
 	covStickyPause   = "300"        // ms the sticky cases' helper waits to be marked
+	covNamed         = "cgre-named" // the name of a copy of the helper that rows name
 	covSettleTimeout = 10 * time.Second
 )
 
@@ -36,11 +37,12 @@ const (
 type covCase struct {
 	name   string
 	i386   bool     // run the i386 helper (compat system calls)
-	ops    []string // "$SUIDROOT", "$SGID", "$SUIDU2" name the set-ID copies of the native helper
+	ops    []string // "$SUIDROOT", "$SGID", "$SUIDU2" name the set-ID copies of the native helper, "$NAMED" a plain copy named covNamed
 	filter Filter
 	sticky bool // the helper is marked sticky (children too) before its ops
 	// execNamed: the roles (0 = the helper, then its children in fork
-	// order) whose exec passes the name prefilter.
+	// order) whose first exec passes the name prefilter; a later exec of
+	// the same role does not (the rows' later execs run /bin/true).
 	execNamed []int
 	// want: keys both sources must report (and only ever the model's).
 	want []string
@@ -97,6 +99,17 @@ var covCases = []covCase{
 		want: []string{"0 UID " + u(covU1), "0>1 FORK", "1>2 FORK", "2 EXEC", "2 EXIT", "1 EXIT", "0 EXIT"}},
 	{name: "exec by name", ops: []string{"fork", "exec", "/bin/true"}, filter: Filter{Processes: []string{"/usr/bin/true"}}, execNamed: []int{1},
 		want: []string{"1 EXEC", "1 EXIT"}},
+	// A task that leaves a named program by an exec is reported whatever
+	// it runs next (a process rule may have put it where it is), and so is
+	// a child of a named program (it runs the same program until its exec).
+	{name: "exec away from a named program", ops: []string{"fork", "exec", "$NAMED", "exec", "/bin/true"},
+		filter: Filter{Processes: []string{covNamed}}, execNamed: []int{1},
+		want: []string{"1 EXEC", "1 EXEC", "1 EXIT"}},
+	{name: "exec by the child of a named program", ops: []string{"fork", "exec", "$NAMED", "fork", "exec", "/bin/true"},
+		filter: Filter{Processes: []string{covNamed}}, execNamed: []int{1},
+		want: []string{"1 EXEC", "1>2 FORK", "2 EXEC", "2 EXIT", "1 EXIT"}},
+	{name: "exec away from an unnamed program", ops: []string{"fork", "exec", "/bin/true"},
+		filter: Filter{Processes: []string{covNamed}}},
 	{name: "sticky inheritance", ops: []string{"sleep", covStickyPause, "fork", "fork", "resuid", u(covU1), u(covU1), u(covU1), "exec", "/bin/true"},
 		filter: Filter{UIDs: ids(covU1), Processes: []string{"true"}}, sticky: true, execNamed: []int{2},
 		want: []string{"0>1 FORK", "1>2 FORK", "2 EXIT", "1 EXIT", "0 EXIT"}},
@@ -156,23 +169,28 @@ func coverage(t *testing.T, h helpers, suid map[string]string, o options) {
 	}
 }
 
-// setIDCopies makes set-ID copies of the native helper: owned by root with
-// the set-user-ID bit, by uid covU2 with it, and by group covG1 with the
-// set-group-ID bit. They run with no operation: exec and exit.
+// setIDCopies makes copies of the native helper: owned by root with the
+// set-user-ID bit, by uid covU2 with it, and by group covG1 with the
+// set-group-ID bit (they run with no operation: exec and exit), and one
+// without set-ID bits named covNamed.
 func setIDCopies(t *testing.T, native string) map[string]string {
 	var st unix.Statfs_t
 	dir := filepath.Dir(native)
 	if err := unix.Statfs(dir, &st); err != nil {
 		t.Fatal(err)
 	}
-	if st.Flags&unix.ST_NOSUID != 0 {
-		return map[string]string{"$SUIDROOT": "", "$SUIDU2": "", "$SGID": ""}
-	}
 	b, err := os.ReadFile(native)
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := map[string]string{}
+	named := filepath.Join(dir, covNamed)
+	if err := os.WriteFile(named, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if st.Flags&unix.ST_NOSUID != 0 {
+		return map[string]string{"$SUIDROOT": "", "$SUIDU2": "", "$SGID": "", "$NAMED": named}
+	}
+	m := map[string]string{"$NAMED": named}
 	for _, c := range []struct {
 		name     string
 		uid, gid int
@@ -279,8 +297,10 @@ func rolesOf(helper int32, evs []kernel.Event) map[int32]int {
 // (as keys, sorted).
 //   - a credential change, when the thread's new euid or egid is named and
 //     the process is not sticky; it makes the process hot;
-//   - an exec whose name passes the prefilter (c.execNamed), of a process
-//     that is not sticky; it makes the process hot;
+//   - an exec whose name passes the prefilter (c.execNamed), or that leaves
+//     a program whose name did (children run their parent's program until
+//     they exec), of a process that is not sticky; it makes the process
+//     hot;
 //   - a fork of a hot process, or of a sticky one (children inherit), whose
 //     child inherits the marks;
 //   - an exit of a hot or sticky process.
@@ -292,10 +312,13 @@ func expectBPF(c covCase, roles map[int32]int, evs []kernel.Event) []string {
 	type ids struct{ euid, egid uint32 }
 	creds := map[int32]ids{} // by thread id
 	hot, sticky := map[int]bool{}, map[int]bool{}
+	named := map[int]bool{} // the role's program passes the prefilter
+	execs := map[int]int{}  // the role's execs so far
+	helperExec := false     // the helper's own exec (the test's): not the row's
 	if c.sticky {
 		sticky[0] = true
 	}
-	named := func(x ids) bool {
+	namedIDs := func(x ids) bool {
 		return c.filter.Any || slices.Contains(c.filter.UIDs, x.euid) || slices.Contains(c.filter.GIDs, x.egid)
 	}
 	var out []string
@@ -315,6 +338,7 @@ func expectBPF(c covCase, roles map[int32]int, evs []kernel.Event) []string {
 				out = append(out, fmt.Sprintf("%d>%d FORK", p, r))
 				hot[r], sticky[r] = hot[p], sticky[p]
 			}
+			named[r] = named[p]
 		case kernel.EventUID, kernel.EventGID:
 			x := creds[e.PID]
 			kind := "UID"
@@ -325,7 +349,7 @@ func expectBPF(c covCase, roles map[int32]int, evs []kernel.Event) []string {
 				kind = "GID"
 			}
 			creds[e.PID] = x
-			if !sticky[r] && named(x) {
+			if !sticky[r] && namedIDs(x) {
 				id := x.euid
 				if kind == "GID" {
 					id = x.egid
@@ -334,10 +358,17 @@ func expectBPF(c covCase, roles map[int32]int, evs []kernel.Event) []string {
 				hot[r] = true
 			}
 		case kernel.EventExec:
-			if !sticky[r] && slices.Contains(c.execNamed, r) {
+			if r == 0 && !helperExec {
+				helperExec = true
+				continue
+			}
+			passes := execs[r] == 0 && slices.Contains(c.execNamed, r)
+			execs[r]++
+			if !sticky[r] && (passes || named[r]) {
 				out = append(out, fmt.Sprintf("%d EXEC", r))
 				hot[r] = true
 			}
+			named[r] = passes
 		case kernel.EventExit:
 			if e.PID == e.TGID && (hot[r] || sticky[r]) {
 				out = append(out, fmt.Sprintf("%d EXIT", r))

@@ -18,8 +18,10 @@
 //     is out.
 //   - EXEC events when the program's name (the comm, or the base name of
 //     the file run: for a script, its interpreter) passes the rules'
-//     process-name prefilter (Filter.Processes, Filter.AllExecs). The
-//     process becomes hot.
+//     process-name prefilter (Filter.Processes, Filter.AllExecs), or when
+//     the program the task leaves did (its comm: a process rule may have
+//     put it where it is, and a child runs its parent's program until it
+//     execs). The process becomes hot.
 //   - FORK events of hot processes not yet settled by user space (Settled;
 //     for Config.HotTTL at most), and of sticky processes whose mark
 //     children inherit; the child inherits the mark, so grandchildren are
@@ -33,7 +35,9 @@
 // # Hooks
 //
 // Forks, execs and exits come from BTF raw tracepoints (tp_btf:
-// sched_process_fork, sched_process_exec, sched_process_exit). No
+// sched_process_fork, sched_process_exec, sched_process_exit); the name a
+// task leaves in an exec from task_rename, which fires while its comm is
+// still the old one. No
 // tracepoint fires when credentials change (the proc connector reports from
 // commit_creds), so the source hooks commit_creds itself (fentry and fexit)
 // where the kernel allows it, probed once per process. Where it does not

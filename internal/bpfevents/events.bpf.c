@@ -10,8 +10,9 @@
  *                a rule (or a rule names everyone): a UID or GID event, and
  *                the process becomes "hot";
  *   exec         the new program's name (comm, or the base name of the file
- *                run) passes the rules' process-name prefilter: an EXEC
- *                event, and the process becomes hot;
+ *                run) passes the rules' process-name prefilter, or the
+ *                program the task leaves did (its comm): an EXEC event, and
+ *                the process becomes hot;
  *   fork         the parent is hot and not yet settled by user space, or
  *                sticky with CGROUP_DAEMON_UNCHANGE_CHILDREN: a FORK event,
  *                and the child inherits the mark;
@@ -193,6 +194,20 @@ struct {
 	__type(key, __u32);
 	__type(value, __u8);
 } exits SEC(".maps");
+
+/*
+ * Threads in an exec whose old program's name (comm) passed the prefilter
+ * (thread id), from task_rename to sched_process_exec: a task that leaves a
+ * program a rule named may belong elsewhere now. LRU: a rename outside an
+ * exec (prctl PR_SET_NAME, /proc/PID/comm) leaves an entry that only the
+ * thread's next exec or exit takes, and the oldest go first.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 1024);
+	__type(key, __u32);
+	__type(value, __u8);
+} leaving SEC(".maps");
 
 /* Ids saved by the commit_creds entry hook (thread id). */
 struct {
@@ -447,6 +462,27 @@ static __always_inline int name_matches(const char *name)
 	return bpf_map_lookup_elem(&names, &k) != 0;
 }
 
+/*
+ * A task's comm changes: in an exec (begin_new_exec, after the new program
+ * is committed and before sched_process_exec), or by prctl or
+ * /proc/PID/comm. Here the comm is still the old one.
+ */
+SEC("tp_btf/task_rename")
+int BPF_PROG(on_rename, struct task_struct *task, const char *comm)
+{
+	struct cgre_config *cfg = get_config();
+	if (!cfg || cfg->execs != 1)
+		return 0; /* no exec, or every exec, is reported anyway */
+	char old[16];
+	__builtin_memcpy(old, task->comm, sizeof(old));
+	if (!name_matches(old))
+		return 0;
+	__u32 tid = task->pid;
+	__u8 one = 1;
+	bpf_map_update_elem(&leaving, &tid, &one, BPF_ANY);
+	return 0;
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(on_exec, struct task_struct *p, int old_pid, struct linux_binprm *bprm)
 {
@@ -479,9 +515,17 @@ int BPF_PROG(on_exec, struct task_struct *p, int old_pid, struct linux_binprm *b
 	if (!cfg->execs)
 		return 0;
 	if (cfg->execs == 1) {
+		/* The program the task leaves was named (on_rename). */
+		__u32 tid = p->pid;
+		int match = 0;
+		if (bpf_map_lookup_elem(&leaving, &tid)) {
+			bpf_map_delete_elem(&leaving, &tid);
+			match = 1;
+		}
 		char comm[16];
 		__builtin_memcpy(comm, p->comm, sizeof(comm));
-		int match = name_matches(comm);
+		if (!match)
+			match = name_matches(comm);
 		if (!match) {
 			/* The program run: for a script, the interpreter. */
 			char base[16] = {};
@@ -568,8 +612,10 @@ int BPF_PROG(on_fork, struct task_struct *parent, struct task_struct *child)
 SEC("tp_btf/sched_process_exit")
 int BPF_PROG(on_exit, struct task_struct *p)
 {
-	__u32 tgid = p->tgid;
-	if (p->pid != (int)tgid)
+	__u32 tid = p->pid, tgid = p->tgid;
+	if (bpf_map_lookup_elem(&leaving, &tid))
+		bpf_map_delete_elem(&leaving, &tid);
+	if (tid != tgid)
 		return 0; /* a thread; the process's marks go with its leader */
 	int tracked = 0;
 	if (bpf_map_lookup_elem(&hot, &tgid)) {

@@ -72,7 +72,7 @@ func load(spec *ebpf.CollectionSpec, cfg Config, o options) (*loaded, error) {
 	return l, nil
 }
 
-const processHooks = "processes: tp_btf sched_process_fork, sched_process_exec, sched_process_exit"
+const processHooks = "processes: tp_btf sched_process_fork, sched_process_exec, sched_process_exit, task_rename"
 
 // loadHooks loads and attaches spec's programs: with commit, those on
 // commit_creds, else the system call hook.
