@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -32,6 +33,53 @@ func TestProcessRuleOnExec(t *testing.T) {
 		waitCgroup(t, h.pid, "cpu", e.cg("default"), 2*time.Second)
 		expectCgroupStays(t, h.pid, "cpu", e.cg("default"), 300*time.Millisecond)
 	})
+}
+
+// TestProcessRuleExecAway: a process a process rule moved is classified
+// again when it execs a program no rule names, and so is its child (which
+// ran the named program until its own exec): both go where the user's rule
+// says, as libcgroup classifies every exec.
+func TestProcessRuleExecAway(t *testing.T) {
+	requireDaemon(t)
+	identities(t)
+	e := newEnv(t, []string{"cpu"}, "shells", "default")
+	e.writeRules("cgresjo:sh  cpu  shells\ncgresjo  cpu  default\n")
+	e.startDaemon(dopts{})
+	dir, err := os.MkdirTemp("", "cgre-flag-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	flag := filepath.Join(dir, "go")
+	// sh (a named program) starts a child that execs sleep, then waits for
+	// the flag and execs tail.
+	script := "sleep 300 & while [ ! -e " + flag + " ]; do sleep 0.05; done; exec tail -f /dev/null"
+	h := e.harness(hopts{user: "cgresjo", exec: []string{"/bin/sh", "-c", script}})
+	waitCgroup(t, h.pid, "cpu", e.cg("shells"), 2*time.Second)
+	child := 0
+	deadline := time.Now().Add(2 * time.Second)
+	for child == 0 && time.Now().Before(deadline) {
+		kids, _ := os.ReadFile("/proc/" + strconv.Itoa(h.pid) + "/task/" + strconv.Itoa(h.pid) + "/children")
+		for _, f := range regexp.MustCompile(`\d+`).FindAll(kids, -1) {
+			if cmd, _ := os.ReadFile("/proc/" + string(f) + "/cmdline"); string(cmd) == "sleep\x00300\x00" {
+				child, _ = strconv.Atoi(string(f))
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if child == 0 {
+		t.Fatal("the shell's sleep 300 child did not show up")
+	}
+	t.Cleanup(func() { killAndWaitGone(child, syscall.SIGKILL, 5*time.Second) })
+	waitCgroup(t, child, "cpu", e.cg("default"), 2*time.Second)
+	expectCgroupStays(t, h.pid, "cpu", e.cg("shells"), 200*time.Millisecond)
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitCgroup(t, h.pid, "cpu", e.cg("default"), 2*time.Second)
 }
 
 // TestTemplateCreatesCgroups: a %u destination is created by the daemon, in
