@@ -29,7 +29,9 @@
 // rule position, so its cost does not depend on the length of the list, only
 // on how many candidates fail their process test: user and group rules with
 // a process the task is not running, and prefix rules for anyone ("*:ssh*"),
-// are tried one by one.
+// are tried one by one. Names lists the ids and process names the rules
+// name, for a filter that drops events no rule can act on before any
+// matching (the daemon's BPF event source filters in the kernel with it).
 //
 // API: rules is the one package of this module outside internal/, so that
 // tools other than the daemon (an editor plug-in, a configuration linter, a

@@ -275,8 +275,8 @@ type Names struct {
 	// of another program can still change a task's place when its previous
 	// program was one of these: a prefilter, not a verdict.
 	Processes []string
-	// AllExecs: a destination depends on the program (%p, %P), so any
-	// EXEC can change a task's place. When neither Processes nor AllExecs
+	// AllExecs: a destination depends on the program (%p), so any EXEC
+	// can change a task's place. (%P is the pid, which an EXEC keeps.) When neither Processes nor AllExecs
 	// is set, no EXEC matters (NeedsProcess is false).
 	AllExecs bool
 }
@@ -305,4 +305,22 @@ func (l *List) Names() Names {
 	slices.Sort(n.Processes)
 	n.Processes = slices.Compact(n.Processes)
 	return n
+}
+
+// Union is what n or m names: the names to filter with while the rules
+// are replaced (old.Union(new), swap, new), so that no event either list
+// needs is left out while both may be in force.
+func (n Names) Union(m Names) Names {
+	u := Names{Any: n.Any || m.Any, AllExecs: n.AllExecs || m.AllExecs}
+	u.UIDs = sortedUnion(n.UIDs, m.UIDs)
+	u.GIDs = sortedUnion(n.GIDs, m.GIDs)
+	u.Processes = sortedUnion(n.Processes, m.Processes)
+	return u
+}
+
+// sortedUnion returns the sorted, unique elements of a and b.
+func sortedUnion[T uint32 | string](a, b []T) []T {
+	u := slices.Concat(a, b)
+	slices.Sort(u)
+	return slices.Compact(u)
 }
