@@ -11,30 +11,19 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cgrulesengd/cgrulesengd/internal/kernel"
+	"github.com/cgrulesengd/cgrulesengd/rules"
 )
 
 // errE2BIG is what the kernel answers an insert into a full hash map.
 var errE2BIG error = unix.E2BIG
 
-// Filter is what the rules name, for the kernel's filter: a credential
-// change is reported when the task's new euid is in UIDs or its new egid in
-// GIDs (or Any), an exec when the program's name passes Processes (or
-// AllExecs). It is a prefilter: the engine still decides.
-type Filter struct {
-	// Any reports every credential change: a rule names every user or
-	// group ("*"), or some other reason not to filter.
-	Any bool
-	// UIDs are the euids rules may match: users rules name and the members
-	// of groups they name. GIDs are the egids of the groups they name.
-	UIDs, GIDs []uint32
-	// Processes are the process parts of the rules: base names ("cc1"),
-	// absolute paths ("/usr/bin/make") and prefixes ("php-fpm*"); "*" or a
-	// prefix with a '/' in it matches every exec.
-	Processes []string
-	// AllExecs reports every exec: a destination uses %p or %P, so every
-	// exec may change where a task belongs.
-	AllExecs bool
-}
+// Filter is what the rules name (package rules' Names, so that the engine
+// hands List.Names over as it is), for the kernel's filter: a credential
+// change is reported when the task's new euid is in UIDs or its new egid
+// in GIDs (or Any), an exec when the program's name passes Processes (or
+// AllExecs), or when the program the task leaves did. It is a prefilter:
+// the engine still decides.
+type Filter = rules.Names
 
 // filterState is the filter in force: the maps' contents, mirrored.
 type filterState struct {

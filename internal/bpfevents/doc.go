@@ -32,6 +32,11 @@
 //
 // Sticky processes (MarkSticky) report no UID, GID or EXEC events.
 //
+// A Filter is a rule list's Names (package rules). While rules are
+// replaced, the filter in force must let through what either list needs:
+// SetFilter(old.Union(new)), swap, SetFilter(new). The control calls are
+// those of package classify's Filter interface: the engine drives them.
+//
 // # Hooks
 //
 // Forks, execs and exits come from BTF raw tracepoints (tp_btf:
