@@ -2,8 +2,12 @@ package bpfevents
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func keyString(k nameKey) string {
@@ -61,5 +65,20 @@ func TestConfigDefaults(t *testing.T) {
 		if _, err := bad.withDefaults(); err == nil {
 			t.Errorf("%+v: no error", bad)
 		}
+	}
+}
+
+// TestRefusalDropsMemlockHint: cilium/ebpf's RLIMIT_MEMLOCK hint on an
+// EPERM does not reach the daemon's log (open removed that limit); the
+// error still is the EPERM.
+func TestRefusalDropsMemlockHint(t *testing.T) {
+	cause := fmt.Errorf("program on_fork: load program: %w"+memlockHint, unix.EPERM)
+	err := refusal("loading the programs", cause)
+	var nse *NotSupportedError
+	if !errors.As(err, &nse) || !errors.Is(err, unix.EPERM) {
+		t.Fatalf("refusal = %v: want a *NotSupportedError wrapping EPERM", err)
+	}
+	if strings.Contains(err.Error(), "MEMLOCK") || !strings.Contains(err.Error(), "program on_fork: load program: operation not permitted") {
+		t.Errorf("refusal = %q: want the cause without the MEMLOCK hint", err)
 	}
 }

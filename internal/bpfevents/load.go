@@ -126,6 +126,9 @@ func loadHooks(spec *ebpf.CollectionSpec, cfg Config, o options, kt *btf.Spec, c
 // EPERM means kernel lockdown or a security module).
 func refusal(what string, err error) error {
 	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
+		// cilium/ebpf blames RLIMIT_MEMLOCK for every EPERM; open removed
+		// that limit already, so the hint only misleads.
+		err = withoutHint{err}
 		if missing := missingCaps(); missing != "" {
 			return notSupported(ReasonNoPrivilege, "%s: %w (this process lacks %s)", what, err, missing)
 		}
@@ -248,3 +251,12 @@ func Probe() error {
 	})
 	return probeErr
 }
+
+// memlockHint is what cilium/ebpf adds to an EPERM.
+const memlockHint = " (MEMLOCK may be too low, consider rlimit.RemoveMemlock)"
+
+// withoutHint is an error without cilium/ebpf's RLIMIT_MEMLOCK hint.
+type withoutHint struct{ err error }
+
+func (e withoutHint) Error() string { return strings.Replace(e.err.Error(), memlockHint, "", 1) }
+func (e withoutHint) Unwrap() error { return e.err }
