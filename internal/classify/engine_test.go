@@ -420,7 +420,7 @@ func TestEngineOverflowRescans(t *testing.T) {
 	if s.Overflows != 5 || s.Rescans != 1 {
 		t.Errorf("Overflows = %d, Rescans = %d, want 5 and 1 (coalesced)", s.Overflows, s.Rescans)
 	}
-	if n := strings.Count(f.log.String(), "netlink receive buffer overflowed"); n != 1 {
+	if n := strings.Count(f.log.String(), "kernel events were lost"); n != 1 {
 		t.Errorf("overflow logged %d times, want 1 (rate-limited)", n)
 	}
 	// A later report rescans again.

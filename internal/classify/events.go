@@ -83,7 +83,7 @@ func (e *Engine) handle(ev *kernel.Event) {
 	case kernel.EventOverflow:
 		e.stats.Overflows.Add(1)
 		if n, ok := e.overflowLog.Allow(time.Now()); ok {
-			e.log.WithField(ratelimit.NotLogged, n).Warn("netlink receive buffer overflowed: kernel events were lost, rescanning /proc")
+			e.log.WithField(ratelimit.NotLogged, n).Warn("kernel events were lost (the event source overflowed): rescanning /proc")
 		}
 		e.RequestRescan()
 	}

@@ -165,7 +165,7 @@ func (c *Counts[T]) table() []row[T] {
 		one("forks_followed", Counter, &c.ForksFollowed, "Children classified because their parent was being moved when they were forked."),
 		one("children_followed", Counter, &c.ChildrenFollowed, "Children found right after a scan moved their parent."),
 		one("coalesced_events", Counter, &c.Coalesced, "Events merged into a classification already queued (e.g. one per thread of a setuid)."),
-		one("netlink_overflows", Counter, &c.Overflows, "Losses of kernel events (netlink receive buffer overflows), each repaired by a rescan."),
+		one("event_overflows", Counter, &c.Overflows, "Losses of kernel events the event source reported (a full netlink receive buffer, BPF ring buffer or BPF table), each repaired by a rescan."),
 		one("queue_overflows", Counter, &c.QueueFull, "Events dropped because the classification queue or the table of recent tasks was full, each repaired by a rescan."),
 		one("repair_scans", Counter, &c.Rescans, "Rescans of /proc after lost events (not the start-up scan)."),
 		one("scanned_tasks", Counter, &c.Scanned, "Tasks looked at by the start-up scan and the rescans."),

@@ -820,7 +820,7 @@ func printBenchTable(w *os.File, order []string, res map[string]*benchResult) {
 		}},
 		{"storm: overflows / rescans / queue full", ours(func(r *benchResult) string {
 			s := r.stormD.stats
-			return fmt.Sprintf("%d / %d / %d", s["netlink_overflows"], s["repair_scans"], s["queue_overflows"])
+			return fmt.Sprintf("%d / %d / %d", s["event_overflows"], s["repair_scans"], s["queue_overflows"])
 		})},
 		{"VmRSS / RssAnon after the idle phases", daemonOnly(func(r *benchResult) string { return r.idleD.mem.String() })},
 		{"VmRSS / RssAnon when ready (storm daemon)", daemonOnly(func(r *benchResult) string { return r.readyMem.String() })},

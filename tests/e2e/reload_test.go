@@ -225,7 +225,7 @@ func TestStopSIGTERM(t *testing.T) {
 	if line == "" {
 		t.Fatalf("no stats line (level=info msg=stats ...) in the log:\n%s", d.log())
 	}
-	for _, c := range []string{"handled_events", "netlink_overflows", "repair_scans", "moves"} {
+	for _, c := range []string{"handled_events", "event_overflows", "repair_scans", "moves"} {
 		if !regexp.MustCompile(`\b` + c + `=\d+`).MatchString(line) {
 			t.Errorf("stats line has no %s= counter: %s", c, line)
 		}

@@ -631,7 +631,7 @@ func TestStickyRescanDropsStaleMark(t *testing.T) {
 			}
 			continue
 		}
-		d.waitLog(from, regexp.MustCompile(`netlink receive buffer overflowed`), 5*time.Second)
+		d.waitLog(from, regexp.MustCompile(`kernel events were lost`), 5*time.Second)
 		waitCgroup(t, pid, "cpu", e.cg("dest"), 5*time.Second)
 		log := d.log()[from:]
 		if regexp.MustCompile(`msg="sticky: unmarked" pid=` + strconv.Itoa(pid) + ` reason=exit`).MatchString(log) {
