@@ -290,16 +290,27 @@ func (e *Engine) Stop() {
 	e.wg.Wait()
 }
 
-// sweeper expires hot entries whose window has passed.
+// sweeper expires hot entries whose window has passed: once a second from
+// the time an entry is done until the table is empty, and not at all while
+// it is, so that an idle daemon does not wake up.
 func (e *Engine) sweeper() {
 	defer e.wg.Done()
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
+	t := time.NewTimer(time.Second)
+	t.Stop()
 	for {
 		select {
 		case <-e.stop:
 			return
-		case <-t.C:
+		case <-e.hot.done:
+		}
+		for !e.hot.empty() {
+			t.Reset(time.Second)
+			select {
+			case <-e.stop:
+				t.Stop()
+				return
+			case <-t.C:
+			}
 			if e.hot.expired(kernel.Now(), uint64(e.cfg.HotWindow)) && e.cfg.Release != nil {
 				// The table was rebuilt after a burst: hand the memory back.
 				e.cfg.Release()

@@ -964,3 +964,18 @@ func TestEngineNoRuleReadsNothingMore(t *testing.T) {
 		t.Errorf("the cgroups of pid 100, which no rule can match, were read %d times", n)
 	}
 }
+
+// TestEngineSweeperWakesAfterIdle: the sweeper, asleep while the hot table
+// is empty (no timer), wakes when an entry is done, expires it, and sleeps
+// again; a second move later is expired the same way.
+func TestEngineSweeperWakesAfterIdle(t *testing.T) {
+	f := newFixture(t, "alice cpu users/alice\n", Config{HotWindow: time.Millisecond})
+	f.e.Start()
+	defer f.e.Stop()
+	for _, pid := range []int{100, 101} {
+		f.tasks.add(pid, 1000, "/")
+		f.e.Handle(uidEvent(pid))
+		waitFor(t, "move", func() bool { return f.tasks.where(pid, f.cpu) == "/users/alice" })
+		waitFor(t, "the hot entry's expiry", func() bool { return f.e.HotLen() == 0 })
+	}
+}

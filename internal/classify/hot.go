@@ -45,6 +45,10 @@ type hotTable struct {
 	// filter, when not nil, is told when a pid becomes hot, is settled and
 	// stops being hot (see Filter); it is called under mu, and is cheap.
 	filter *filterLink
+
+	// done is signalled (never blocking) when an entry becomes done: the
+	// sweeper, asleep while the table is empty, has something to expire.
+	done chan struct{}
 }
 
 // hotState is where a process is in the table.
@@ -80,7 +84,7 @@ type hotEntry struct {
 // behind: by the time it runs, the pid may belong to another process.)
 
 func newHotTable(max int) *hotTable {
-	return &hotTable{m: make(map[int32]hotEntry), max: max}
+	return &hotTable{m: make(map[int32]hotEntry), max: max, done: make(chan struct{}, 1)}
 }
 
 // noteResult says what noted did.
@@ -350,6 +354,13 @@ func shrink[K comparable, V any](m map[K]V, peak int) (map[K]V, int, bool) {
 	return fresh, len(fresh), true
 }
 
+// empty reports whether the table holds no entry.
+func (t *hotTable) empty() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.m) == 0
+}
+
 // store writes an entry, tracks the peak size and tells the filter what
 // the change means for the process's FORKs and EXIT. t.mu is held.
 func (t *hotTable) store(pid int32, h hotEntry) {
@@ -357,6 +368,12 @@ func (t *hotTable) store(pid int32, h hotEntry) {
 	t.m[pid] = h
 	if n := len(t.m); n > t.peak {
 		t.peak = n
+	}
+	if h.state == hotDone {
+		select {
+		case t.done <- struct{}{}:
+		default:
+		}
 	}
 	if t.filter == nil {
 		return

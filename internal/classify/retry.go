@@ -71,9 +71,11 @@ func (q *retryQueue) len() int {
 	return len(q.items)
 }
 
-// run hands each job to push when it is due, until stop is closed.
+// run hands each job to push when it is due, until stop is closed. With no
+// job waiting it sleeps until one is added (no timer runs).
 func (q *retryQueue) run(stop <-chan struct{}, push func(job)) {
 	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	defer timer.Stop()
 	var ready []job
 	for {
@@ -82,11 +84,11 @@ func (q *retryQueue) run(stop <-chan struct{}, push func(job)) {
 		for _, j := range ready {
 			push(j)
 		}
-		wait := time.Hour
-		if !next.IsZero() {
-			wait = max(time.Until(next), 0)
+		if next.IsZero() {
+			timer.Stop()
+		} else {
+			timer.Reset(max(time.Until(next), 0))
 		}
-		timer.Reset(wait)
 		select {
 		case <-stop:
 			return
