@@ -40,7 +40,7 @@ type daemon struct {
 	engine *classify.Engine
 	obs    *observer                   // observe.go: --status and --metrics
 	sys    sdState                     // sdmode.go: --systemd, the manager's client and applier
-	conn   atomic.Pointer[kernel.Conn] // for the observers, once subscribed
+	events atomic.Pointer[eventSource] // for the observers, once subscribed
 
 	// Owned by the reloads (start, then the reloader's goroutine).
 	watch *rulesWatch
@@ -52,7 +52,7 @@ type daemon struct {
 type running struct {
 	d       *daemon
 	sticky  *sticky.Server
-	conn    *kernel.Conn
+	events  *eventSource
 	reader  chan error // Run's end; nil until the reader runs
 	stopped bool       // the reader's end was received
 	engine  bool       // the engine's goroutines run
@@ -186,18 +186,22 @@ func (d *daemon) start() (r *running, err error) {
 	if r.sticky, err = d.listenSticky(); err != nil {
 		return r, err
 	}
-	if d.obs, err = d.listenObservers(started); err != nil {
+	// Subscribe before scanning so that nothing started in between is
+	// missed; the BPF source knows what the rules name before the scan.
+	if r.events, err = openEvents(*o, wantedEvents, d.log); err != nil {
 		return r, err
 	}
-	// Subscribe before scanning so that nothing started in between is missed.
-	if r.conn, err = kernel.Listen(kernel.Config{ReceiveBuffer: o.netlinkBuf, Events: wantedEvents}); err != nil {
-		return r, fmt.Errorf("subscribing to the kernel's process events: %w", err)
+	if err := r.events.setFilter(list.Names()); err != nil {
+		d.log.Warnf("kernel events: %v", err)
 	}
-	d.conn.Store(r.conn)
+	d.events.Store(r.events)
+	if d.obs, err = d.listenObservers(started, r.events); err != nil {
+		return r, err
+	}
 	d.engine.Start()
 	r.engine = true
 	r.reader = make(chan error, 1)
-	go func() { r.reader <- d.engine.Run(r.conn) }()
+	go func() { r.reader <- d.engine.Run(r.events.reader()) }()
 
 	tScan := time.Now()
 	tasks, moved := d.engine.Scan()
@@ -217,7 +221,7 @@ func (d *daemon) start() (r *running, err error) {
 	}
 	d.log.WithFields(logrus.Fields{
 		"rules": list.Len(), "mode": d.layout.Mode(), "cgroup_root": o.cgroupRoot,
-		"filtered_events": r.conn.Filtered(), "scanned": tasks, "moved": moved,
+		"events": r.events.kind, "scanned": tasks, "moved": moved,
 		"took": time.Since(started).Round(time.Microsecond),
 		"load": loadTook.Round(time.Microsecond), "scan": scanTook.Round(time.Microsecond),
 		"heap": live, "gogc": gcPct,
@@ -265,8 +269,8 @@ func (r *running) Close() {
 	if d.watch != nil {
 		d.watch.Close()
 	}
-	if r.conn != nil {
-		r.conn.Close()
+	if r.events != nil {
+		r.events.Close()
 		if r.reader != nil && !r.stopped {
 			select {
 			case <-r.reader:
@@ -278,9 +282,7 @@ func (r *running) Close() {
 	d.stopApplier() // before the engine: what it still holds is handed back
 	if r.engine {
 		d.engine.Stop()
-		ks := r.conn.Stats()
-		d.log.WithFields(logrus.Fields{"datagrams": ks.Datagrams, "kernel_events": ks.Events}).
-			Infof("stats %s", d.engine.Stats().String())
+		d.log.WithFields(r.events.logFields()).Infof("stats %s", d.engine.Stats().String())
 	}
 	d.stopSystemd()
 	d.obs.close()
@@ -363,6 +365,14 @@ func (d *daemon) reload(why reloadWhy) {
 		d.obs.reloaded(n, err)
 		d.log.Errorf("reload failed, the %d rules loaded before stay in force: %v", n, firstLine(err))
 	} else {
+		// The kernel lets through what either list needs while both may
+		// be in force; the engine narrows it to the new one's names.
+		if es := d.events.Load(); es != nil && d.rules != nil {
+			if err := es.setFilter(d.rules.Names().Union(list.Names())); err != nil {
+				d.log.Warnf("kernel events: %v (rescanning)", err)
+				d.engine.RequestRescan()
+			}
+		}
 		d.engine.SetRules(list, names)
 		d.rules = list
 		live, gcPct := releaseMemory()

@@ -3,11 +3,16 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/cgrulesengd/cgrulesengd/internal/bpfevents"
+	"github.com/cgrulesengd/cgrulesengd/internal/classify"
 	"github.com/cgrulesengd/cgrulesengd/internal/kernel"
+	"github.com/cgrulesengd/cgrulesengd/rules"
 )
 
 // eventSource is the daemon's source of kernel process events, chosen by
@@ -85,4 +90,100 @@ func (es *eventSource) fallbackReason() string {
 		return "error"
 	}
 	return ""
+}
+
+// The BPF source is a classify.Filter: the engine tells it what it needs.
+var _ classify.Filter = (*bpfevents.Source)(nil)
+
+// reader is what the engine reads: the BPF source itself (the engine finds
+// its Filter by a type assertion) or the proc connector.
+func (es *eventSource) reader() classify.Source {
+	if es.bpf != nil {
+		return es.bpf
+	}
+	return es.conn
+}
+
+// setFilter tells the BPF source what rules name (nothing for the proc
+// connector): at start, before the scan, and, with the union of the old
+// and the new rules', before a reload swaps them (the engine then sets the
+// new rules' names).
+func (es *eventSource) setFilter(n rules.Names) error {
+	if es.bpf == nil {
+		return nil
+	}
+	return es.bpf.SetFilter(n)
+}
+
+// values are the source's counters, with the daemon's RssAnon and the BPF
+// maps' kernel memory beside it, for --status, /metrics and the log.
+func (es *eventSource) values() []classify.Value {
+	one := func(name, help string, kind classify.Kind, v uint64) classify.Value {
+		return classify.Value{Def: classify.Def{Name: name, Help: help, Kind: kind}, Value: v}
+	}
+	src := func(name string) classify.Value {
+		v := classify.Value{Def: classify.Def{Name: name, Group: "event_source", Label: "source", Kind: classify.Gauge,
+			Help: "The kernel event source in use (1; --events): bpf, or netlink (the proc connector)."}}
+		if es.kind == name {
+			v.Value = 1
+		}
+		return v
+	}
+	vals := []classify.Value{src(eventsBPF), src(eventsNetlink),
+		one("rss_anon_bytes", "The daemon's anonymous resident memory (RssAnon of /proc/self/status).", classify.Gauge, rssAnon())}
+	if es.bpf == nil {
+		var ks kernel.Stats
+		if es.conn != nil {
+			ks = es.conn.Stats()
+		}
+		return append(vals, classify.KernelValues(ks)...)
+	}
+	st := es.bpf.Stats()
+	mem, _ := es.bpf.MapMemory() // 0 once closed
+	return append(vals,
+		one("bpf_map_bytes", "Kernel memory of the BPF event source's maps (ring buffer and tables).", classify.Gauge, mem),
+		one("bpf_events", "Events read from the BPF source's ring buffer.", classify.Counter, st.Events),
+		one("bpf_lost", "Events or marks the BPF programs could not keep (each repaired by a rescan).", classify.Counter, st.Lost),
+		one("bpf_lost_ring", "Events lost because the ring buffer was full.", classify.Counter, st.LostRing),
+		one("bpf_lost_marks", "Marks lost because a table of the BPF programs was full.", classify.Counter, st.LostMarks),
+		one("bpf_credential_changes_seen", "Credential changes the BPF programs saw, before the filter.", classify.Counter, st.CredsSeen),
+		one("bpf_execs_seen", "Execs the BPF programs saw, before the filter.", classify.Counter, st.ExecsSeen),
+		one("bpf_marks_refused", "Marks the engine asked for that a full table refused.", classify.Counter, st.MarksRefused),
+		one("bpf_malformed", "Ring buffer records that did not decode.", classify.Counter, st.Malformed),
+	)
+}
+
+// defs are the definitions of values.
+func (es *eventSource) defs() []classify.Def {
+	vals := es.values()
+	out := make([]classify.Def, len(vals))
+	for i, v := range vals {
+		out[i] = v.Def
+	}
+	return out
+}
+
+// rssAnon is this process's RssAnon in bytes, 0 when unknown.
+func rssAnon() uint64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "RssAnon:"); ok {
+			kb, _ := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// logFields are the source's totals for the log line at shut-down.
+func (es *eventSource) logFields() logrus.Fields {
+	if es.bpf != nil {
+		st := es.bpf.Stats()
+		return logrus.Fields{"events": es.kind, "kernel_events": st.Events, "bpf_lost": st.Lost}
+	}
+	ks := es.conn.Stats()
+	return logrus.Fields{"events": es.kind, "datagrams": ks.Datagrams, "kernel_events": ks.Events}
 }

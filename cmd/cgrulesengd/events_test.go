@@ -12,6 +12,7 @@ import (
 
 	"github.com/cgrulesengd/cgrulesengd/internal/bpfevents"
 	"github.com/cgrulesengd/cgrulesengd/internal/kernel"
+	"github.com/cgrulesengd/cgrulesengd/rules"
 )
 
 // TestIntegrationOpenEvents: --events selects the source; auto falls back
@@ -86,6 +87,24 @@ func TestIntegrationOpenEvents(t *testing.T) {
 			}
 			if want := map[string]string{eventsBPF: "BPF source", eventsNetlink: "proc connector"}[c.kind]; !strings.Contains(info, want) {
 				t.Errorf("log says %q, want it to name the %s", info, want)
+			}
+			// Its counters, for --status and /metrics: which source runs,
+			// RssAnon, and the BPF source's own with its maps' memory.
+			vals := map[string]uint64{}
+			for _, v := range es.values() {
+				vals[v.Key()] = v.Value
+			}
+			if len(es.defs()) != len(vals) || vals["event_source_"+c.kind] != 1 || vals["rss_anon_bytes"] == 0 {
+				t.Errorf("values %v", vals)
+			}
+			if _, ok := vals["bpf_map_bytes"]; ok != (c.kind == eventsBPF) || (ok && vals["bpf_map_bytes"] == 0) {
+				t.Errorf("BPF map memory: %v", vals)
+			}
+			if err := es.setFilter(rules.Names{UIDs: []uint32{4242}}); err != nil {
+				t.Errorf("setFilter: %v", err)
+			}
+			if es.reader() == nil {
+				t.Error("no reader")
 			}
 			// The source delivers: a Close wakes a Read with kernel.ErrClosed.
 			done := make(chan error, 1)

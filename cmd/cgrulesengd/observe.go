@@ -12,7 +12,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/cgrulesengd/cgrulesengd/internal/classify"
-	"github.com/cgrulesengd/cgrulesengd/internal/kernel"
 	"github.com/cgrulesengd/cgrulesengd/internal/metrics"
 	"github.com/cgrulesengd/cgrulesengd/internal/ratelimit"
 	"github.com/cgrulesengd/cgrulesengd/internal/status"
@@ -58,7 +57,7 @@ type observer struct {
 }
 
 // listenObservers starts the status socket and the metrics server.
-func (d *daemon) listenObservers(started time.Time) (*observer, error) {
+func (d *daemon) listenObservers(started time.Time, es *eventSource) (*observer, error) {
 	ob := &observer{d: d, started: started, refusals: ratelimit.Limiter{Burst: 5, Window: time.Second}}
 	o := &d.opt
 	if o.statusSocket != "" {
@@ -83,7 +82,7 @@ func (d *daemon) listenObservers(started time.Time) (*observer, error) {
 		reg.MustRegister(
 			collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 			collectors.NewGoCollector(),
-			metrics.NewCollector(append(append(classify.Defs(), classify.KernelDefs()...), d.sys.defs()...), ob.snapshot,
+			metrics.NewCollector(append(append(classify.Defs(), es.defs()...), d.sys.defs()...), ob.snapshot,
 				metrics.NewUsageReader(d.layout), o.maxDests, d.engine.ForgetDestination),
 		)
 		ob.metrics = metrics.Serve(ln, reg, func(err error) { d.log.Error(err) })
@@ -146,6 +145,13 @@ func (ob *observer) report() *status.Report {
 		Mode: d.layout.Mode(), CgroupRoot: d.opt.cgroupRoot,
 		Rules: len(hits), Counters: statusCounters(ob.counters()),
 	}
+	if es := d.events.Load(); es != nil {
+		r.Events, r.EventsFallback = es.kind, es.fallbackReason()
+		r.RssAnon = rssAnon()
+		if es.bpf != nil {
+			r.MapMemory, _ = es.bpf.MapMemory()
+		}
+	}
 	for _, h := range hits {
 		r.RuleHits = append(r.RuleHits, status.RuleHit{Rule: ruleName(h.Rule), Text: h.Rule.Text, Hits: h.Hits})
 	}
@@ -157,14 +163,14 @@ func (ob *observer) report() *status.Report {
 
 func ruleName(r *rules.Rule) string { return fmt.Sprintf("%s:%d", r.File, r.Line) }
 
-// counters are the engine's and the kernel reader's counters, with their
+// counters are the engine's and the event source's counters, with their
 // definitions (classify's table).
 func (ob *observer) counters() []classify.Value {
-	var ks kernel.Stats
-	if c := ob.d.conn.Load(); c != nil {
-		ks = c.Stats()
+	vals := ob.d.engine.Stats().Values()
+	if es := ob.d.events.Load(); es != nil {
+		vals = append(vals, es.values()...)
 	}
-	return append(append(ob.d.engine.Stats().Values(), classify.KernelValues(ks)...), ob.d.sys.values()...)
+	return append(vals, ob.d.sys.values()...)
 }
 
 // snapshot is what a scrape reads: the counters, the rules' hits, the

@@ -19,6 +19,16 @@ type Report struct {
 	Mode       string    `json:"mode"` // v1, hybrid, v2
 	CgroupRoot string    `json:"cgroup_root"`
 
+	// Events is the kernel event source: "bpf" or "netlink" (--events);
+	// EventsFallback why --events=auto did not take the BPF source ("no
+	// kernel BTF", ...), "" when it did or was not asked to.
+	Events         string `json:"events,omitempty"`
+	EventsFallback string `json:"events_fallback,omitempty"`
+	// Memory in bytes: the daemon's RssAnon, and the kernel memory of the
+	// BPF source's maps (0 with the proc connector).
+	RssAnon   uint64 `json:"rss_anon"`
+	MapMemory uint64 `json:"bpf_map_memory"`
+
 	Rules      int     `json:"rules"` // rules in force
 	LastReload *Reload `json:"last_reload,omitempty"`
 	ReloadsOK  uint64  `json:"reloads_ok"`
@@ -61,6 +71,18 @@ func Format(w io.Writer, r *Report) {
 	up := r.Now.Sub(r.Started).Round(time.Second)
 	fmt.Fprintf(w, "cgrulesengd %s, pid %d, up %v (since %s)\n", r.Version, r.PID, up, r.Started.Format(time.RFC3339))
 	fmt.Fprintf(w, "cgroups: %s, cgroup root %s\n", r.Mode, r.CgroupRoot)
+	if r.Events != "" {
+		how := map[string]string{"bpf": "BPF programs filter them in the kernel", "netlink": "the proc connector"}[r.Events]
+		if r.EventsFallback != "" {
+			how += ", as BPF cannot run here: " + r.EventsFallback
+		}
+		fmt.Fprintf(w, "events: %s (%s)\n", r.Events, how)
+		fmt.Fprintf(w, "memory: RssAnon %s", mebibytes(r.RssAnon))
+		if r.Events == "bpf" {
+			fmt.Fprintf(w, ", BPF maps %s (kernel)", mebibytes(r.MapMemory))
+		}
+		fmt.Fprintln(w)
+	}
 	fmt.Fprintf(w, "rules: %d in force", r.Rules)
 	if r.LastReload == nil {
 		fmt.Fprintf(w, "; not reloaded since start\n")
@@ -136,3 +158,6 @@ func Format(w io.Writer, r *Report) {
 		}
 	}
 }
+
+// mebibytes renders a size in bytes as "6.4 MiB".
+func mebibytes(n uint64) string { return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20)) }

@@ -75,6 +75,24 @@ rules with no hit since they were loaded (1):
 	if !strings.Contains(b.String(), "rules: 3 in force; not reloaded since start\n") {
 		t.Errorf("no reload line for a daemon never reloaded:\n%s", b.String())
 	}
+
+	// The event source and the memory beside it.
+	for _, c := range []struct {
+		events, fallback string
+		want             string
+	}{
+		{"bpf", "", "cgroups: hybrid, cgroup root /\nevents: bpf (BPF programs filter them in the kernel)\nmemory: RssAnon 6.5 MiB, BPF maps 3.2 MiB (kernel)\nrules:"},
+		{"netlink", "", "cgroups: hybrid, cgroup root /\nevents: netlink (the proc connector)\nmemory: RssAnon 6.5 MiB\nrules:"},
+		{"netlink", "no kernel BTF", "events: netlink (the proc connector, as BPF cannot run here: no kernel BTF)\n"},
+	} {
+		r = testReport()
+		r.Events, r.EventsFallback, r.RssAnon, r.MapMemory = c.events, c.fallback, 6816256, 3382864
+		b.Reset()
+		Format(&b, r)
+		if !strings.Contains(b.String(), c.want) {
+			t.Errorf("events %s (fallback %q): want %q in\n%s", c.events, c.fallback, c.want, b.String())
+		}
+	}
 }
 
 // serve starts a server whose peers are let in when allow says so, and
