@@ -273,25 +273,26 @@ func statsOf(log string) (map[string]uint64, string) {
 	return m, line
 }
 
-// TestOverflowRepair: with the smallest netlink receive buffer the daemon
-// accepts (4096 bytes), a fork/setuid storm (two processes creating
-// children that change their uid to cgrenobody, which no rule names, and
-// exit: tens of thousands of events a second) overflows the socket, while
-// 50 tasks of a ruled user start one after another. The overflows must be
-// counted, rescans must run, and every ruled task must be in its
-// destination within a few seconds after the storm.
+// TestOverflowRepair: with the smallest netlink receive buffer or BPF ring
+// buffer the daemon accepts (4096 bytes), a fork/setuid storm (two
+// processes creating children that change their uid to cgrenobody and
+// exit: tens of thousands of events a second) overflows it, while 50 tasks
+// of a ruled user start one after another. The overflows must be counted,
+// rescans must run, and every ruled task must be in its destination within
+// a few seconds after the storm.
 //
-// The storm runs in the test cgroup "storm", inside --cgroup-root: its
-// children are in scope, so the daemon has to read and classify each one it
-// hears of (the most work per event it can be given), yet they match no
-// rule and stay where they are.
+// The storm runs in the test cgroup "storm", inside --cgroup-root, and a
+// rule sends cgrenobody there: its children are in scope and named, so the
+// daemon hears of each (the BPF source too) and has to read and classify
+// it (the most work per event it can be given), yet they stay where they
+// are.
 func TestOverflowRepair(t *testing.T) {
 	requireDaemon(t)
 	requireTools(t)
 	identities(t)
 	e := newEnv(t, []string{"cpu", "unified"}, "dest", "storm")
-	e.writeRules("cgresjo  cpu,unified  dest\n")
-	d := e.startDaemon(dopts{extra: []string{"--netlink-buffer", "4096"}})
+	e.writeRules("cgresjo  cpu,unified  dest\ncgrenobody  cpu,unified  storm\n")
+	d := e.startDaemon(dopts{extra: []string{"--netlink-buffer", "4096", "--bpf-ring-buffer", "4096"}})
 	uid := uidOf(t, "cgresjo")
 	dest := e.cg("dest")
 
@@ -420,22 +421,28 @@ func TestStormNoMisses(t *testing.T) {
 // (while the backlog is still being read) misses every credential change
 // made between its look at a task and the end of the backlog.
 //
-// The episode, for real: the daemon (default 16 MiB buffer) is stopped with
-// SIGSTOP while a fork/setuid storm (children of cgrenobody, which no rule
-// names) fills its queue far past overflow; the storm ends, the daemon is
-// continued, and D later 10 children fork and change their uid to cgresjo,
-// whose rule sends them to "dest". For every D in 0-50 ms all 10 must end in
-// dest (cpu and cgroup2), and the daemon must have seen an overflow each
-// time (else the round proves nothing).
+// The episode, for real: the daemon (default 16 MiB buffer; with the BPF
+// source, a one-page ring buffer) is stopped with SIGSTOP while a
+// fork/setuid storm (children of cgrenobody, whose rule leaves them where
+// they are) fills its queue far past overflow; the storm ends, the daemon
+// is continued, and D later 10 children fork and change their uid to
+// cgresjo, whose rule sends them to "dest". For every D in 0-50 ms all 10
+// must end in dest (cpu and cgroup2), and the daemon must have seen an
+// overflow each time (else the round proves nothing). The BPF source counts
+// its losses in the kernel and reports them after the records it read, so
+// the same proof holds for it.
 func TestOverflowGap(t *testing.T) {
 	requireDaemon(t)
 	requireTools(t)
 	identities(t)
 	e := newEnv(t, []string{"cpu", "unified"}, "dest", "storm")
-	e.writeRules("cgresjo  cpu,unified  dest\n")
+	// The storm's user is named (its tasks stay in "storm", where they
+	// are), so that the BPF source reports them too; its ring buffer is
+	// the smallest, the proc connector's receive buffer the default.
+	e.writeRules("cgresjo  cpu,unified  dest\ncgrenobody  cpu,unified  storm\n")
 	// Info level, not debug: the storm's tasks would fill a debug log with
 	// millions of lines.
-	d := e.startDaemon(dopts{extra: []string{"-q"}})
+	d := e.startDaemon(dopts{extra: []string{"-q", "--bpf-ring-buffer", "4096"}})
 	uid := uidOf(t, "cgresjo")
 	nobody := uidOf(t, "cgrenobody")
 	dest := e.cg("dest")
@@ -448,7 +455,7 @@ func TestOverflowGap(t *testing.T) {
 
 		// The storm runs until the kernel has dropped events for the
 		// stopped daemon's socket (its queue is full), and a little longer.
-		drops0, err := netlinkDrops(d.pid)
+		drops0, err := sourceDrops(d.pid)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -456,7 +463,7 @@ func TestOverflowGap(t *testing.T) {
 		storm := e.startTool(nil, "storm", "storm", "-p", "2", "-s", "20", "-u", nobody)
 		var drops uint64
 		for t0 := time.Now(); drops < drops0+1000 && time.Since(t0) < 15*time.Second; time.Sleep(20 * time.Millisecond) {
-			if drops, err = netlinkDrops(d.pid); err != nil {
+			if drops, err = sourceDrops(d.pid); err != nil {
 				d.signal(syscall.SIGCONT)
 				t.Fatal(err)
 			}
@@ -465,7 +472,7 @@ func TestOverflowGap(t *testing.T) {
 		line, _ := storm.next(5 * time.Second)
 		if drops < drops0+1000 {
 			d.signal(syscall.SIGCONT)
-			t.Fatalf("delay %v: the storm (%s) did not overflow the stopped daemon's netlink queue within 15 s: %d events dropped", delay, line, drops-drops0)
+			t.Fatalf("delay %v: the storm (%s) did not overflow the stopped daemon's event source within 15 s: %d events dropped", delay, line, drops-drops0)
 		}
 		d.signal(syscall.SIGCONT)
 		time.Sleep(delay)

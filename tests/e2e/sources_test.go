@@ -1,8 +1,15 @@
 package e2e
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/cgrulesengd/cgrulesengd/internal/bpfevents"
 )
@@ -55,4 +62,54 @@ func eventsOption() string {
 		return ""
 	}
 	return " --events=" + eventsSource
+}
+
+// sourceDrops is how many events the kernel could not hand to daemon pid's
+// source: the drops of its proc connector socket, or the losses its BPF
+// programs counted. It works while the daemon is stopped.
+func sourceDrops(pid int) (uint64, error) {
+	if eventsSource == "bpf" {
+		return bpfLost(pid)
+	}
+	return netlinkDrops(pid)
+}
+
+// bpfLost reads the lost count of daemon pid's BPF source from its
+// "counters" map, found among the maps of its descriptors (by the map ids
+// in /proc/PID/fdinfo: other programs on the machine have maps of that
+// name too).
+func bpfLost(pid int) (uint64, error) {
+	dir := fmt.Sprintf("/proc/%d/fdinfo", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, err
+	}
+	for _, ent := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, ent.Name()))
+		if err != nil {
+			continue
+		}
+		m := regexp.MustCompile(`(?m)^map_id:\s+(\d+)$`).FindSubmatch(b)
+		if m == nil {
+			continue
+		}
+		id, _ := strconv.ParseUint(string(m[1]), 10, 32)
+		mp, err := ebpf.NewMapFromID(ebpf.MapID(id))
+		if err != nil {
+			continue
+		}
+		info, err := mp.Info()
+		if err != nil || info.Name != "counters" {
+			mp.Close()
+			continue
+		}
+		val := make([]byte, mp.ValueSize())
+		err = mp.Lookup(uint32(0), &val)
+		mp.Close()
+		if err != nil {
+			return 0, fmt.Errorf("reading the BPF source's counters of pid %d: %w", pid, err)
+		}
+		return binary.NativeEndian.Uint64(val), nil // cgre_counters.lost
+	}
+	return 0, fmt.Errorf("pid %d holds no BPF map named counters", pid)
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -434,7 +435,9 @@ func (he *hardenedEnv) moves(t *testing.T) map[string]bool {
 // first part can fail), the daemon is run with one piece taken away each:
 // without CAP_SYS_PTRACE or CAP_DAC_READ_SEARCH the program/script rules
 // miss, without /sys/fs/cgroup writable nothing moves, and with AF_UNIX
-// alone it cannot subscribe to the kernel.
+// alone it cannot subscribe to the proc connector. The daemon runs with the
+// run's event source (CGRE_E2E_EVENTS); the BPF source is also run on its
+// own, in both runs (unitHardeningBPF).
 func TestUnitHardening(t *testing.T) {
 	sa := requireTool(t, "systemd-analyze", "systemd")
 	he := newHardenedEnv(t)
@@ -465,6 +468,9 @@ func TestUnitHardening(t *testing.T) {
 	}
 	if !regexp.MustCompile(`(?m) /tmp \S+.* - tmpfs `).Match(mi) {
 		t.Errorf("the hardened daemon has no private /tmp")
+	}
+	if eventsSource == "bpf" && !strings.Contains(d.log(), `msg="kernel events: BPF source"`) {
+		t.Errorf("the hardened daemon does not run the BPF source")
 	}
 	got := he.moves(t)
 	for _, k := range []string{"user", "template", "program", "script"} {
@@ -512,67 +518,49 @@ func TestUnitHardening(t *testing.T) {
 		t.Errorf("with /sys/fs/cgroup read-only: moved %v, want nothing", got)
 	}
 
-	// AF_UNIX alone: no netlink socket, the daemon cannot start.
+	// AF_UNIX alone: no netlink socket, the proc connector cannot be
+	// subscribed to (the BPF source needs no socket).
 	h3 := unitHardening(t, sa)
 	h3.allowed = h.allowed
 	h3.families = []string{"1"}
-	cmd := exec.Command(he.wrap()[0], append(append(he.wrap()[1:], daemonBin, "-n", "-c", he.rules, "--config-dir", he.confDir,
-		"--cgroup-root", he.root, "-f", "-"), eventsArgs()...)...)
-	cmd.Env = append(os.Environ(), h3.env(he.stage, he.bin)...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	out, err := cmd.CombinedOutput()
-	if err == nil || !strings.Contains(string(out), "subscribing to the kernel's process events") {
+	out, err := he.runHardened(h3, "--events=netlink")
+	if err == nil || !strings.Contains(out, "subscribing to the kernel's process events") {
 		t.Errorf("with RestrictAddressFamilies=AF_UNIX the daemon should fail to subscribe; got %v:\n%s", err, out)
 	}
 
 	t.Run("BPF source", func(t *testing.T) { unitHardeningBPF(t, sa, he, h) })
 }
 
-// unitHardeningBPF: the BPF event source loads and attaches its programs
-// under the unit's hardening (bpfprobe opens it as the daemon does), and
+// unitHardeningBPF: the daemon runs the BPF event source under the unit's
+// hardening (it loads and attaches its programs, and moves tasks), and
 // cannot without CAP_BPF and CAP_PERFMON or without bpf(2) in the system
 // call filter: the unit allows what the source needs.
 func unitHardeningBPF(t *testing.T, sa string, he *hardenedEnv, h hardening) {
-	probe := filepath.Join(he.stage, "bpfprobe")
-	if err := goBuild(probe, "./tests/e2e/testdata/bpfprobe"); err != nil {
-		t.Fatal(err)
+	if err := bpfevents.Probe(); err != nil {
+		t.Skipf("the BPF source cannot run on this machine, hardened or not: %v", err)
 	}
-	if out, err := exec.Command(probe).CombinedOutput(); err != nil {
-		t.Skipf("the BPF source cannot run on this machine, hardened or not: %s", out)
+	d := he.startDaemon(dopts{wrap: he.wrap(), env: h.env(he.stage, he.bin), extra: []string{"--events=bpf"}})
+	got := he.moves(t)
+	if !strings.Contains(d.log(), `msg="kernel events: BPF source"`) {
+		t.Errorf("the hardened daemon does not run the BPF source")
 	}
-	run := func(h hardening) (string, bool) {
-		cmd := exec.Command(he.wrap()[0], append(he.wrap()[1:], "bpfprobe")...)
-		cmd.Env = append(os.Environ(), h.env(he.stage, probe)...)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		out, err := cmd.CombinedOutput()
-		// The last line: the hardening script's own complaints come first.
-		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-		last := lines[len(lines)-1]
-		if err != nil && !strings.HasPrefix(last, "not supported: ") && !strings.HasPrefix(last, "error: ") {
-			last = fmt.Sprintf("%v: %s", err, out)
-		}
-		return last, err == nil
+	if !got["user"] || !got["template"] || !got["script"] {
+		t.Errorf("under the unit's hardening with the BPF source: moved %v, want every rule", got)
 	}
-	out, ok := run(h)
-	t.Logf("under the unit's hardening: %s", out)
-	if !ok || !strings.HasPrefix(out, "ok: ") || !strings.Contains(out, "tp_btf") {
-		t.Errorf("the BPF source does not run under the unit's hardening: %s", out)
-	}
+	noHardeningWarnings(t, d.log())
+	d.stop()
+
 	noCaps := unitHardening(t, sa)
 	noCaps.allowed = h.allowed
 	noCaps.caps = slices.DeleteFunc(noCaps.caps, func(c string) bool { return c == "bpf" || c == "perfmon" })
-	if out, ok := run(noCaps); ok || !strings.Contains(out, bpfevents.ReasonNoPrivilege.String()) {
-		t.Errorf("without CAP_BPF and CAP_PERFMON: %s; want the source refused for lack of privilege", out)
-	} else {
-		t.Logf("without CAP_BPF and CAP_PERFMON: %s", out)
+	if out, err := he.runHardened(noCaps, "--events=bpf"); err == nil || !strings.Contains(out, "("+bpfevents.ReasonNoPrivilege.String()+")") {
+		t.Errorf("without CAP_BPF and CAP_PERFMON: %v: %s; want the BPF source refused for lack of privilege", err, out)
 	}
 	noBPF := unitHardening(t, sa)
 	noBPF.allowed = maps.Clone(h.allowed)
 	delete(noBPF.allowed, "bpf")
-	if out, ok := run(noBPF); ok || !strings.HasPrefix(out, "not supported: ") {
-		t.Errorf("without bpf(2) in the system call filter: %s; want the source not supported", out)
-	} else {
-		t.Logf("without bpf(2) in the system call filter: %s", out)
+	if out, err := he.runHardened(noBPF, "--events=bpf"); err == nil || !strings.Contains(out, "BPF event source not supported") {
+		t.Errorf("without bpf(2) in the system call filter: %v: %s; want the BPF source not supported", err, out)
 	}
 }
 
@@ -634,4 +622,18 @@ func readRules(t testing.TB, p string) string {
 		t.Fatal(err)
 	}
 	return string(data)
+}
+
+// runHardened runs the daemon in the foreground under h with extra options
+// until it exits (it must fail to start: there is no timeout but 30 s) and
+// returns its output (the log on standard output).
+func (he *hardenedEnv) runHardened(h hardening, extra ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	args := append([]string{"-n", "-c", he.rules, "--config-dir", he.confDir, "--cgroup-root", he.root, "-f", "-"}, extra...)
+	cmd := exec.CommandContext(ctx, he.wrap()[0], append(append(he.wrap()[1:], he.bin), args...)...)
+	cmd.Env = append(os.Environ(), h.env(he.stage, he.bin)...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
