@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/cgrulesengd/cgrulesengd/internal/bpfevents"
 	"github.com/cgrulesengd/cgrulesengd/tests/syscount"
 )
 
@@ -32,7 +33,9 @@ import (
 //     write two cgroup.procs files opened once): what the machine allows.
 //   - "3 rules" and "10,000 rules" (fillerRules, all before the matching
 //     "cgresjo cpu,unified dest"): our daemon, logging at info level
-//     (-vvv -q, for its ready and stats lines).
+//     (-vvv -q, for its ready and stats lines), once with each event
+//     source: the proc connector (--events=netlink) and the BPF source
+//     (--events=bpf, where it can run).
 //   - "libcgroup" (when /usr/sbin/cgrulesengd is installed: Debian's
 //     cgroup-tools): the daemon we replace, with the same 3 rules in
 //     /etc/cgrules.conf (their destinations absolute; the machine's
@@ -45,6 +48,9 @@ import (
 //
 // Phases of each column:
 //
+//   - wake-ups: a daemon is started and left alone for 10 s: the context
+//     switches of all its threads (voluntary and not) in those 10 s, with
+//     only the machine's own activity (other sessions) to hear about.
 //   - idle: a daemon is started (ready time: from the start of its process
 //     to its pidfile, or for libcgroup to its proc connector socket). The
 //     latency tool forks 1,000 children one after another, 1 ms apart; each
@@ -64,6 +70,11 @@ import (
 //     1,000 spinning samples (at most 30 s) and the escape tool runs 5
 //     rounds (250 children and 250 grandchildren). Then the same counters;
 //     memory is read when the daemon is ready and after the storm.
+//
+// Before the columns, "storm cost": the storm tool alone for 5 s with no
+// daemon, with our daemon on the proc connector and with it on the BPF
+// source (3 rules, idle), twice in turn: the storm's own forks per second,
+// what each source costs the rest of the machine.
 //
 // Daemon CPU is utime+stime from /proc/PID/stat (clock ticks of 10 ms)
 // between its readiness and just before its SIGTERM. Per event it is
@@ -92,9 +103,16 @@ func BenchmarkE2E(b *testing.B) {
 			r.report(b)
 		})
 	}
+	if bpfErr := bpfevents.Probe(); bpfErr == nil {
+		b.Run("storm-cost", func(b *testing.B) { stormCost = benchStormCost(b) })
+	} else {
+		fmt.Fprintf(os.Stdout, "the BPF source cannot run here (%v): no BPF columns\n", bpfErr)
+	}
 	run("floor", benchFloor)
-	for _, n := range []int{3, 10000} {
-		run(fmt.Sprintf("rules=%d", n), func(b *testing.B) *benchResult { return benchRules(b, n) })
+	for _, src := range benchSources() {
+		for _, n := range []int{3, 10000} {
+			run(benchKey(src, n), func(b *testing.B) *benchResult { return benchRules(b, n, src) })
+		}
 	}
 	if libcgroupBinary() != "" {
 		run("libcgroup", benchLibcgroup)
@@ -104,7 +122,26 @@ func BenchmarkE2E(b *testing.B) {
 	if len(order) > 0 {
 		printBenchTable(os.Stdout, order, results)
 		printTargets(os.Stdout, results)
+		printStormCost(os.Stdout, stormCost)
 	}
+}
+
+// benchSources are the event sources of our daemon's columns: netlink,
+// and bpf where the BPF source can run.
+func benchSources() []string {
+	if bpfevents.Probe() != nil {
+		return []string{"netlink"}
+	}
+	return []string{"netlink", "bpf"}
+}
+
+// benchKey names a column of our daemon: "rules=3" (proc connector),
+// "bpf rules=3".
+func benchKey(src string, n int) string {
+	if src == "bpf" {
+		return fmt.Sprintf("bpf rules=%d", n)
+	}
+	return fmt.Sprintf("rules=%d", n)
 }
 
 // latencies are the samples of one latency tool run.
@@ -154,11 +191,17 @@ func (m memory) String() string {
 	return fmt.Sprintf("%.1f / %.1f MB", float64(m.rss)/1024, float64(m.anon)/1024)
 }
 
+// perEvent is the daemon's CPU per datagram (proc connector) or ring
+// buffer record (BPF source) it read.
 func (r *daemonRun) perEvent() time.Duration {
-	if r.datagrams == 0 {
+	n := r.datagrams
+	if n == 0 {
+		n = r.events
+	}
+	if n == 0 {
 		return -1
 	}
-	return r.cpu / time.Duration(r.datagrams)
+	return r.cpu / time.Duration(n)
 }
 
 type benchResult struct {
@@ -176,6 +219,69 @@ type benchResult struct {
 	stormChilds  uint64 // children the storm made
 	stormSeconds float64
 	sys          syscallCount
+	src          string // our daemon's --events
+	wakeups      wakeups
+	// The BPF source's map memory (kernel, bytes): when ready, after the
+	// storm.
+	mapsReady, mapsStorm uint64
+}
+
+// wakeups are the context switches of every thread of a process over a
+// quiet period.
+type wakeups struct {
+	total, threads, busiest int
+	period                  time.Duration
+}
+
+func (w wakeups) String() string {
+	if w.period == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%d in %v (%d threads, busiest %d)", w.total, w.period, w.threads, w.busiest)
+}
+
+// wakeupPhase counts the context switches of every thread of pid over 10 s
+// in which the benchmark does nothing.
+func (e *env) wakeupPhase(pid int) wakeups {
+	const period = 10 * time.Second
+	before, err := threadSwitches(pid)
+	if err != nil {
+		e.t.Fatalf("context switches of pid %d: %v", pid, err)
+	}
+	time.Sleep(period)
+	after, err := threadSwitches(pid)
+	if err != nil {
+		e.t.Fatalf("context switches of pid %d: %v", pid, err)
+	}
+	w := wakeups{threads: len(after), period: period}
+	for tid, n := range after {
+		d := int(n - before[tid])
+		w.total += d
+		w.busiest = max(w.busiest, d)
+	}
+	return w
+}
+
+// bpfMapMemory sums the kernel memory (memlock) of the BPF maps pid holds
+// descriptors of: /proc/PID/fdinfo.
+func bpfMapMemory(pid int) uint64 {
+	dir := fmt.Sprintf("/proc/%d/fdinfo", pid)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0
+	}
+	var sum uint64
+	for _, ent := range ents {
+		b, err := os.ReadFile(filepath.Join(dir, ent.Name()))
+		if err != nil || !regexp.MustCompile(`(?m)^map_id:`).Match(b) {
+			continue
+		}
+		if m := regexp.MustCompile(`(?m)^memlock:\s+(\d+)$`).FindSubmatch(b); m != nil {
+			n, _ := strconv.ParseUint(string(m[1]), 10, 64)
+			sum += n
+		}
+	}
+	return sum
 }
 
 // syscallCount is the system-call phase's result.
@@ -350,6 +456,7 @@ func benchFloor(b *testing.B) *benchResult {
 	// Left in the test process's cgroups (place: none): it is no test task.
 	fl := e.startTool([]string{}, "", "floor", uid, e.root,
 		filepath.Join(e.path("cpu", "dest"), "cgroup.procs"), filepath.Join(e.path("unified", "dest"), "cgroup.procs"), "600")
+	r.wakeups = e.wakeupPhase(fl.pid)
 	e.latencyPhases(r, uid, dest)
 	e.syscallPhase(r, fl.pid, uid, dest)
 	c0, err := procCPU(fl.pid)
@@ -368,28 +475,87 @@ func benchFloor(b *testing.B) *benchResult {
 	return r
 }
 
-// benchRules measures one rule count.
-func benchRules(b *testing.B, nrules int) *benchResult {
+// benchRules measures one rule count with event source src.
+func benchRules(b *testing.B, nrules int, src string) *benchResult {
 	e := benchEnv(b, nrules)
 	uid := uidOf(b, "cgresjo")
 	dest := e.cg("dest")
-	r := &benchResult{name: fmt.Sprintf("%d rules", nrules)}
+	r := &benchResult{name: fmt.Sprintf("%s rules, %s", map[int]string{3: "3", 10000: "10,000"}[nrules], map[string]string{"bpf": "BPF", "netlink": "netlink"}[src]), src: src}
+	args := append(benchDaemonArgs(), "--events="+src)
 
-	d := e.startDaemon(dopts{extra: benchDaemonArgs()})
+	d := e.startDaemon(dopts{extra: args})
 	start := d.readyCPU()
+	r.wakeups = e.wakeupPhase(d.pid)
 	e.latencyPhases(r, uid, dest)
 	e.syscallPhase(r, d.pid, uid, dest)
 	r.idleD = d.finish(start)
 
-	d = e.startDaemon(dopts{extra: benchDaemonArgs()})
+	d = e.startDaemon(dopts{extra: args})
 	start = d.readyCPU()
 	r.readyMem = procMemory(d.pid)
+	r.mapsReady = bpfMapMemory(d.pid)
 	e.stormPhase(r, uidOf(b, "cgrenobody"), func() {
 		r.storm = e.latencyRunArgs(uid, dest, []string{"-n", "1000", "-d", "30"})
 		r.esc = e.escapeRounds(uid, 5, 50, dest, 2*time.Second)
 	})
+	r.mapsStorm = bpfMapMemory(d.pid)
 	r.stormD = d.finish(start)
 	return r
+}
+
+// stormCosts are the storm's own forks per second with no daemon and with
+// our daemon on each source, in turns.
+type stormCosts struct {
+	rounds map[string][]float64 // by "none", "netlink", "bpf"
+}
+
+var stormCost *stormCosts
+
+// benchStormCost runs the storm alone for 5 s with no daemon, with the
+// proc connector's daemon and with the BPF source's (3 rules, idle), twice
+// in turn.
+func benchStormCost(b *testing.B) *stormCosts {
+	e := benchEnv(b, 3)
+	nobody := uidOf(b, "cgrenobody")
+	c := &stormCosts{rounds: map[string][]float64{}}
+	for round := 0; round < 2; round++ {
+		for _, src := range []string{"none", "netlink", "bpf"} {
+			var d *daemon
+			if src != "none" {
+				d = e.startDaemon(dopts{extra: append(benchDaemonArgs(), "--events="+src)})
+			}
+			storm := e.startTool(nil, "storm", "storm", "-p", "2", "-s", "5", "-u", nobody)
+			line, ok := storm.next(30 * time.Second)
+			f := strings.Fields(line)
+			if !ok || len(f) < 4 || f[0] != "forks" {
+				b.Fatalf("the storm printed no totals (%q); stderr: %s", line, storm.stderr.String())
+			}
+			n, _ := strconv.ParseFloat(f[1], 64)
+			secs, _ := strconv.ParseFloat(f[3], 64)
+			c.rounds[src] = append(c.rounds[src], n/secs)
+			storm.wait(5 * time.Second)
+			if d != nil {
+				d.stop()
+			}
+		}
+	}
+	return c
+}
+
+// printStormCost prints the storm's forks per second by source.
+func printStormCost(w *os.File, c *stormCosts) {
+	if c == nil {
+		return
+	}
+	fmt.Fprintf(w, "\nThe storm alone (2 processes, children that change their uid to a user no rule names), 5 s per round, rounds in turn: children per second\n\n| no daemon | proc connector (3 rules) | BPF source (3 rules) |\n| --- | --- | --- |\n|")
+	for _, src := range []string{"none", "netlink", "bpf"} {
+		var parts []string
+		for _, v := range c.rounds[src] {
+			parts = append(parts, fmt.Sprintf("%.0f", v))
+		}
+		fmt.Fprintf(w, " %s |", strings.Join(parts, ", "))
+	}
+	fmt.Fprintln(w)
 }
 
 // benchLibcgroup measures libcgroup's daemon with the 3 rules of the
@@ -403,6 +569,7 @@ func benchLibcgroup(b *testing.B) *benchResult {
 
 	d := e.startLibcgroup()
 	start := d.readyCPU()
+	r.wakeups = e.wakeupPhase(d.pid)
 	e.latencyPhases(r, uid, dest)
 	e.syscallPhase(r, d.pid, uid, dest)
 	r.idleD = d.finishLibcgroup(start)
@@ -585,7 +752,7 @@ func (d *daemon) finish(startCPU time.Duration) daemonRun {
 	var line string
 	r.stats, line = statsOf(log)
 	r.datagrams, r.events = r.stats["datagrams"], r.stats["kernel_events"]
-	if r.datagrams == 0 || r.events == 0 {
+	if r.events == 0 || (strings.Contains(line, "events=netlink") && r.datagrams == 0) {
 		t.Fatalf("the daemon counted no kernel events: %q", line)
 	}
 	return r
@@ -812,8 +979,8 @@ func printBenchTable(w *os.File, order []string, res map[string]*benchResult) {
 		{"CPU per storm event (CPU / events the storm caused)", func(r *benchResult) string {
 			return fmt.Sprintf("%.2f µs (%v / %d)", us(r.cpuPerStormEvent()), r.stormD.cpu, r.stormEvents())
 		}},
-		{"daemon CPU per datagram read, storm", ours(func(r *benchResult) string {
-			return fmt.Sprintf("%.2f µs (%d read)", us(r.stormD.perEvent()), r.stormD.datagrams)
+		{"daemon CPU per datagram (netlink) or record (BPF) read, storm", ours(func(r *benchResult) string {
+			return fmt.Sprintf("%.2f µs (%d read)", us(r.stormD.perEvent()), max(r.stormD.datagrams, r.stormD.events))
 		})},
 		{"storm: kernel events per s", func(r *benchResult) string {
 			return fmt.Sprintf("%.0f", float64(r.stormEvents())/r.stormSeconds)
@@ -821,6 +988,13 @@ func printBenchTable(w *os.File, order []string, res map[string]*benchResult) {
 		{"storm: overflows / rescans / queue full", ours(func(r *benchResult) string {
 			s := r.stormD.stats
 			return fmt.Sprintf("%d / %d / %d", s["event_overflows"], s["repair_scans"], s["queue_overflows"])
+		})},
+		{"wake-ups: context switches of every thread in 10 s, idle", func(r *benchResult) string { return r.wakeups.String() }},
+		{"BPF maps, kernel memory: when ready / after the storm", ours(func(r *benchResult) string {
+			if r.src != "bpf" {
+				return "–"
+			}
+			return fmt.Sprintf("%.2f / %.2f MB", float64(r.mapsReady)/(1<<20), float64(r.mapsStorm)/(1<<20))
 		})},
 		{"VmRSS / RssAnon after the idle phases", daemonOnly(func(r *benchResult) string { return r.idleD.mem.String() })},
 		{"VmRSS / RssAnon when ready (storm daemon)", daemonOnly(func(r *benchResult) string { return r.readyMem.String() })},
@@ -898,8 +1072,17 @@ func printTargets(w *os.File, res map[string]*benchResult) {
 		}
 		return "missed"
 	}
-	fmt.Fprintf(w, "\nTargets (issue #12), ratios to the C floor of this run; latencies to cgroup2 (the last write)\n\n")
-	fmt.Fprintf(w, "| target | C floor | 3 rules | 10,000 rules |\n| --- | --- | --- | --- |\n")
+	var cols []string
+	for _, n := range []string{"rules=3", "rules=10000", "bpf rules=3", "bpf rules=10000"} {
+		if res[n] != nil {
+			cols = append(cols, n)
+		}
+	}
+	fmt.Fprintf(w, "\nTargets (issues #12 and #21), ratios to the C floor of this run; latencies to cgroup2 (the last write)\n\n| target | C floor |")
+	for _, n := range cols {
+		fmt.Fprintf(w, " %s |", res[n].name)
+	}
+	fmt.Fprintf(w, "\n| --- | --- |%s\n", strings.Repeat(" --- |", len(cols)))
 	type row struct {
 		name  string
 		floor string
@@ -953,15 +1136,35 @@ func printTargets(w *os.File, res map[string]*benchResult) {
 		{"system calls per move ≤ floor + rule reads", fmt.Sprintf("%.1f", fl.sys.perMove(false)), func(r *benchResult) string {
 			return fmt.Sprintf("%.1f = %s; %.1f without the runtime's futex and nanosleep", r.sys.perMove(false), ratioF(r.sys.perMove(false), fl.sys.perMove(false)), r.sys.perMove(true))
 		}},
+		// Issue 21.
+		{"#21 daemon CPU per storm event ≤ 0.1 µs", "–", func(r *benchResult) string {
+			v := r.cpuPerStormEvent()
+			return fmt.Sprintf("%.3f µs (%v / %d): %s", us(v), r.stormD.cpu, r.stormEvents(), verdict(v >= 0 && us(v) <= 0.1))
+		}},
+		{"#21 storm p50 ≤ 1.5× own idle p50", "–", func(r *benchResult) string {
+			st, id := r.storm.pct(0.5, true), r.idle.pct(0.5, true)
+			return fmt.Sprintf("%s = %s of %s: %s", fmtDur(st), ratio(st, id), fmtDur(id), verdict(st >= 0 && id > 0 && float64(st) <= 1.5*float64(id)))
+		}},
+		latRow("#21 idle p50 ≤ 1.2× floor (spinning)", idle, 0.5, 1.2, 0),
+		{"#21 misses and escapes: 0", "–", func(r *benchResult) string {
+			m := r.idle.misses + r.poll.misses + r.sparse.misses + r.storm.misses
+			esc := r.esc.stragglers + r.esc.vanished
+			return fmt.Sprintf("%d misses, %d escapes: %s", m, esc, verdict(m == 0 && esc == 0))
+		}},
+		{"#21 idle wake-ups ≤ 10 in 10 s (every thread)", fl.wakeups.String(), func(r *benchResult) string {
+			return fmt.Sprintf("%s: %s", r.wakeups, verdict(r.wakeups.period > 0 && r.wakeups.total <= 10))
+		}},
+		{"#21 BPF maps' kernel memory bounded", "–", func(r *benchResult) string {
+			if r.src != "bpf" {
+				return "–"
+			}
+			return fmt.Sprintf("%.2f MB ready, %.2f MB after the storm", float64(r.mapsReady)/(1<<20), float64(r.mapsStorm)/(1<<20))
+		}},
 	}
 	for _, rw := range rows {
 		fmt.Fprintf(w, "| %s | %s", rw.name, rw.floor)
-		for _, n := range []string{"rules=3", "rules=10000"} {
-			if r := res[n]; r != nil {
-				fmt.Fprintf(w, " | %s", rw.f(r))
-			} else {
-				fmt.Fprintf(w, " | n/a")
-			}
+		for _, n := range cols {
+			fmt.Fprintf(w, " | %s", rw.f(res[n]))
 		}
 		fmt.Fprintf(w, " |\n")
 	}
