@@ -103,8 +103,10 @@
 // rules match (rules.Names, whose fields are bpfevents.Filter's) on every
 // SetRules, which processes are hot, when their classification ended
 // (settled) and when they stop being hot, the sticky marks (with their
-// children flag), and so which processes' EXITs are needed. A refused call
-// is counted and repaired by a rescan. The netlink source does not
+// children flag), and so which processes' EXITs are needed; never what the
+// source did itself when it reported an event (the hot mark of a process
+// whose event it reported, the marks of one whose EXIT it reported). A
+// refused call is counted and repaired by a rescan. The netlink source does not
 // implement it and receives every event.
 //
 // Allocation: a classification allocates nothing in the steady state; each

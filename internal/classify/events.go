@@ -145,7 +145,8 @@ func (e *Engine) note(j job, tid int32) bool {
 	if j.pid <= 0 {
 		return false
 	}
-	switch e.hot.noted(j.pid, tid) {
+	reported := j.why == reasonCreds || j.why == reasonExec || j.why == reasonFork
+	switch e.hot.noted(j.pid, tid, reported) {
 	case noteCoalesced:
 		e.stats.Coalesced.Add(1)
 		return false

@@ -98,8 +98,11 @@ const (
 )
 
 // noted records that pid must be classified, for an event reported by
-// thread tid (tid == pid or 0: the main thread).
-func (t *hotTable) noted(pid, tid int32) noteResult {
+// thread tid (tid == pid or 0: the main thread). reported: the event
+// source reported the event (a UID, GID or EXEC, or the FORK of a child it
+// followed): a Filter source marked the process hot itself, and is not
+// told again.
+func (t *hotTable) noted(pid, tid int32, reported bool) noteResult {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	h, ok := t.m[pid]
@@ -126,7 +129,7 @@ func (t *hotTable) noted(pid, tid int32) noteResult {
 		return noteFull
 	}
 	h.state, h.again, h.exited = hotQueued, false, false
-	t.store(pid, h)
+	t.storeQuiet(pid, h, reported)
 	return noteQueued
 }
 
@@ -278,11 +281,10 @@ func (t *hotTable) exited(pid int32) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if h, ok := t.m[pid]; ok {
+		h.exited = true
+		t.m[pid] = h
 		if h.state == hotDone {
 			t.drop(pid)
-		} else {
-			h.exited = true
-			t.m[pid] = h
 		}
 	}
 }
@@ -363,7 +365,11 @@ func (t *hotTable) empty() bool {
 
 // store writes an entry, tracks the peak size and tells the filter what
 // the change means for the process's FORKs and EXIT. t.mu is held.
-func (t *hotTable) store(pid int32, h hotEntry) {
+func (t *hotTable) store(pid int32, h hotEntry) { t.storeQuiet(pid, h, false) }
+
+// storeQuiet is store; marked: the source marked the process hot itself,
+// so the filter is not told it became hot.
+func (t *hotTable) storeQuiet(pid int32, h hotEntry, marked bool) {
 	old, had := t.m[pid]
 	t.m[pid] = h
 	if n := len(t.m); n > t.peak {
@@ -381,18 +387,21 @@ func (t *hotTable) store(pid int32, h hotEntry) {
 	switch {
 	case h.state == hotDone && (old.state != hotDone || old.doneAt != h.doneAt):
 		t.filter.check(t.filter.f.Settled(pid, h.asOf, h.doneAt))
-	case h.state != hotDone && (!had || old.state == hotDone):
+	case h.state != hotDone && (!had || old.state == hotDone) && !marked:
 		t.filter.check(t.filter.f.MarkHot(pid))
 	}
 }
 
-// drop deletes an entry and tells the filter. t.mu is held.
+// drop deletes an entry and tells the filter, unless the process exited:
+// a source that reports EXITs dropped its marks itself then, and the pid
+// may already belong to a new process the source marked. t.mu is held.
 func (t *hotTable) drop(pid int32) {
-	if _, ok := t.m[pid]; !ok {
+	h, ok := t.m[pid]
+	if !ok {
 		return
 	}
 	delete(t.m, pid)
-	if t.filter != nil {
+	if t.filter != nil && !h.exited {
 		t.filter.check(t.filter.f.Cool(pid))
 	}
 }

@@ -2,6 +2,7 @@ package classify
 
 import (
 	"fmt"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -47,7 +48,7 @@ func TestHotTransitions(t *testing.T) {
 		return func() string { h = newHotTable(max); return "" }
 	}
 	noted := func(pid, tid int32) func() string {
-		return func() string { return [...]string{"queued", "coalesced", "again", "full"}[h.noted(pid, tid)] }
+		return func() string { return [...]string{"queued", "coalesced", "again", "full"}[h.noted(pid, tid, false)] }
 	}
 	claimed := func(pid int32) func() string {
 		return func() string {
@@ -195,7 +196,7 @@ func TestHotFollows(t *testing.T) {
 	if h.follows(10, 0, slack) {
 		t.Error("followed the fork of a cold parent")
 	}
-	h.noted(10, 10)
+	h.noted(10, 10, false)
 	if !h.follows(10, 5, slack) {
 		t.Error("did not follow the fork of a queued parent")
 	}
@@ -221,11 +222,11 @@ func TestHotFollows(t *testing.T) {
 
 func TestHotExpired(t *testing.T) {
 	h := newHotTable(1 << 16)
-	h.noted(1, 1) // queued: never expires
-	h.noted(2, 2)
+	h.noted(1, 1, false) // queued: never expires
+	h.noted(2, 2, false)
 	h.claimed(2)
 	h.finished(2, 0, moved, 100)
-	h.noted(3, 3)
+	h.noted(3, 3, false)
 	h.claimed(3)
 	h.finished(3, 0, moved, 900)
 	h.expired(1000, 500)
@@ -240,7 +241,7 @@ func TestHotExpired(t *testing.T) {
 	}
 	// A burst, then quiet: the map is rebuilt once it is down to an eighth.
 	for pid := int32(100); pid < 100+2048; pid++ {
-		h.noted(pid, pid)
+		h.noted(pid, pid, false)
 		h.claimed(pid)
 		h.finished(pid, 0, left, 2000)
 	}
@@ -264,23 +265,53 @@ func TestHotExpired(t *testing.T) {
 // the table; attached late, it hears what the table holds.
 func TestHotFilter(t *testing.T) {
 	h := newHotTable(10)
-	h.noted(5, 5) // before the filter
+	h.noted(5, 5, false) // before the filter
 	f := &recordingFilter{}
 	h.attach(&filterLink{f: f, failed: func(err error) { t.Error(err) }})
-	h.noted(10, 10)
-	h.noted(10, 11) // coalesced: nothing new
+	h.noted(10, 10, false)
+	h.noted(10, 11, false) // coalesced: nothing new
 	h.claimed(10)
 	asOf := h.m[10].asOf
 	h.finished(10, 0, moved, asOf+1000)
-	h.noted(10, 10) // hot again
+	h.noted(10, 10, false) // hot again
 	h.claimed(10)
 	asOf2 := h.m[10].asOf
 	h.finished(10, 0, left, asOf2+1000)
 	h.exited(10)
 	h.scanClaimed(20)
 	h.scanFinished(20, left, 5)
-	want := fmt.Sprintf("hot 5; hot 10; settled 10 at %d; hot 10; settled 10 at %d; cool 10; hot 20; cool 20", asOf+1000, asOf2+1000)
+	want := fmt.Sprintf("hot 5; hot 10; settled 10 at %d; hot 10; settled 10 at %d; hot 20; cool 20", asOf+1000, asOf2+1000)
 	if got := f.String(); got != want {
 		t.Errorf("filter heard %q, want %q", got, want)
+	}
+}
+
+// TestHotFilterNotToldWhatTheSourceDid: a pid noted for an event the
+// source reported (which marked it hot itself) is not marked hot again,
+// and one dropped after its EXIT is not cooled (the source dropped its
+// marks when it reported the EXIT, and the pid may be a new process's by
+// now); its settle is still told, and a pid that expires is cooled.
+func TestHotFilterNotToldWhatTheSourceDid(t *testing.T) {
+	h := newHotTable(10)
+	f := &recordingFilter{}
+	h.attach(&filterLink{f: f, failed: func(err error) { t.Error(err) }})
+	h.noted(10, 10, true)
+	h.claimed(10)
+	h.finished(10, 0, moved, h.m[10].asOf+1000)
+	h.exited(10) // done: dropped at once
+	h.noted(11, 11, true)
+	h.exited(11) // queued: dropped when it ends
+	h.claimed(11)
+	h.noted(12, 12, true)
+	h.claimed(12)
+	at := h.m[12].asOf + 1000
+	h.finished(12, 0, moved, at)
+	h.expired(at+1000, 500)
+	want := regexp.MustCompile(fmt.Sprintf(`^settled 10 at \d+; settled 12 at %d; cool 12$`, at))
+	if got := f.String(); !want.MatchString(got) {
+		t.Errorf("filter heard %q, want %s", got, want)
+	}
+	if n := len(h.m); n != 0 {
+		t.Errorf("%d entries left", n)
 	}
 }

@@ -158,7 +158,10 @@ func (t *markTable) add(pid int32, start uint64, children bool, now uint64, tick
 }
 
 // remove drops pid's mark (cancel, EXIT); it reports whether there was one.
-func (t *markTable) remove(pid int32) bool {
+// exited: the process's EXIT was reported, and a source that reports EXITs
+// dropped its mark itself (the pid may already be a new process's), so the
+// filter is not told.
+func (t *markTable) remove(pid int32, exited bool) bool {
 	if t.n.Load() == 0 {
 		return false
 	}
@@ -166,6 +169,11 @@ func (t *markTable) remove(pid int32) bool {
 	defer t.mu.Unlock()
 	if _, ok := t.m[pid]; !ok {
 		return false
+	}
+	if exited {
+		delete(t.m, pid)
+		t.n.Store(uint64(len(t.m)))
+		return true
 	}
 	t.del(pid)
 	return true

@@ -42,7 +42,7 @@ func TestMarksStateMachine(t *testing.T) {
 			return fmt.Sprintf("%s stale=%v", [...]string{"none", "inherited", "full"}[res], stale)
 		}
 	}
-	remove := func(pid int32) func() string { return func() string { return fmt.Sprint(tb.remove(pid)) } }
+	remove := func(pid int32) func() string { return func() string { return fmt.Sprint(tb.remove(pid, false)) } }
 	removeIf := func(pid int32, start uint64) func() string {
 		return func() string { return fmt.Sprint(tb.removeIf(pid, start, tick10ms)) }
 	}
@@ -142,7 +142,7 @@ func TestMarksPruneKeepsWhatChanged(t *testing.T) {
 	startOf := func(pid int32) (uint64, error) {
 		// While prune reads, the old process exits and a new one on the
 		// same pid is marked.
-		tb.remove(1)
+		tb.remove(1, false)
 		tb.add(1, 60, false, 2*sec, tick10ms)
 		return 0, unix.ESRCH
 	}
@@ -162,7 +162,7 @@ func TestMarksPruneShrinks(t *testing.T) {
 		tb.add(pid, 1, false, sec, tick10ms)
 	}
 	for pid := int32(2); pid <= 2048; pid++ {
-		tb.remove(pid)
+		tb.remove(pid, false)
 	}
 	tb.prune(func(int32) (uint64, error) { return 1, nil }, func(error) bool { return false }, tick10ms)
 	if tb.peak != 1 || tb.len() != 1 || !tb.sticky(1) {

@@ -30,20 +30,24 @@ type Source interface {
 //     them (unless Names.Any), and EXEC events of programs outside
 //     Names.Processes (unless Names.AllExecs; none when neither is set), are
 //     not needed.
-//   - MarkHot: the engine is busy with process pid (an event queued it, a
-//     scan or a followed fork found it, or it is queued again after it was
-//     settled): its FORKs are needed, and its children's (they inherit the
-//     mark), until Settled. It may repeat what the source did itself when
-//     it reported the process's credential change or exec.
+//   - MarkHot: the engine is busy with process pid (a scan found it, or it
+//     is queued again after it was settled): its FORKs are needed, and its
+//     children's (they inherit the mark), until Settled. Not called for a
+//     process queued by an event the source reported (a UID, GID or EXEC,
+//     or the FORK of a child it followed): the source marked it hot itself
+//     when it reported the event, and the call would delay the move.
 //   - Settled: the engine classified pid with what it read of it at asOf
 //     (CLOCK_MONOTONIC ns; no later than its read of /proc) and finished at
 //     at (the time of the move): its FORKs stamped later than at plus
 //     Config.ForkSlack are not needed, unless its credentials change after
 //     asOf.
-//   - Cool: pid left the hot table (expired, exited, dropped).
+//   - Cool: pid left the hot table (expired, dropped), except after its
+//     EXIT: the source dropped its marks itself when it reported the EXIT,
+//     and the pid may belong to a new process it marked since.
 //   - MarkSticky and Unsticky: the sticky marks. A marked process's UID,
 //     GID and EXEC events are not needed; with children, its FORKs are (the
 //     child inherits the mark, and the engine learns of it from the FORK).
+//     As with Cool, a mark dropped at EXIT is not unmarked.
 //   - EXIT events are needed for every process that is hot or marked, and
 //     for no other.
 //

@@ -73,7 +73,7 @@ func (m *Marks) Mark(pid int32, start uint64, children bool) (added bool, err er
 // Unmark cancels pid's mark (libcgroup's CGROUP_DAEMON_CANCEL_UNCHANGE_PROCESS):
 // later events are acted on again. It reports whether pid was marked.
 func (m *Marks) Unmark(pid int32) bool {
-	ok := m.t.remove(pid)
+	ok := m.t.remove(pid, false)
 	if ok {
 		m.logUnmark(pid, "cancel")
 	}
@@ -135,7 +135,7 @@ func (m *Marks) fork(ev *kernel.Event) bool {
 
 // exit drops the mark of a process that exited. Event path.
 func (m *Marks) exit(pid int32) {
-	if m.t.remove(pid) {
+	if m.t.remove(pid, true) {
 		m.logUnmark(pid, "exit")
 	}
 }
