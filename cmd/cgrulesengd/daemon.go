@@ -194,6 +194,7 @@ func (d *daemon) start() (r *running, err error) {
 	if err := r.events.setFilter(list.Names()); err != nil {
 		d.log.Warnf("kernel events: %v", err)
 	}
+	r.events.warnWidened(d.log)
 	d.events.Store(r.events)
 	if d.obs, err = d.listenObservers(started, r.events); err != nil {
 		return r, err
@@ -375,6 +376,9 @@ func (d *daemon) reload(why reloadWhy) {
 		}
 		d.engine.SetRules(list, names)
 		d.rules = list
+		if es := d.events.Load(); es != nil {
+			es.warnWidened(d.log)
+		}
 		live, gcPct := releaseMemory()
 		d.log.WithFields(logrus.Fields{"rules": list.Len(), "heap": live, "gogc": gcPct}).Info("rules reloaded")
 		d.sd.reloaded(list.Len(), nil)

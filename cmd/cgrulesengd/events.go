@@ -115,6 +115,17 @@ func (es *eventSource) setFilter(n rules.Names) error {
 	return es.bpf.SetFilter(n)
 }
 
+// warnWidened logs why the BPF source's filter is wider than the rules
+// ask (more ids or process names than its maps hold), if it is.
+func (es *eventSource) warnWidened(log logrus.FieldLogger) {
+	if es.bpf == nil {
+		return
+	}
+	if w := es.bpf.Widened(); w != "" {
+		log.Warnf("kernel events: the BPF source's filter is wider than the rules ask: %s", w)
+	}
+}
+
 // values are the source's counters, with the daemon's RssAnon and the BPF
 // maps' kernel memory beside it, for --status, /metrics and the log.
 func (es *eventSource) values() []classify.Value {

@@ -103,6 +103,24 @@ func TestIntegrationOpenEvents(t *testing.T) {
 			if err := es.setFilter(rules.Names{UIDs: []uint32{4242}}); err != nil {
 				t.Errorf("setFilter: %v", err)
 			}
+			hook.Reset()
+			es.warnWidened(log)
+			if n := len(hook.AllEntries()); n != 0 {
+				t.Errorf("a filter that fits is said to be widened: %v", hook.LastEntry())
+			}
+			if c.kind == eventsBPF {
+				many := make([]uint32, bpfevents.DefaultMaxIDs+1)
+				for i := range many {
+					many[i] = uint32(i)
+				}
+				if err := es.setFilter(rules.Names{UIDs: many}); err != nil {
+					t.Errorf("setFilter of too many uids: %v", err)
+				}
+				es.warnWidened(log)
+				if e := hook.LastEntry(); e == nil || e.Level != logrus.WarnLevel || !strings.Contains(e.Message, "wider than the rules ask") {
+					t.Errorf("a widened filter is not logged: %v", e)
+				}
+			}
 			if es.reader() == nil {
 				t.Error("no reader")
 			}

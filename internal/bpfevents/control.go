@@ -84,10 +84,10 @@ func nameKeys(procs []string) (map[nameKey]struct{}, bool) {
 // SetFilter replaces the filter. The kernel filters with the union of the
 // old and the new one while the maps change: nothing either names is missed
 // meanwhile. With more ids than Config.MaxIDs the kernel reports every
-// credential change, with more names than Config.MaxNames every exec, and
-// SetFilter says so in an error wrapping ErrFull (the filter in force is
-// then wider than asked, never narrower). Safe from any goroutine; calls
-// are serialised. It costs a few bpf(2) calls (batches of ids, one call per
+// credential change, with more names than Config.MaxNames every exec: the
+// filter in force is then wider than asked, never narrower, nothing is
+// lost, and Widened says why. Safe from any goroutine; calls are
+// serialised. It costs a few bpf(2) calls (batches of ids, one call per
 // name changed).
 func (s *Source) SetFilter(f Filter) error {
 	s.filterMu.Lock()
@@ -165,11 +165,14 @@ func (s *Source) SetFilter(f Filter) error {
 		atomic.StoreUint32(&s.config.AnyID, 0)
 	}
 	cur.any, cur.execs = next.any, next.execs
-	if len(full) > 0 {
-		return fmt.Errorf("bpfevents: %s: %w", strings.Join(full, "; "), ErrFull)
-	}
+	s.widened.Store(strings.Join(full, "; "))
 	return nil
 }
+
+// Widened says why the filter in force is wider than the last SetFilter
+// asked (more ids or names than the maps hold: every credential change or
+// every exec is reported), or "" when it is not.
+func (s *Source) Widened() string { w, _ := s.widened.Load().(string); return w }
 
 // updateIDs adds to m (mirrored by cur) the ids of next it lacks, in one
 // batch where the kernel offers it.

@@ -153,7 +153,7 @@ struct {
 /* The process names exec rules name: exact (with their NUL) or prefixes. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, 4096);
+	__uint(max_entries, 16384);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct name_key);
 	__type(value, __u8);

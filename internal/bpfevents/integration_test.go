@@ -670,9 +670,11 @@ func TestIntegrationSetFilter(t *testing.T) {
 		{Filter{UIDs: []uint32{7}, Processes: []string{"a", "b", "c"}}, "any=0 execs=2 uids=[7] gids=[] names=0", true},
 		{Filter{}, "any=0 execs=0 uids=[] gids=[] names=0", false},
 	} {
-		err := s.SetFilter(c.f)
-		if (err != nil) != c.full || err != nil && !errors.Is(err, ErrFull) {
-			t.Errorf("SetFilter(%+v): %v, want ErrFull %v", c.f, err, c.full)
+		if err := s.SetFilter(c.f); err != nil {
+			t.Errorf("SetFilter(%+v): %v", c.f, err)
+		}
+		if w := s.Widened(); (w != "") != c.full {
+			t.Errorf("SetFilter(%+v): widened %q, want widened %v", c.f, w, c.full)
 		}
 		if got := state(); got != c.want {
 			t.Errorf("after SetFilter(%+v): %s, want %s", c.f, got, c.want)

@@ -26,7 +26,7 @@ const (
 	// DefaultMaxIDs bounds the uids and the gids rules name, each.
 	DefaultMaxIDs = 32768
 	// DefaultMaxNames bounds the process names of exec rules.
-	DefaultMaxNames = 4096
+	DefaultMaxNames = 16384
 	// DefaultMaxTasks bounds each table of marked processes (hot, settled,
 	// sticky, exit-watched).
 	DefaultMaxTasks = 16384
@@ -194,6 +194,7 @@ type Source struct {
 
 	filterMu sync.Mutex // serialises SetFilter
 	filter   filterState
+	widened  atomic.Value // string: see Widened
 
 	closed    atomic.Bool
 	closeOnce sync.Once
