@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -41,7 +42,9 @@ type realFixture struct {
 	top  string
 }
 
-func newRealFixture(tb testing.TB) *realFixture {
+// newRealFixture is the fixture with one rule for the child's user after
+// filler (rules for another user, in the end-to-end benchmark's form).
+func newRealFixture(tb testing.TB, filler string) *realFixture {
 	if os.Geteuid() != 0 {
 		tb.Skip("needs root: creates cgroups and moves a process")
 	}
@@ -97,10 +100,11 @@ func newRealFixture(tb testing.TB) *realFixture {
 	log.SetOutput(io.Discard)
 	log.SetLevel(logrus.ErrorLevel) // the daemon's default
 	e := New(Config{Layout: lay, Mover: mover, Tasks: proc.NewFS("/proc"), Log: log, Root: top})
-	resolver := rulestest.NewStatic([]rules.User{{Name: "cgrebench", UID: benchUID, GID: benchUID}}, nil)
+	resolver := rulestest.NewStatic([]rules.User{{Name: "cgrebench", UID: benchUID, GID: benchUID}, {Name: "cgreother", UID: benchUID + 1, GID: benchUID + 1}},
+		[]rules.Group{{Name: "cgreother", GID: benchUID + 1}})
 	var sets [2]*ruleset
 	for i, dest := range []string{"a", "b"} {
-		text := "cgrebench " + strings.Join(names, ",") + " " + dest + "\n"
+		text := filler + "cgrebench " + strings.Join(names, ",") + " " + dest + "\n"
 		l, diags, err := rules.Parse("bench.conf", []byte(text), rules.Options{Resolver: resolver, Controllers: lay.Controllers()})
 		if err != nil {
 			tb.Fatalf("%v %v", err, diags)
@@ -128,7 +132,7 @@ func TestIntegrationClassifyAllocs(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates")
 	}
-	f := newRealFixture(t)
+	f := newRealFixture(t, "")
 	var st workState
 	for i := 0; i < 4; i++ {
 		f.classifyOnce(t, &st, i)
@@ -147,9 +151,29 @@ func TestIntegrationClassifyAllocs(t *testing.T) {
 // two test cgroups (cgre-test-<random>/a and /b, removed afterwards) by
 // two rule lists used in turn. It reports allocations and the system calls
 // made per classification, counted on the benchmark's (locked) thread with
-// the raw_syscalls:sys_enter tracepoint. Root only.
+// the raw_syscalls:sys_enter tracepoint. Root only. The rule comes after
+// no other ("rules=1"), or after 10,000 rules for another user as in the
+// end-to-end benchmark (half of them "@cgreother", half
+// "cgreother:progN"): with the program rules ("rules=10000") every
+// classification reads the process name, since some rule names a program;
+// without ("rules=10000-groups") it does not.
 func BenchmarkClassifyReal(b *testing.B) {
-	f := newRealFixture(b)
+	var progs, groups strings.Builder
+	for i := 0; i < 10000; i++ {
+		groups.WriteString("@cgreother cpu other\n")
+		if i%2 == 0 {
+			progs.WriteString("@cgreother cpu other\n")
+		} else {
+			fmt.Fprintf(&progs, "cgreother:prog%d cpu other\n", i/2)
+		}
+	}
+	for _, c := range []struct{ name, filler string }{{"rules=1", ""}, {"rules=10000", progs.String()}, {"rules=10000-groups", groups.String()}} {
+		b.Run(c.name, func(b *testing.B) { benchClassifyReal(b, c.filler) })
+	}
+}
+
+func benchClassifyReal(b *testing.B, filler string) {
+	f := newRealFixture(b, filler)
 	pid, lay, top, hs := f.pid, f.lay, f.top, f.hs
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
