@@ -504,9 +504,11 @@ func benchRules(b *testing.B, nrules int, src string) *benchResult {
 }
 
 // stormCosts are the storm's own forks per second with no daemon and with
-// our daemon on each source, in turns.
+// our daemon on each source, in turns, and the daemon's CPU per event the
+// storm caused (3 per child: FORK, UID, EXIT), with nothing else to do.
 type stormCosts struct {
-	rounds map[string][]float64 // by "none", "netlink", "bpf"
+	rounds map[string][]float64       // children per second, by "none", "netlink", "bpf"
+	cpu    map[string][]time.Duration // the daemon's CPU per storm event, by source
 }
 
 var stormCost *stormCosts
@@ -517,12 +519,14 @@ var stormCost *stormCosts
 func benchStormCost(b *testing.B) *stormCosts {
 	e := benchEnv(b, 3)
 	nobody := uidOf(b, "cgrenobody")
-	c := &stormCosts{rounds: map[string][]float64{}}
+	c := &stormCosts{rounds: map[string][]float64{}, cpu: map[string][]time.Duration{}}
 	for round := 0; round < 2; round++ {
 		for _, src := range []string{"none", "netlink", "bpf"} {
 			var d *daemon
+			var cpu0 time.Duration
 			if src != "none" {
 				d = e.startDaemon(dopts{extra: append(benchDaemonArgs(), "--events="+src)})
+				cpu0 = d.readyCPU()
 			}
 			storm := e.startTool(nil, "storm", "storm", "-p", "2", "-s", "5", "-u", nobody)
 			line, ok := storm.next(30 * time.Second)
@@ -535,6 +539,9 @@ func benchStormCost(b *testing.B) *stormCosts {
 			c.rounds[src] = append(c.rounds[src], n/secs)
 			storm.wait(5 * time.Second)
 			if d != nil {
+				if cpu, err := procCPU(d.pid); err == nil && n > 0 {
+					c.cpu[src] = append(c.cpu[src], (cpu-cpu0)/time.Duration(3*n))
+				}
 				d.stop()
 			}
 		}
@@ -547,11 +554,19 @@ func printStormCost(w *os.File, c *stormCosts) {
 	if c == nil {
 		return
 	}
-	fmt.Fprintf(w, "\nThe storm alone (2 processes, children that change their uid to a user no rule names), 5 s per round, rounds in turn: children per second\n\n| no daemon | proc connector (3 rules) | BPF source (3 rules) |\n| --- | --- | --- |\n|")
+	fmt.Fprintf(w, "\nThe storm alone (2 processes, children that change their uid to a user no rule names), 5 s per round, rounds in turn\n\n| | no daemon | proc connector (3 rules) | BPF source (3 rules) |\n| --- | --- | --- | --- |\n| storm children per second |")
 	for _, src := range []string{"none", "netlink", "bpf"} {
 		var parts []string
 		for _, v := range c.rounds[src] {
 			parts = append(parts, fmt.Sprintf("%.0f", v))
+		}
+		fmt.Fprintf(w, " %s |", strings.Join(parts, ", "))
+	}
+	fmt.Fprintf(w, "\n| daemon CPU per storm event (#21: ≤ 0.1 µs) | – |")
+	for _, src := range []string{"netlink", "bpf"} {
+		var parts []string
+		for _, v := range c.cpu[src] {
+			parts = append(parts, fmt.Sprintf("%.3f µs", us(v)))
 		}
 		fmt.Fprintf(w, " %s |", strings.Join(parts, ", "))
 	}
