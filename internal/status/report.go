@@ -76,7 +76,7 @@ func Format(w io.Writer, r *Report) {
 		if r.EventsFallback != "" {
 			how += ", as BPF cannot run here: " + r.EventsFallback
 		}
-		fmt.Fprintf(w, "events: %s (%s)\n", r.Events, how)
+		fmt.Fprintf(w, "event source: %s (%s)\n", r.Events, how)
 		fmt.Fprintf(w, "memory: RssAnon %s", mebibytes(r.RssAnon))
 		if r.Events == "bpf" {
 			fmt.Fprintf(w, ", BPF maps %s (kernel)", mebibytes(r.MapMemory))

@@ -81,9 +81,9 @@ rules with no hit since they were loaded (1):
 		events, fallback string
 		want             string
 	}{
-		{"bpf", "", "cgroups: hybrid, cgroup root /\nevents: bpf (BPF programs filter them in the kernel)\nmemory: RssAnon 6.5 MiB, BPF maps 3.2 MiB (kernel)\nrules:"},
-		{"netlink", "", "cgroups: hybrid, cgroup root /\nevents: netlink (the proc connector)\nmemory: RssAnon 6.5 MiB\nrules:"},
-		{"netlink", "no kernel BTF", "events: netlink (the proc connector, as BPF cannot run here: no kernel BTF)\n"},
+		{"bpf", "", "cgroups: hybrid, cgroup root /\nevent source: bpf (BPF programs filter them in the kernel)\nmemory: RssAnon 6.5 MiB, BPF maps 3.2 MiB (kernel)\nrules:"},
+		{"netlink", "", "cgroups: hybrid, cgroup root /\nevent source: netlink (the proc connector)\nmemory: RssAnon 6.5 MiB\nrules:"},
+		{"netlink", "no kernel BTF", "event source: netlink (the proc connector, as BPF cannot run here: no kernel BTF)\n"},
 	} {
 		r = testReport()
 		r.Events, r.EventsFallback, r.RssAnon, r.MapMemory = c.events, c.fallback, 6816256, 3382864

@@ -73,7 +73,7 @@ func TestEventsFallback(t *testing.T) {
 				t.Errorf("the log does not say the proc connector runs")
 			}
 			st := e.status(t)
-			if !strings.Contains(st, "events: netlink (the proc connector, as BPF cannot run here: "+c.reason.String()+")") {
+			if !strings.Contains(st, "event source: netlink (the proc connector, as BPF cannot run here: "+c.reason.String()+")") {
 				t.Errorf("--status does not show the fallback and its reason:\n%s", st)
 			}
 			d.stop()
