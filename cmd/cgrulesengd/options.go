@@ -49,6 +49,7 @@ type options struct {
 
 	check    bool
 	explain  bool
+	settings []string // --check-settings: the service's settings files to check
 	exUser   string
 	exGroup  string
 	exProc   string
@@ -119,6 +120,10 @@ CGroup Rules Engine Daemon: moves each task into the cgroups that
       --metrics-max-destinations=N
                                per-destination series at most (default 1000)
       --check                  load the rules, print every problem as file:line: message
+      --check-settings=FILE    exit 6 unless FILE, a settings file of the service (which
+                               gives its variables to the daemon, as root), is root's
+                               alone like the rules files; repeatable; a missing FILE is
+                               fine (the systemd unit runs this before the daemon)
       --explain                print which rule and cgroups apply to --user [--group] [--process]
       --user=NAME|UID          (with --explain)
       --group=NAME|GID         (with --explain; default: the user's primary group)
@@ -150,6 +155,15 @@ func parseArgs(args []string) (options, error) {
 	}
 	str := func(p *string) func(string) error { return func(v string) error { *p = v; return nil } }
 	flag := func(p *bool) func(string) error { return func(string) error { *p = true; return nil } }
+	files := func(p *[]string) func(string) error {
+		return func(v string) error {
+			if v == "" {
+				return errors.New("want a file name")
+			}
+			*p = append(*p, v)
+			return nil
+		}
+	}
 	long := map[string]longOpt{
 		"nodaemon":      {set: flag(&o.nodaemon)},
 		"debug":         {set: flag(&o.debug)},
@@ -209,6 +223,9 @@ func parseArgs(args []string) (options, error) {
 		"help":      {set: flag(&o.help)},
 		"version":   {set: flag(&o.version)},
 		"proc-root": {arg: 1, set: str(&o.procRoot)},
+
+		// Issue 19: the service's settings files (the unit's ExecStartPre).
+		"check-settings": {arg: 1, set: files(&o.settings)},
 	}
 	short := map[byte]string{
 		'n': "nodaemon", 'd': "debug", 'v': "verbose", 'q': "quiet", 'Q': "nolog",
@@ -304,6 +321,9 @@ func finish(o *options) error {
 	}
 	if o.check && o.explain {
 		return fmt.Errorf("%w: --check and --explain are exclusive", errUsage)
+	}
+	if len(o.settings) > 0 && (o.status || o.check || o.explain) {
+		return fmt.Errorf("%w: --check-settings goes alone (not with --status, --check or --explain)", errUsage)
 	}
 	if o.cgroupRoot == "" || o.cgroupRoot[0] != '/' {
 		return fmt.Errorf("%w: --cgroup-root must be an absolute cgroup path, got %q", errUsage, o.cgroupRoot)

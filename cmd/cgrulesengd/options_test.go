@@ -55,6 +55,11 @@ func TestParseArgs(t *testing.T) {
 				t.Errorf("syslog=%v facility=%q", o.syslog, o.facility)
 			}
 		}},
+		{"settings files, in order", []string{"--check-settings=/a", "--check-settings", "/b"}, func(t *testing.T, o options) {
+			if strings.Join(o.settings, " ") != "/a /b" {
+				t.Errorf("settings %q", o.settings)
+			}
+		}},
 		{"syslog long", []string{"--syslog=D"}, func(t *testing.T, o options) {
 			if !o.syslog || o.facility != "D" {
 				t.Errorf("facility %q", o.facility)
@@ -183,6 +188,8 @@ func TestParseArgsErrors(t *testing.T) {
 		{"systemd bus relative", []string{"--systemd-bus=unix:path=private"}, "must be absolute"},
 		{"systemd bus a plain path", []string{"--systemd-bus=/run/systemd/private"}, "only unix:path=FILE"},
 		{"systemd bus with systemd off", []string{"--systemd=off", "--systemd-bus=unix:path=/run/x"}, "not off"},
+		{"empty settings file", []string{"--check-settings="}, "want a file name"},
+		{"settings with check", []string{"--check-settings=/etc/default/cgred", "--check"}, "goes alone"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
