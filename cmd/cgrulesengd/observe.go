@@ -88,8 +88,23 @@ func (d *daemon) listenObservers(started time.Time) (*observer, error) {
 		)
 		ob.metrics = metrics.Serve(ln, reg, func(err error) { d.log.Error(err) })
 		d.log.WithField("address", a.String()).Info("serving metrics")
+		if w := metricsExposure(a); w != "" {
+			d.log.Warn(w) // realMain said it on standard error too
+		}
 	}
 	return ob, nil
+}
+
+// metricsExposure is the warning for a --metrics address that other
+// machines may reach (not loopback, not a Unix socket), "" for one they
+// cannot. It is allowed (a Prometheus server elsewhere needs it) but
+// serves without authentication what the daemon knows: destinations with
+// user names, rules by file:line, counters.
+func metricsExposure(a metrics.Address) string {
+	if a.Network != "tcp" || a.Loopback() {
+		return ""
+	}
+	return fmt.Sprintf("--metrics %s is not a loopback address: anyone who can reach it over the network can read the metrics (destinations with user names, rules, counters) without authentication; firewall the port, or use 127.0.0.1:PORT or unix:PATH (root only)", a.Addr)
 }
 
 // refused logs a peer a root-only socket turned away, a few a second.
