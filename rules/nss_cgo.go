@@ -5,6 +5,7 @@ package rules
 /*
 #include <errno.h>
 #include <grp.h>
+#include <pwd.h>
 #include <stdlib.h>
 #include <unistd.h>
 */
@@ -15,6 +16,81 @@ import (
 	"syscall"
 	"unsafe"
 )
+
+// Users and groups are looked up with getpw*_r and getgr*_r directly, not
+// with os/user: os/user formats the C library's errno into its error text
+// (%v), so a look-up that failed for lack of descriptors (EMFILE, ENFILE:
+// NSS opens /etc/passwd, or a socket to sssd or nscd, for each one) could
+// not be told from any other failure, and the engine could not treat it
+// as the lost event it is. Here the errno is kept (errors.Is works).
+
+// firstUserBuf, when not 0, replaces the first buffer size (tests).
+var firstUserBuf = 0
+
+func lookupUser(name string) (User, error) {
+	if badName(name) {
+		return User{}, fmt.Errorf("user %q: %w", name, ErrNotFound)
+	}
+	cname := C.CString(name)
+	defer C.free(unsafe.Pointer(cname))
+	u, err := getpw(func(pwd *C.struct_passwd, buf *C.char, n C.size_t, res **C.struct_passwd) C.int {
+		return C.getpwnam_r(cname, pwd, buf, n, res)
+	})
+	if err != nil {
+		return User{}, fmt.Errorf("user %q: %w", name, err)
+	}
+	return u, nil
+}
+
+func lookupUserID(uid uint32) (User, error) {
+	u, err := getpw(func(pwd *C.struct_passwd, buf *C.char, n C.size_t, res **C.struct_passwd) C.int {
+		return C.getpwuid_r(C.uid_t(uid), pwd, buf, n, res)
+	})
+	if err != nil {
+		return User{}, fmt.Errorf("uid %d: %w", uid, err)
+	}
+	return u, nil
+}
+
+// getpw runs one getpw*_r call, growing the buffer while it reports ERANGE,
+// and copies the entry into Go memory.
+func getpw(call func(*C.struct_passwd, *C.char, C.size_t, **C.struct_passwd) C.int) (User, error) {
+	size := C.size_t(1024)
+	if n := C.sysconf(C._SC_GETPW_R_SIZE_MAX); n > 0 && C.size_t(n) > size {
+		size = C.size_t(n)
+	}
+	if firstUserBuf > 0 {
+		size = C.size_t(firstUserBuf)
+	}
+	for {
+		buf := C.malloc(size)
+		if buf == nil {
+			return User{}, syscall.ENOMEM
+		}
+		var pwd C.struct_passwd
+		var res *C.struct_passwd
+		rc := call(&pwd, (*C.char)(buf), size, &res)
+		if rc == C.ERANGE && size < maxGroupBuf {
+			C.free(buf)
+			size *= 2
+			continue
+		}
+		defer C.free(buf)
+		switch {
+		case rc == 0 && res == nil, notFound(rc):
+			return User{}, ErrNotFound
+		case rc != 0:
+			return User{}, syscall.Errno(rc)
+		}
+		return User{Name: C.GoString(pwd.pw_name), UID: uint32(pwd.pw_uid), GID: uint32(pwd.pw_gid)}, nil
+	}
+}
+
+// notFound reports the errors getpw*_r(3) and getgr*_r(3) may return for
+// "no such entry", depending on the NSS module.
+func notFound(rc C.int) bool {
+	return rc == C.ENOENT || rc == C.ESRCH || rc == C.EBADF || rc == C.EPERM
+}
 
 // maxGroupBuf bounds the buffer getgr*_r may ask for: a group with tens of
 // thousands of members needs a few megabytes, nothing legitimate needs more.
@@ -74,10 +150,7 @@ func getgr(call func(*C.struct_group, *C.char, C.size_t, **C.struct_group) C.int
 		}
 		defer C.free(buf)
 		switch {
-		case rc == 0 && res == nil,
-			// getgrnam_r(3): these also mean "not found", depending on the
-			// NSS module.
-			rc == C.ENOENT, rc == C.ESRCH, rc == C.EBADF, rc == C.EPERM:
+		case rc == 0 && res == nil, notFound(rc):
 			return Group{}, ErrNotFound
 		case rc != 0:
 			return Group{}, syscall.Errno(rc)
