@@ -149,8 +149,12 @@ type Engine struct {
 	pending []job
 	inline  workState // the reader's, for the moves it makes itself
 
-	missing  ratelimit.Keyed[destKey] // destinations reported missing
-	moveErrs ratelimit.Keyed[moveKey] // failed moves reported, per process and destination
+	// Recurring reports (reports.go): keyed by what the rules name, never
+	// by what a user chooses (a pid, a process name a template expands).
+	missing    ratelimit.Keyed[destKey]     // destinations reported missing
+	moveErrs   ratelimit.Keyed[destKey]     // failed moves
+	createErrs ratelimit.Keyed[destKey]     // template destinations not created
+	expandErrs ratelimit.Keyed[*rules.Rule] // destinations not expanded, per rule
 
 	overflowLog ratelimit.Limiter // one report a second
 
@@ -196,8 +200,10 @@ func New(cfg Config) *Engine {
 		hot:     newHotTable(cfg.MaxHot),
 		retries: newRetryQueue(),
 
-		missing:  ratelimit.Keyed[destKey]{Window: reportInterval, Max: maxReports},
-		moveErrs: ratelimit.Keyed[moveKey]{Window: reportInterval, Max: maxReports},
+		missing:    ratelimit.Keyed[destKey]{Window: reportInterval, Max: maxReports},
+		moveErrs:   ratelimit.Keyed[destKey]{Window: reportInterval, Max: maxReports},
+		createErrs: ratelimit.Keyed[destKey]{Window: reportInterval, Max: maxReports},
+		expandErrs: ratelimit.Keyed[*rules.Rule]{Window: reportInterval, Max: maxReports},
 	}
 	e.marks = newMarks(cfg.MaxMarks, cfg.Log, &e.stats)
 	e.done.e = e
@@ -206,10 +212,11 @@ func New(cfg Config) *Engine {
 	return e
 }
 
-// A problem that lasts (a missing destination, a task that cannot be moved)
-// is logged when first seen, then at most once per reportInterval per
-// destination (per process and destination for a move), with a count of
-// the occurrences in between; every occurrence is counted in Stats.Errors.
+// A problem that lasts (a missing destination, a task that cannot be
+// moved, a destination that cannot be expanded) is logged when first seen,
+// then at most once per reportInterval per rule target and hierarchy (see
+// reportKey), with a count of the occurrences in between; every
+// occurrence is counted in Stats.Errors.
 const (
 	reportInterval = time.Minute
 	maxReports     = 4096
@@ -218,11 +225,6 @@ const (
 type destKey struct {
 	h    *cgroupfs.Hierarchy
 	path string
-}
-
-type moveKey struct {
-	pid int
-	destKey
 }
 
 // SetRules puts a new rule list in force. names resolves ids for log lines
@@ -237,6 +239,8 @@ func (e *Engine) SetRules(l *rules.List, names rules.Resolver) {
 	// New rules, new reports: what is still wrong is said again.
 	e.missing.Reset()
 	e.moveErrs.Reset()
+	e.createErrs.Reset()
+	e.expandErrs.Reset()
 }
 
 // attach makes f the engine's filter (see Filter) and tells it the rules,
