@@ -74,7 +74,7 @@ func (a *cgroupfsApplier) Apply(p *Placement, _ Completion) Applied {
 			a.reportMissing(m, err)
 		case outOfDescriptors(err): // descriptors.go
 			e.stats.Errors.Add(1)
-			e.stats.Failed[FailedOther].Add(1)
+			e.stats.Failed[FailedDescriptors].Add(1)
 			e.lostForDescriptors(p.PID, err)
 			return res
 		default:

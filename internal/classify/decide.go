@@ -333,11 +333,17 @@ func (e *Engine) realTime(pid int) realtime {
 	return rtNo
 }
 
-// reportExpand reports a destination that could not be expanded for t (a
-// name too long, a %p that is not a cgroup name): once per rule per
-// reportInterval, since the task's user chooses its process name (issue
-// 19: 2,000 execs with an over-long argv[0] were 2,000 lines).
+// reportExpand reports a destination that could not be expanded for t: a
+// look-up of the name service that failed for lack of descriptors lost the
+// classification, which a rescan repairs (descriptors.go); anything else
+// (a name too long, a %p that is not a cgroup name) is logged once per
+// rule per reportInterval, since the task's user chooses its process name
+// (issue 19: 2,000 execs with an over-long argv[0] were 2,000 lines).
 func (e *Engine) reportExpand(t *rules.Task, r *rules.Rule, err error) {
+	if outOfDescriptors(err) {
+		e.lostForDescriptors(t.PID, err)
+		return
+	}
 	n, ok := e.expandErrs.Allow(r, time.Now())
 	if !ok {
 		return

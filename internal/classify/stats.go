@@ -100,11 +100,12 @@ const (
 	FailedCgroupMissing        // the destination does not exist (and could not be created)
 	FailedRetries              // EINVAL every time: the task never finished being created
 	FailedOther                // anything else (logged)
+	FailedDescriptors          // the daemon had no file descriptor free (EMFILE, ENFILE): repaired by a rescan
 	NumFailCauses
 )
 
 // FailCauseNames name the causes of failed moves.
-var FailCauseNames = [NumFailCauses]string{"task_gone", "cgroup_missing", "einval_retries", "other"}
+var FailCauseNames = [NumFailCauses]string{"task_gone", "cgroup_missing", "einval_retries", "other", "descriptors"}
 
 // Why a classified task was left where it is, for Stats.LeftAlone.
 const (
@@ -133,6 +134,7 @@ type Counts[T any] struct {
 	StickyMarks, StickyAdded, StickyRefused, StickySkipped, StickyFull T
 
 	DestinationsDropped, FilterErrors T
+	DescriptorShortages               T
 
 	EventsByKind [NumKinds]T
 	Moved        [NumMoveReasons]T
@@ -182,6 +184,7 @@ func (c *Counts[T]) table() []row[T] {
 		one("sticky_full", Counter, &c.StickyFull, "Sticky marks not made because their table was full."),
 		one("destinations_dropped", Counter, &c.DestinationsDropped, "Destinations not recorded for the per-destination series (their set is bounded)."),
 		one("filter_errors", Counter, &c.FilterErrors, "Updates the event source's filter refused (a full table in the kernel), each repaired by a rescan."),
+		one("descriptor_shortages", Counter, &c.DescriptorShortages, "Classifications lost because the daemon had no file descriptor free (EMFILE, ENFILE: a /proc read, a move, a name look-up, the list of tasks), each repaired by a rescan; the failed moves among them are move_failures{cause=\"descriptors\"}."),
 	}
 	rows = group(rows, "events", "type", "Kernel process events received, by type.", EventKindNames[:], c.EventsByKind[:])
 	rows = group(rows, "moved_tasks", "reason", "Tasks moved into their rule's cgroups, by what made the daemon look at them.", MoveReasonNames[:], c.Moved[:])
