@@ -59,7 +59,16 @@ func (f *fakeTasks) setUID(pid, uid int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	t := f.tasks[pid]
-	t.EUID, t.EGID = uint32(uid), uint32(uid)
+	t.RUID, t.EUID, t.RGID, t.EGID = uint32(uid), uint32(uid), uint32(uid), uint32(uid)
+	f.tasks[pid] = t
+}
+
+// setEUID changes pid's effective uid alone, as a set-uid program does.
+func (f *fakeTasks) setEUID(pid, uid int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	t := f.tasks[pid]
+	t.EUID = uint32(uid)
 	f.tasks[pid] = t
 }
 
@@ -78,7 +87,7 @@ func newFakeTasks(lay *cgroupfs.Layout) *fakeTasks {
 func (f *fakeTasks) add(pid, uid int, where string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.tasks[pid] = proc.Task{PID: pid, EUID: uint32(uid), EGID: uint32(uid), Comm: "x"}
+	f.tasks[pid] = proc.Task{PID: pid, RUID: uint32(uid), EUID: uint32(uid), RGID: uint32(uid), EGID: uint32(uid), Comm: "x"}
 	m := map[*cgroupfs.Hierarchy]string{}
 	for _, h := range f.lay.Hierarchies {
 		m[h] = where

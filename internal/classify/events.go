@@ -92,7 +92,7 @@ func (e *Engine) handle(ev *kernel.Event) {
 // creds queues the classification of a task whose ids changed.
 func (e *Engine) creds(ev *kernel.Event) {
 	e.stats.Creds.Add(1)
-	if e.marks.skip(ev.TGID) {
+	if e.marks.skipCreds(ev) {
 		return
 	}
 	prio := false
