@@ -363,12 +363,23 @@ func (d *daemon) reload(why reloadWhy) {
 		d.obs.reloaded(n, err)
 		d.log.Errorf("reload failed, the %d rules loaded before stay in force: %v", n, firstLine(err))
 	} else {
+		if d.rules != nil && d.rules.Len() > 0 && list.Len() == 0 {
+			// Issue 19: a rules file rewritten in place (truncated, then
+			// written) is seen empty for a moment.
+			d.log.Warnf("rules reloaded with no rule (%d before): no task is classified until rules come back (the tasks classified meanwhile go by the rules of the next reload, if it comes within a minute)", d.rules.Len())
+		}
 		d.engine.SetRules(list, names)
 		d.rules = list
 		live, gcPct := releaseMemory()
 		d.log.WithFields(logrus.Fields{"rules": list.Len(), "heap": live, "gogc": gcPct}).Info("rules reloaded")
 		d.sd.reloaded(list.Len(), nil)
 		d.obs.reloaded(list.Len(), nil)
+		if d.opt.reclassOnRel {
+			// --reclassify-on-reload: running tasks follow the new rules.
+			if _, ok := d.engine.Reclassify(); !ok {
+				d.log.Warn("--reclassify-on-reload: the tasks were not classified again (the daemon is stopping)")
+			}
+		}
 	}
 	if why.logsStats() {
 		d.log.WithField("stats", d.engine.Stats().String()).Info("stats")

@@ -41,6 +41,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case o.status:
 		return runStatus(stdout, stderr, o.statusSocket)
+	case o.reclassify:
+		return runReclassify(stdout, stderr, o.statusSocket)
 	case len(o.settings) > 0:
 		return runCheckSettings(stderr, o.settings)
 	case o.check || o.explain:

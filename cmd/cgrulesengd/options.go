@@ -36,6 +36,8 @@ type options struct {
 	metricsAddr  string // --metrics; "" = off
 	maxDests     int    // per-destination series at most
 	status       bool   // --status: ask the running daemon
+	reclassify   bool   // --reclassify: ask the running daemon to classify every task again
+	reclassOnRel bool   // --reclassify-on-reload
 
 	config     string
 	configDir  string
@@ -114,6 +116,12 @@ CGroup Rules Engine Daemon: moves each task into the cgroups that
                                by hits, the last reload); exit 3 when none runs
       --status-socket=PATH     the root-only socket --status asks (default
                                /run/cgrulesengd.sock; "" = none)
+      --reclassify             ask the running daemon (through --status-socket) to
+                               classify every running task again by the rules in
+                               force, now; sticky tasks stay (exit 3: none runs)
+      --reclassify-on-reload   after every reload that loads, classify every running
+                               task again (default: a reload applies from the next
+                               credential change or exec, as libcgroup's)
       --metrics=ADDR           serve Prometheus metrics at http://ADDR/metrics: IP:PORT
                                (e.g. 127.0.0.1:9580, [::1]:9580) or unix:PATH (root
                                only); off by default
@@ -226,6 +234,10 @@ func parseArgs(args []string) (options, error) {
 
 		// Issue 19: the service's settings files (the unit's ExecStartPre).
 		"check-settings": {arg: 1, set: files(&o.settings)},
+
+		// Issue 19: what a reload does to running tasks.
+		"reclassify":           {set: flag(&o.reclassify)},
+		"reclassify-on-reload": {set: flag(&o.reclassOnRel)},
 	}
 	short := map[byte]string{
 		'n': "nodaemon", 'd': "debug", 'v': "verbose", 'q': "quiet", 'Q': "nolog",
@@ -316,14 +328,11 @@ func finish(o *options) error {
 	if !o.explain && (o.exUser != "" || o.exGroup != "" || o.exProc != "") {
 		return fmt.Errorf("%w: --user, --group and --process go with --explain", errUsage)
 	}
-	if o.status && (o.check || o.explain) {
-		return fmt.Errorf("%w: --status, --check and --explain are exclusive", errUsage)
+	if n := countTrue(o.status, o.reclassify, o.check, o.explain); n > 1 {
+		return fmt.Errorf("%w: --status, --reclassify, --check and --explain are exclusive", errUsage)
 	}
-	if o.check && o.explain {
-		return fmt.Errorf("%w: --check and --explain are exclusive", errUsage)
-	}
-	if len(o.settings) > 0 && (o.status || o.check || o.explain) {
-		return fmt.Errorf("%w: --check-settings goes alone (not with --status, --check or --explain)", errUsage)
+	if len(o.settings) > 0 && (o.status || o.reclassify || o.check || o.explain) {
+		return fmt.Errorf("%w: --check-settings goes alone (not with --status, --reclassify, --check or --explain)", errUsage)
 	}
 	if o.cgroupRoot == "" || o.cgroupRoot[0] != '/' {
 		return fmt.Errorf("%w: --cgroup-root must be an absolute cgroup path, got %q", errUsage, o.cgroupRoot)
@@ -342,6 +351,16 @@ func finish(o *options) error {
 		return fmt.Errorf("%w: --netlink-buffer must be at least 4096 bytes, got %d", errUsage, o.netlinkBuf)
 	}
 	return nil
+}
+
+func countTrue(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
 }
 
 // parseSlice parses a --sched-slice value: a Go duration ("100us", "1ms")

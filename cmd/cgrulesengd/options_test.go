@@ -55,6 +55,11 @@ func TestParseArgs(t *testing.T) {
 				t.Errorf("syslog=%v facility=%q", o.syslog, o.facility)
 			}
 		}},
+		{"reclassify flags", []string{"--reclassify-on-reload", "-n"}, func(t *testing.T, o options) {
+			if !o.reclassOnRel || o.reclassify {
+				t.Errorf("reclassOnRel %v, reclassify %v", o.reclassOnRel, o.reclassify)
+			}
+		}},
 		{"settings files, in order", []string{"--check-settings=/a", "--check-settings", "/b"}, func(t *testing.T, o options) {
 			if strings.Join(o.settings, " ") != "/a /b" {
 				t.Errorf("settings %q", o.settings)
@@ -190,6 +195,8 @@ func TestParseArgsErrors(t *testing.T) {
 		{"systemd bus with systemd off", []string{"--systemd=off", "--systemd-bus=unix:path=/run/x"}, "not off"},
 		{"empty settings file", []string{"--check-settings="}, "want a file name"},
 		{"settings with check", []string{"--check-settings=/etc/default/cgred", "--check"}, "goes alone"},
+		{"reclassify with status", []string{"--reclassify", "--status"}, "are exclusive"},
+		{"check with explain", []string{"--check", "--explain", "--user", "x"}, "are exclusive"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

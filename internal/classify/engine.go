@@ -81,12 +81,20 @@ const (
 	reasonExec
 	reasonFork
 	reasonChild
-	reasonScan   // the start-up scan
-	reasonRepair // a rescan after lost events
+	reasonScan       // the start-up scan
+	reasonRepair     // a rescan after lost events
+	reasonReload     // classified by rules a reload replaced while they were new (recent.go)
+	reasonReclassify // every task, asked for (Reclassify)
 )
 
 func (r reason) String() string {
-	return [...]string{"credentials", "exec", "fork", "child", "scan", "rescan"}[r]
+	return [...]string{"credentials", "exec", "fork", "child", "scan", "rescan", "reload", "reclassify"}[r]
+}
+
+// scanning reports whether a job made for why looks at tasks no event
+// named (a scan), which it may not be allowed to read.
+func (r reason) scanning() bool {
+	return r == reasonScan || r == reasonRepair || r == reasonReclassify
 }
 
 // moveReason is the counter a move made for why counts in.
@@ -100,6 +108,10 @@ func (r reason) moveReason() int {
 		return MovedStartupScan
 	case reasonRepair:
 		return MovedRepairScan
+	case reasonReload:
+		return MovedReload
+	case reasonReclassify:
+		return MovedReclassify
 	}
 	return MovedCredentials
 }
@@ -136,6 +148,17 @@ type Engine struct {
 	retries *retryQueue   // retry.go
 	busy    atomic.Int32  // workers classifying right now
 	marks   *Marks        // sticky processes (marks.go, sticky.go)
+
+	// What a reload means for running tasks (issue 19): the tasks
+	// classified while the rules are new (recent.go), checked again when a
+	// reload replaces them, and reclassifications (Reclassify), both run
+	// by the rescan loop.
+	recent     *recentTasks
+	recheckMu  sync.Mutex
+	rechecks   []int32
+	recheck    chan struct{} // capacity 1: rechecks wait
+	reclassify chan chan Reclassified
+	started    atomic.Bool // Start was called (Reclassify needs the rescan loop)
 
 	appliers  []Applier       // Config.Appliers, then the cgroupfs writes
 	done      completions     // how asynchronous appliers report back
@@ -200,6 +223,10 @@ func New(cfg Config) *Engine {
 		hot:     newHotTable(cfg.MaxHot),
 		retries: newRetryQueue(),
 
+		recent:     newRecentTasks(maxRecent, settleWindow),
+		recheck:    make(chan struct{}, 1),
+		reclassify: make(chan chan Reclassified),
+
 		missing:    ratelimit.Keyed[destKey]{Window: reportInterval, Max: maxReports},
 		moveErrs:   ratelimit.Keyed[destKey]{Window: reportInterval, Max: maxReports},
 		createErrs: ratelimit.Keyed[destKey]{Window: reportInterval, Max: maxReports},
@@ -236,6 +263,12 @@ func (e *Engine) SetRules(l *rules.List, names rules.Resolver) {
 		e.filter.check(e.filter.f.SetFilter(l.Names()))
 	}
 	e.filterMu.Unlock()
+	// A reload (rules set after Start): the tasks the rules it replaces
+	// classified while they were new (a rules file seen half-written,
+	// say) go by these ones, and these are new in turn (recent.go).
+	if e.started.Load() {
+		e.recheckRecent()
+	}
 	// New rules, new reports: what is still wrong is said again.
 	e.missing.Reset()
 	e.moveErrs.Reset()
@@ -274,6 +307,7 @@ func (e *Engine) Marks() *Marks { return e.marks }
 // Start launches the workers, the rescan loop, the retry queue and the
 // hot-table sweeper.
 func (e *Engine) Start() {
+	e.started.Store(true)
 	for i := 0; i < e.cfg.Workers; i++ {
 		e.wg.Add(1)
 		go e.worker()
@@ -292,6 +326,7 @@ func (e *Engine) Start() {
 func (e *Engine) Stop() {
 	close(e.stop)
 	e.wg.Wait()
+	e.recent.stop()
 }
 
 // sweeper expires hot entries whose window has passed.

@@ -135,6 +135,7 @@ func (e *Engine) fork(ev *kernel.Event) {
 func (e *Engine) exit(pid int32) {
 	e.marks.exit(pid)
 	e.hot.exited(pid)
+	e.recent.exited(pid)
 }
 
 // note marks j's pid hot for an event reported by thread tid and reports
@@ -145,6 +146,7 @@ func (e *Engine) note(j job, tid int32) bool {
 	if j.pid <= 0 {
 		return false
 	}
+	e.recent.record(j.pid)
 	switch e.hot.noted(j.pid, tid) {
 	case noteCoalesced:
 		e.stats.Coalesced.Add(1)
