@@ -52,8 +52,7 @@ func lookupUserID(uid uint32) (User, error) {
 	return u, nil
 }
 
-// getpw runs one getpw*_r call, growing the buffer while it reports ERANGE,
-// and copies the entry into Go memory.
+// getpw runs one getpw*_r call and copies the entry into Go memory.
 func getpw(call func(*C.struct_passwd, *C.char, C.size_t, **C.struct_passwd) C.int) (User, error) {
 	size := C.size_t(1024)
 	if n := C.sysconf(C._SC_GETPW_R_SIZE_MAX); n > 0 && C.size_t(n) > size {
@@ -62,14 +61,28 @@ func getpw(call func(*C.struct_passwd, *C.char, C.size_t, **C.struct_passwd) C.i
 	if firstUserBuf > 0 {
 		size = C.size_t(firstUserBuf)
 	}
+	var pwd C.struct_passwd
+	return getEntry(size, func(buf *C.char, n C.size_t) (C.int, bool) {
+		var res *C.struct_passwd
+		rc := call(&pwd, buf, n, &res)
+		return rc, res != nil
+	}, func() User {
+		return User{Name: C.GoString(pwd.pw_name), UID: uint32(pwd.pw_uid), GID: uint32(pwd.pw_gid)}
+	})
+}
+
+// getEntry runs a get*_r call with a buffer of size bytes, doubling it
+// while the call reports ERANGE (up to maxGroupBuf), and returns what
+// build makes of the entry while the buffer is still there; a missing
+// entry is ErrNotFound, any other failure its errno.
+func getEntry[T any](size C.size_t, call func(buf *C.char, n C.size_t) (rc C.int, found bool), build func() T) (T, error) {
+	var zero T
 	for {
 		buf := C.malloc(size)
 		if buf == nil {
-			return User{}, syscall.ENOMEM
+			return zero, syscall.ENOMEM
 		}
-		var pwd C.struct_passwd
-		var res *C.struct_passwd
-		rc := call(&pwd, (*C.char)(buf), size, &res)
+		rc, found := call((*C.char)(buf), size)
 		if rc == C.ERANGE && size < maxGroupBuf {
 			C.free(buf)
 			size *= 2
@@ -77,12 +90,12 @@ func getpw(call func(*C.struct_passwd, *C.char, C.size_t, **C.struct_passwd) C.i
 		}
 		defer C.free(buf)
 		switch {
-		case rc == 0 && res == nil, notFound(rc):
-			return User{}, ErrNotFound
+		case rc == 0 && !found, notFound(rc):
+			return zero, ErrNotFound
 		case rc != 0:
-			return User{}, syscall.Errno(rc)
+			return zero, syscall.Errno(rc)
 		}
-		return User{Name: C.GoString(pwd.pw_name), UID: uint32(pwd.pw_uid), GID: uint32(pwd.pw_gid)}, nil
+		return build(), nil
 	}
 }
 
@@ -125,8 +138,7 @@ func lookupGroupID(gid uint32) (Group, error) {
 	return g, nil
 }
 
-// getgr runs one getgr*_r call, growing the buffer while it reports ERANGE,
-// and copies the entry into Go memory.
+// getgr runs one getgr*_r call and copies the entry into Go memory.
 func getgr(call func(*C.struct_group, *C.char, C.size_t, **C.struct_group) C.int) (Group, error) {
 	size := C.size_t(4096)
 	if n := C.sysconf(C._SC_GETGR_R_SIZE_MAX); n > 0 && C.size_t(n) > size {
@@ -135,30 +147,16 @@ func getgr(call func(*C.struct_group, *C.char, C.size_t, **C.struct_group) C.int
 	if firstGroupBuf > 0 {
 		size = C.size_t(firstGroupBuf)
 	}
-	for {
-		buf := C.malloc(size)
-		if buf == nil {
-			return Group{}, syscall.ENOMEM
-		}
-		var grp C.struct_group
+	var grp C.struct_group
+	return getEntry(size, func(buf *C.char, n C.size_t) (C.int, bool) {
 		var res *C.struct_group
-		rc := call(&grp, (*C.char)(buf), size, &res)
-		if rc == C.ERANGE && size < maxGroupBuf {
-			C.free(buf)
-			size *= 2
-			continue
-		}
-		defer C.free(buf)
-		switch {
-		case rc == 0 && res == nil, notFound(rc):
-			return Group{}, ErrNotFound
-		case rc != 0:
-			return Group{}, syscall.Errno(rc)
-		}
+		rc := call(&grp, buf, n, &res)
+		return rc, res != nil
+	}, func() Group {
 		g := Group{Name: C.GoString(grp.gr_name), GID: uint32(grp.gr_gid)}
 		for p := grp.gr_mem; p != nil && *p != nil; p = (**C.char)(unsafe.Add(unsafe.Pointer(p), unsafe.Sizeof(*p))) {
 			g.Members = append(g.Members, C.GoString(*p))
 		}
-		return g, nil
-	}
+		return g
+	})
 }
