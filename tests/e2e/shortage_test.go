@@ -2,11 +2,9 @@ package e2e
 
 import (
 	"fmt"
-	"net"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -29,29 +27,7 @@ func TestDescriptorShortageCounted(t *testing.T) {
 	d := e.startDaemon(dopts{wrap: ulimitWrap(64), extra: []string{"--metrics", fmt.Sprintf("127.0.0.1:%d", port)}})
 
 	// The clients: connect, send nothing, connect again when closed.
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 100 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				c, err := net.DialTimeout("unix", e.socketPath(), time.Second)
-				if err != nil {
-					time.Sleep(10 * time.Millisecond)
-					continue
-				}
-				_ = c.SetReadDeadline(time.Now().Add(2 * time.Second))
-				_, _ = c.Read(make([]byte, 1)) // until the daemon closes it
-				c.Close()
-			}
-		}()
-	}
+	stopClients := idleStickyClients(e.socketPath(), 100)
 	time.Sleep(time.Second)
 	t.Logf("with the clients: the daemon has %d descriptors open (limit 64)", openFDs(d.pid))
 
@@ -59,8 +35,7 @@ func TestDescriptorShortageCounted(t *testing.T) {
 	burst := e.startTool(nil, "", "burst", strconv.Itoa(base), strconv.Itoa(tasks), "120", "1")
 	pids := burstPids(t, burst, 30*time.Second)
 	d.waitLog(0, regexp.MustCompile(`level=error msg="out of file descriptors: a task was not classified, rescanning /proc`), 10*time.Second)
-	close(stop)
-	wg.Wait()
+	stopClients()
 
 	moved, left := waitMoved(pids, func(i int) string { return e.cg(fmt.Sprintf("users/%d", base+i)) }, 30*time.Second)
 	if moved != tasks {
