@@ -3,11 +3,11 @@ package rules
 import (
 	"errors"
 	"fmt"
-	"os/user"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // negativeTTL bounds how long NSS remembers that a name or id does not exist.
@@ -17,9 +17,11 @@ import (
 const negativeTTL = 30 * time.Second
 
 // NSS returns a Resolver backed by the system's name service switch (so
-// LDAP and SSSD accounts work): os/user for users, getgrnam_r/getgrgid_r for
-// groups with their member lists (os/user does not return members). Without
-// cgo, groups come from /etc/group.
+// LDAP and SSSD accounts work): getpwnam_r/getpwuid_r and
+// getgrnam_r/getgrgid_r (os/user returns no group members, and hides the
+// errno of a failed look-up: see nss_cgo.go). Without cgo, users come from
+// os/user's reading of /etc/passwd and groups from /etc/group. A failure of
+// the name service keeps its errno (errors.Is(err, unix.EMFILE)).
 //
 // The returned resolver caches answers, found and not found, for its own
 // lifetime (not-found answers for 30 seconds); make a new one per load so
@@ -52,6 +54,14 @@ type nss struct {
 
 // lookup consults m, then calls fetch and remembers its answer unless the
 // name service failed. onFound stores a found value under its other key.
+//
+// A look-up that fails while the process is out of descriptors is not an
+// answer, whatever it says: with "passwd: files systemd" (Debian's
+// default) the files module cannot open /etc/passwd (EMFILE) and the next
+// module then answers "not found", so the C library reports no error at
+// all. Such a failure is returned wrapping EMFILE or ENFILE (errors.Is),
+// and is not cached: a rule is not skipped, a %u not expanded to the bare
+// number, because of a passing shortage.
 func lookup[K comparable, T any](n *nss, m map[K]cached[T], k K, fetch func(K) (T, error), onFound func(T)) (T, error) {
 	now := n.now()
 	n.mu.Lock()
@@ -61,6 +71,12 @@ func lookup[K comparable, T any](n *nss, m map[K]cached[T], k K, fetch func(K) (
 		return c.v, c.err
 	}
 	v, err := fetch(k)
+	if err != nil {
+		if short := shortOfDescriptors(); short != nil {
+			// Not an answer: the name service could not even be asked.
+			return v, fmt.Errorf("%v: %w", err, short)
+		}
+	}
 	switch {
 	case err == nil:
 		n.mu.Lock()
@@ -95,41 +111,17 @@ func (n *nss) GroupByID(gid uint32) (Group, error) {
 // a NUL would cut the name short and look up another account.
 func badName(name string) bool { return name == "" || strings.IndexByte(name, 0) >= 0 }
 
-func lookupUser(name string) (User, error) {
-	if badName(name) {
-		return User{}, fmt.Errorf("user %q: %w", name, ErrNotFound)
+// shortOfDescriptors returns EMFILE or ENFILE when the process cannot open
+// a file now, nil when it can. It is asked only after a failed look-up,
+// which then needed a descriptor just as this does.
+func shortOfDescriptors() error {
+	fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err == nil {
+		_ = unix.Close(fd)
+		return nil
 	}
-	u, err := user.Lookup(name)
-	if err != nil {
-		var unknown user.UnknownUserError
-		if errors.As(err, &unknown) {
-			return User{}, fmt.Errorf("user %q: %w", name, ErrNotFound)
-		}
-		return User{}, err
+	if errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) {
+		return fmt.Errorf("out of file descriptors: %w", err)
 	}
-	return userOf(u)
-}
-
-func lookupUserID(uid uint32) (User, error) {
-	u, err := user.LookupId(strconv.FormatUint(uint64(uid), 10))
-	if err != nil {
-		var unknown user.UnknownUserIdError
-		if errors.As(err, &unknown) {
-			return User{}, fmt.Errorf("uid %d: %w", uid, ErrNotFound)
-		}
-		return User{}, err
-	}
-	return userOf(u)
-}
-
-func userOf(u *user.User) (User, error) {
-	uid, err := strconv.ParseUint(u.Uid, 10, 32)
-	if err != nil {
-		return User{}, fmt.Errorf("user %q: bad uid %q: %w", u.Username, u.Uid, err)
-	}
-	gid, err := strconv.ParseUint(u.Gid, 10, 32)
-	if err != nil {
-		return User{}, fmt.Errorf("user %q: bad gid %q: %w", u.Username, u.Gid, err)
-	}
-	return User{Name: u.Username, UID: uint32(uid), GID: uint32(gid)}, nil
+	return nil
 }

@@ -374,6 +374,11 @@ func (d *daemon) reload(why reloadWhy) {
 				d.engine.RequestRescan()
 			}
 		}
+		if d.rules != nil && d.rules.Len() > 0 && list.Len() == 0 {
+			// Issue 19: a rules file rewritten in place (truncated, then
+			// written) is seen empty for a moment.
+			d.log.Warnf("rules reloaded with no rule (%d before): no task is classified until rules come back (the tasks classified meanwhile go by the rules of the next reload, if it comes within a minute)", d.rules.Len())
+		}
 		d.engine.SetRules(list, names)
 		d.rules = list
 		if es := d.events.Load(); es != nil {
@@ -383,6 +388,12 @@ func (d *daemon) reload(why reloadWhy) {
 		d.log.WithFields(logrus.Fields{"rules": list.Len(), "heap": live, "gogc": gcPct}).Info("rules reloaded")
 		d.sd.reloaded(list.Len(), nil)
 		d.obs.reloaded(list.Len(), nil)
+		if d.opt.reclassOnRel {
+			// --reclassify-on-reload: running tasks follow the new rules.
+			if _, ok := d.engine.Reclassify(); !ok {
+				d.log.Warn("--reclassify-on-reload: the tasks were not classified again (the daemon is stopping)")
+			}
+		}
 	}
 	if why.logsStats() {
 		d.log.WithField("stats", d.engine.Stats().String()).Info("stats")

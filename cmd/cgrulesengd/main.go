@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/cgrulesengd/cgrulesengd/internal/cgroupfs"
+	"github.com/cgrulesengd/cgrulesengd/internal/metrics"
 	"github.com/cgrulesengd/cgrulesengd/internal/systemd"
 	"github.com/cgrulesengd/cgrulesengd/rules"
 )
@@ -40,6 +41,10 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case o.status:
 		return runStatus(stdout, stderr, o.statusSocket)
+	case o.reclassify:
+		return runReclassify(stdout, stderr, o.statusSocket)
+	case len(o.settings) > 0:
+		return runCheckSettings(stderr, o.settings)
 	case o.check || o.explain:
 		ropt := rules.Options{Resolver: rules.NSS(), CheckTrust: os.Geteuid() == 0}
 		layout, err := cgroupfs.Discover(o.procRoot)
@@ -67,6 +72,11 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		// Before detaching, so that the starting command says it.
 		fmt.Fprintf(stderr, "cgrulesengd: %v\n", err)
 		return exitSocketOwner
+	}
+	if a, err := metrics.ParseAddress(o.metricsAddr); err == nil && metricsExposure(a) != "" {
+		// Before detaching: the starting command (or the journal) shows
+		// it whatever the log level; the log has it as a warning.
+		fmt.Fprintf(stderr, "cgrulesengd: warning: %s\n", metricsExposure(a))
 	}
 	if err := raiseOpenFileLimit(); err != nil {
 		fmt.Fprintf(stderr, "cgrulesengd: %v\n", err)

@@ -40,6 +40,29 @@ func runStatus(stdout, stderr io.Writer, path string) int {
 	return 0
 }
 
+// reclassifyTimeout bounds --reclassify's wait: a pass over every task of
+// a large machine under load takes seconds, not minutes.
+const reclassifyTimeout = time.Minute
+
+// runReclassify is --reclassify: ask the running daemon to classify every
+// running task again, print what it did.
+func runReclassify(stdout, stderr io.Writer, path string) int {
+	if path == "" {
+		fmt.Fprintln(stderr, "cgrulesengd: --reclassify needs a --status-socket")
+		return 2
+	}
+	r, err := status.Reclassify(path, reclassifyTimeout)
+	if err != nil {
+		fmt.Fprintf(stderr, "cgrulesengd: %v\n", err)
+		if errors.Is(err, status.ErrNoDaemon) {
+			return exitNoDaemon
+		}
+		return 1
+	}
+	fmt.Fprintf(stdout, "cgrulesengd: classified again: %d tasks looked at, %d moved, in %v\n", r.Tasks, r.Moved, r.Took.Round(time.Millisecond))
+	return 0
+}
+
 // observer serves what the daemon does: the status socket and, with
 // --metrics, Prometheus. It also keeps the reload history they show.
 type observer struct {
@@ -61,7 +84,7 @@ func (d *daemon) listenObservers(started time.Time, es *eventSource) (*observer,
 	ob := &observer{d: d, started: started, refusals: ratelimit.Limiter{Burst: 5, Window: time.Second}}
 	o := &d.opt
 	if o.statusSocket != "" {
-		s, err := status.Listen(o.statusSocket, ob.report, ob.refused("status"))
+		s, err := status.Listen(o.statusSocket, ob.report, ob.refused("status"), status.WithReclassify(ob.reclassify))
 		if err != nil {
 			return nil, err
 		}
@@ -87,8 +110,33 @@ func (d *daemon) listenObservers(started time.Time, es *eventSource) (*observer,
 		)
 		ob.metrics = metrics.Serve(ln, reg, func(err error) { d.log.Error(err) })
 		d.log.WithField("address", a.String()).Info("serving metrics")
+		if w := metricsExposure(a); w != "" {
+			d.log.Warn(w) // realMain said it on standard error too
+		}
 	}
 	return ob, nil
+}
+
+// metricsExposure is the warning for a --metrics address that other
+// machines may reach (not loopback, not a Unix socket), "" for one they
+// cannot. It is allowed (a Prometheus server elsewhere needs it) but
+// serves without authentication what the daemon knows: destinations with
+// user names, rules by file:line, counters.
+func metricsExposure(a metrics.Address) string {
+	if a.Network != "tcp" || a.Loopback() {
+		return ""
+	}
+	return fmt.Sprintf("--metrics %s is not a loopback address: anyone who can reach it over the network can read the metrics (destinations with user names, rules, counters) without authentication; firewall the port, or use 127.0.0.1:PORT or unix:PATH (root only)", a.Addr)
+}
+
+// reclassify serves `cgrulesengd --reclassify` (a root peer of the status
+// socket): every running task classified again by the rules in force.
+func (ob *observer) reclassify() status.Reclassified {
+	r, ok := ob.d.engine.Reclassify()
+	if !ok {
+		return status.Reclassified{Error: "the daemon is starting or stopping: try again"}
+	}
+	return status.Reclassified{Tasks: r.Tasks, Moved: r.Moved, Took: r.Took}
 }
 
 // refused logs a peer a root-only socket turned away, a few a second.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cgrulesengd/cgrulesengd/internal/classify"
 	"github.com/cgrulesengd/cgrulesengd/internal/kernel"
+	"github.com/cgrulesengd/cgrulesengd/internal/metrics"
 	"github.com/cgrulesengd/cgrulesengd/internal/status"
 )
 
@@ -55,6 +56,36 @@ func TestStatusCounters(t *testing.T) {
 		wantLine := fmt.Sprintf("%-10s %s", g+":", strings.Join(want[g], ", "))
 		if got := strings.Join(strings.Fields(lines[i]), " "); got != strings.Join(strings.Fields(wantLine), " ") {
 			t.Errorf("line %d:\n got %s\nwant %s", i, got, wantLine)
+		}
+	}
+}
+
+// TestMetricsExposure: only a TCP address other machines may reach gets
+// the warning.
+func TestMetricsExposure(t *testing.T) {
+	for _, c := range []struct {
+		addr    string
+		exposed bool
+	}{
+		{"127.0.0.1:9580", false},
+		{"127.1.2.3:9580", false},
+		{"[::1]:9580", false},
+		{"unix:/run/cgrulesengd-metrics.sock", false},
+		{"0.0.0.0:9580", true},
+		{"[::]:9580", true},
+		{"192.0.2.7:9580", true},
+		{"[::ffff:127.0.0.1]:9580", false},
+	} {
+		a, err := metrics.ParseAddress(c.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w := metricsExposure(a)
+		if (w != "") != c.exposed {
+			t.Errorf("%s: warning %q, want one: %v", c.addr, w, c.exposed)
+		}
+		if c.exposed && !strings.Contains(w, a.Addr+" is not a loopback address") {
+			t.Errorf("%s: the warning does not name the address: %q", c.addr, w)
 		}
 	}
 }

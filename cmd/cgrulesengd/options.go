@@ -38,6 +38,8 @@ type options struct {
 	metricsAddr  string // --metrics; "" = off
 	maxDests     int    // per-destination series at most
 	status       bool   // --status: ask the running daemon
+	reclassify   bool   // --reclassify: ask the running daemon to classify every task again
+	reclassOnRel bool   // --reclassify-on-reload
 
 	config     string
 	configDir  string
@@ -58,6 +60,7 @@ type options struct {
 
 	check    bool
 	explain  bool
+	settings []string // --check-settings: the service's settings files to check
 	exUser   string
 	exGroup  string
 	exProc   string
@@ -128,12 +131,22 @@ CGroup Rules Engine Daemon: moves each task into the cgroups that
                                by hits, the last reload); exit 3 when none runs
       --status-socket=PATH     the root-only socket --status asks (default
                                /run/cgrulesengd.sock; "" = none)
+      --reclassify             ask the running daemon (through --status-socket) to
+                               classify every running task again by the rules in
+                               force, now; sticky tasks stay (exit 3: none runs)
+      --reclassify-on-reload   after every reload that loads, classify every running
+                               task again (default: a reload applies from the next
+                               credential change or exec, as libcgroup's)
       --metrics=ADDR           serve Prometheus metrics at http://ADDR/metrics: IP:PORT
                                (e.g. 127.0.0.1:9580, [::1]:9580) or unix:PATH (root
                                only); off by default
       --metrics-max-destinations=N
                                per-destination series at most (default 1000)
       --check                  load the rules, print every problem as file:line: message
+      --check-settings=FILE    exit 6 unless FILE, a settings file of the service (which
+                               gives its variables to the daemon, as root), is root's
+                               alone like the rules files; repeatable; a missing FILE is
+                               fine (the systemd unit runs this before the daemon)
       --explain                print which rule and cgroups apply to --user [--group] [--process]
       --user=NAME|UID          (with --explain)
       --group=NAME|GID         (with --explain; default: the user's primary group)
@@ -165,6 +178,15 @@ func parseArgs(args []string) (options, error) {
 	}
 	str := func(p *string) func(string) error { return func(v string) error { *p = v; return nil } }
 	flag := func(p *bool) func(string) error { return func(string) error { *p = true; return nil } }
+	files := func(p *[]string) func(string) error {
+		return func(v string) error {
+			if v == "" {
+				return errors.New("want a file name")
+			}
+			*p = append(*p, v)
+			return nil
+		}
+	}
 	long := map[string]longOpt{
 		"nodaemon":      {set: flag(&o.nodaemon)},
 		"debug":         {set: flag(&o.debug)},
@@ -235,6 +257,13 @@ func parseArgs(args []string) (options, error) {
 		}},
 		"bpf-ring-buffer": {arg: 1, set: func(v string) error { n, err := parseSize(v); o.bpfRing = n; return err }},
 		"bpf-kernel-btf":  {arg: 1, set: str(&o.bpfBTF)},
+
+		// Issue 19: the service's settings files (the unit's ExecStartPre).
+		"check-settings": {arg: 1, set: files(&o.settings)},
+
+		// Issue 19: what a reload does to running tasks.
+		"reclassify":           {set: flag(&o.reclassify)},
+		"reclassify-on-reload": {set: flag(&o.reclassOnRel)},
 	}
 	short := map[byte]string{
 		'n': "nodaemon", 'd': "debug", 'v': "verbose", 'q': "quiet", 'Q': "nolog",
@@ -325,11 +354,11 @@ func finish(o *options) error {
 	if !o.explain && (o.exUser != "" || o.exGroup != "" || o.exProc != "") {
 		return fmt.Errorf("%w: --user, --group and --process go with --explain", errUsage)
 	}
-	if o.status && (o.check || o.explain) {
-		return fmt.Errorf("%w: --status, --check and --explain are exclusive", errUsage)
+	if n := countTrue(o.status, o.reclassify, o.check, o.explain); n > 1 {
+		return fmt.Errorf("%w: --status, --reclassify, --check and --explain are exclusive", errUsage)
 	}
-	if o.check && o.explain {
-		return fmt.Errorf("%w: --check and --explain are exclusive", errUsage)
+	if len(o.settings) > 0 && (o.status || o.reclassify || o.check || o.explain) {
+		return fmt.Errorf("%w: --check-settings goes alone (not with --status, --reclassify, --check or --explain)", errUsage)
 	}
 	if o.cgroupRoot == "" || o.cgroupRoot[0] != '/' {
 		return fmt.Errorf("%w: --cgroup-root must be an absolute cgroup path, got %q", errUsage, o.cgroupRoot)
@@ -361,6 +390,16 @@ const (
 	eventsBPF     = "bpf"
 	eventsNetlink = "netlink"
 )
+
+func countTrue(bs ...bool) int {
+	n := 0
+	for _, b := range bs {
+		if b {
+			n++
+		}
+	}
+	return n
+}
 
 // parseSlice parses a --sched-slice value: a Go duration ("100us", "1ms")
 // or 0.

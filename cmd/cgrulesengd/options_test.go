@@ -57,6 +57,16 @@ func TestParseArgs(t *testing.T) {
 				t.Errorf("syslog=%v facility=%q", o.syslog, o.facility)
 			}
 		}},
+		{"reclassify flags", []string{"--reclassify-on-reload", "-n"}, func(t *testing.T, o options) {
+			if !o.reclassOnRel || o.reclassify {
+				t.Errorf("reclassOnRel %v, reclassify %v", o.reclassOnRel, o.reclassify)
+			}
+		}},
+		{"settings files, in order", []string{"--check-settings=/a", "--check-settings", "/b"}, func(t *testing.T, o options) {
+			if strings.Join(o.settings, " ") != "/a /b" {
+				t.Errorf("settings %q", o.settings)
+			}
+		}},
 		{"syslog long", []string{"--syslog=D"}, func(t *testing.T, o options) {
 			if !o.syslog || o.facility != "D" {
 				t.Errorf("facility %q", o.facility)
@@ -214,6 +224,10 @@ func TestParseArgsErrors(t *testing.T) {
 		{"no source", []string{"--events="}, "want auto, bpf or netlink"},
 		{"ring not a power of two", []string{"--bpf-ring-buffer", "5000"}, "power of two"},
 		{"ring too small", []string{"--bpf-ring-buffer", "1K"}, "power of two"},
+		{"empty settings file", []string{"--check-settings="}, "want a file name"},
+		{"settings with check", []string{"--check-settings=/etc/default/cgred", "--check"}, "goes alone"},
+		{"reclassify with status", []string{"--reclassify", "--status"}, "are exclusive"},
+		{"check with explain", []string{"--check", "--explain", "--user", "x"}, "are exclusive"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -74,7 +74,7 @@ func (a *cgroupfsApplier) Apply(p *Placement, _ Completion) Applied {
 			a.reportMissing(m, err)
 		case outOfDescriptors(err): // descriptors.go
 			e.stats.Errors.Add(1)
-			e.stats.Failed[FailedOther].Add(1)
+			e.stats.Failed[FailedDescriptors].Add(1)
 			e.lostForDescriptors(p.PID, err)
 			return res
 		default:
@@ -100,7 +100,13 @@ func (a *cgroupfsApplier) move(p *Placement, m *Move) error {
 	}
 	if cerr := mv.Create(m.H, m.Path, a.createControllers(m)); cerr != nil {
 		// The directory may exist even if enabling a controller failed.
-		a.e.log.WithFields(logrus.Fields{"rule": ruleRef(p.Decision.Rule), "dest": m.Path}).Warnf("creating destination: %v", cerr)
+		if n, ok := a.e.createErrs.Allow(reportKey(m), time.Now()); ok {
+			f := logrus.Fields{"rule": ruleRef(p.Decision.Rule), "controller": m.Controller, "dest": m.Path}
+			if n > 0 {
+				f[ratelimit.NotLogged] = n
+			}
+			a.e.log.WithFields(f).Warnf("creating destination: %v", cerr)
+		}
 	} else {
 		a.e.stats.Created.Add(1)
 	}
@@ -133,11 +139,12 @@ func (a *cgroupfsApplier) createControllers(m *Move) []string {
 	return out
 }
 
-// reportFailed logs a failed move once per process and destination per
-// reportInterval: each thread of a multi-threaded setuid reports the
-// change and may classify the process again.
+// reportFailed logs a failed move once per destination (a template's: per
+// rule target) and hierarchy per reportInterval: each thread of a
+// multi-threaded setuid reports the change and may classify the process
+// again, and a user can start as many processes as it likes.
 func (a *cgroupfsApplier) reportFailed(p *Placement, m *Move, format string, err error) {
-	n, ok := a.e.moveErrs.Allow(moveKey{p.PID, destKey{m.H, m.Path}}, time.Now())
+	n, ok := a.e.moveErrs.Allow(reportKey(m), time.Now())
 	if !ok {
 		return
 	}
@@ -151,9 +158,10 @@ func (a *cgroupfsApplier) reportFailed(p *Placement, m *Move, format string, err
 // reportMissing logs a missing destination: when first seen, again at most
 // once per reportInterval while it stays missing (with the number of moves
 // that failed meanwhile), and at once after it was seen to exist or the
-// rules were reloaded.
+// rules were reloaded. The missing destinations of one template count as
+// one (reportKey).
 func (a *cgroupfsApplier) reportMissing(m *Move, err error) {
-	n, ok := a.e.missing.Allow(destKey{m.H, m.Path}, time.Now())
+	n, ok := a.e.missing.Allow(reportKey(m), time.Now())
 	if !ok {
 		return
 	}
@@ -166,6 +174,18 @@ func (a *cgroupfsApplier) reportMissing(m *Move, err error) {
 		why = "creating it failed"
 	}
 	a.e.log.WithFields(f).Errorf("destination cgroup does not exist (%s; repeated at most once a minute while it lasts): %v", why, err)
+}
+
+// reportKey is what a recurring report about a move into m is limited by:
+// its destination, or, for a template's, the rule target and hierarchy.
+// A template's expansions are as many as the users, processes or pids it
+// names, and a user chooses its process names and pids: so a flood of
+// them costs a line per target a minute, not one per process.
+func reportKey(m *Move) destKey {
+	if m.Templated && m.Target != nil {
+		return destKey{m.H, "\x00" + targetRef(m.Target)}
+	}
+	return destKey{m.H, m.Path}
 }
 
 func ruleRef(r *rules.Rule) string {

@@ -148,7 +148,7 @@ func TestCountersLeftAlone(t *testing.T) {
 	f.tasks.add(102, 1002, "/scope")                 // no rule for uid 1002
 	f.tasks.add(103, 1001, "/elsewhere")             // out of scope
 	f.tasks.add(104, 1001, "/scope")                 // sticky
-	if _, err := f.e.Marks().Mark(104, 0, false); err != nil {
+	if _, err := f.e.Marks().Mark(104, 0, false, 0); err != nil {
 		t.Fatal(err)
 	}
 	f.e.Start()

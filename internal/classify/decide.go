@@ -5,11 +5,13 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/sirupsen/logrus"
 
 	"github.com/cgrulesengd/cgrulesengd/internal/cgroupfs"
 	"github.com/cgrulesengd/cgrulesengd/internal/proc"
+	"github.com/cgrulesengd/cgrulesengd/internal/ratelimit"
 	"github.com/cgrulesengd/cgrulesengd/rules"
 )
 
@@ -308,7 +310,7 @@ func (e *Engine) decideTask(rs *ruleset, t *rules.Task, at situation, buf *decid
 	}
 	switch {
 	case err != nil:
-		e.log.WithFields(logrus.Fields{"pid": t.PID, "rule": ruleRef(d.Rule)}).Errorf("cannot expand destination: %v", err)
+		e.reportExpand(t, d.Rule, err)
 		return d, rt, expandError
 	case d.Rule == nil:
 		return d, rt, leftNoRule
@@ -329,4 +331,26 @@ func (e *Engine) realTime(pid int) realtime {
 		return rtYes
 	}
 	return rtNo
+}
+
+// reportExpand reports a destination that could not be expanded for t: a
+// look-up of the name service that failed for lack of descriptors lost the
+// classification, which a rescan repairs (descriptors.go); anything else
+// (a name too long, a %p that is not a cgroup name) is logged once per
+// rule per reportInterval, since the task's user chooses its process name
+// (issue 19: 2,000 execs with an over-long argv[0] were 2,000 lines).
+func (e *Engine) reportExpand(t *rules.Task, r *rules.Rule, err error) {
+	if outOfDescriptors(err) {
+		e.lostForDescriptors(t.PID, err)
+		return
+	}
+	n, ok := e.expandErrs.Allow(r, time.Now())
+	if !ok {
+		return
+	}
+	f := logrus.Fields{"pid": t.PID, "rule": ruleRef(r)}
+	if n > 0 {
+		f[ratelimit.NotLogged] = n
+	}
+	e.log.WithFields(f).Errorf("cannot expand destination (repeated at most once a minute per rule): %v", err)
 }

@@ -9,8 +9,11 @@ package classify
 // scans that fail the same way.
 //
 // This file is the engine's whole hook for it: Engine holds fdLog and
-// fdRepair; the read step (readFailed), the cgroupfs writes
-// (cgroupfsApplier.Apply) and scan call lostForDescriptors.
+// fdRepair; the read step (readFailed), the decide step (reportExpand: a
+// name look-up for %u or %g, which fails with EMFILE too, see rules.NSS),
+// the cgroupfs writes (cgroupfsApplier.Apply) and scan call
+// lostForDescriptors. Each loss is counted (Stats.DescriptorShortages; a
+// failed move also as Failed[FailedDescriptors]).
 
 import (
 	"errors"
@@ -36,6 +39,7 @@ func outOfDescriptors(err error) bool {
 // lostForDescriptors reports a classification of pid (0: the list of
 // tasks) that failed for lack of descriptors, and asks for a repair scan.
 func (e *Engine) lostForDescriptors(pid int, err error) {
+	e.stats.DescriptorShortages.Add(1)
 	if n, ok := e.fdLog.Allow(time.Now()); ok {
 		f := logrus.Fields{}
 		if pid > 0 {

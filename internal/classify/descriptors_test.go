@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/cgrulesengd/cgrulesengd/internal/proc"
+	"github.com/cgrulesengd/cgrulesengd/rules"
 )
 
 // emfileTasks fails the Task reads of pid with EMFILE while failing is set.
@@ -36,20 +38,48 @@ func (f *emfileTasks) set(failing bool) {
 	f.mu.Unlock()
 }
 
-// TestEngineOutOfDescriptors: a task read or a move that fails with EMFILE
-// is a lost event: an error is logged (once a second at most) and a rescan
-// repairs it once descriptors are free again, however long the shortage
-// lasts; the rescans it asks for are spaced.
+// emfileResolver fails the look-ups of uids with EMFILE while failing is
+// set, as rules.NSS does during a shortage.
+type emfileResolver struct {
+	rules.Resolver
+	failing atomic.Bool
+}
+
+func (r *emfileResolver) UserByID(uid uint32) (rules.User, error) {
+	if r.failing.Load() {
+		return rules.User{}, fmt.Errorf("uid %d: out of file descriptors: %w", uid, unix.EMFILE)
+	}
+	return r.Resolver.UserByID(uid)
+}
+
+// TestEngineOutOfDescriptors: a task read, a move, or a name look-up for a
+// %u destination that fails with EMFILE is a lost event: an error is
+// logged (once a second at most), counted (descriptor_shortages, and a
+// move's as move_failures{cause="descriptors"}), and a rescan repairs it
+// once descriptors are free again, however long the shortage lasts; the
+// rescans it asks for are spaced.
 func TestEngineOutOfDescriptors(t *testing.T) {
-	for _, where := range []string{"read", "move"} {
+	for _, where := range []string{"read", "move", "expand"} {
 		t.Run(where, func(t *testing.T) {
 			f := newFixture(t, "alice cpu users/alice\n", Config{})
+			res := &emfileResolver{Resolver: testResolver()}
+			if where == "expand" {
+				list, diags, err := rules.Parse("test.conf", []byte("alice cpu users/%u\n"), rules.Options{Resolver: res, Controllers: f.e.cfg.Layout.Controllers()})
+				if err != nil {
+					t.Fatalf("parse: %v (%v)", err, diags)
+				}
+				f.e.SetRules(list, res)
+			}
 			f.tasks.add(100, 1000, "/")
 			tasks := &emfileTasks{fakeTasks: f.tasks, pid: 100}
 			f.e.cfg.Tasks = tasks
 			setFailing := func(on bool) {
-				if where == "read" {
+				switch where {
+				case "read":
 					tasks.set(on)
+					return
+				case "expand":
+					res.failing.Store(on)
 					return
 				}
 				f.mover.mu.Lock()
@@ -85,6 +115,20 @@ func TestEngineOutOfDescriptors(t *testing.T) {
 			}
 			if !strings.Contains(l, "too many open files") || !strings.Contains(l, "pid=100") {
 				t.Errorf("the log line does not name the pid and the cause:\n%s", l)
+			}
+			if strings.Contains(l, "cannot expand destination") {
+				t.Errorf("a look-up that failed for lack of descriptors was reported as a bad destination:\n%s", l)
+			}
+			s := f.e.Stats()
+			if s.DescriptorShortages < 2 {
+				t.Errorf("DescriptorShortages = %d, want the event's and the rescan's", s.DescriptorShortages)
+			}
+			wantFailed := uint64(0)
+			if where == "move" {
+				wantFailed = s.DescriptorShortages
+			}
+			if s.Failed[FailedDescriptors] != wantFailed || s.Failed[FailedOther] != 0 {
+				t.Errorf("Failed = %v, want %d moves failed for descriptors and none other", s.Failed, wantFailed)
 			}
 		})
 	}

@@ -55,6 +55,21 @@
 // a scan are listed in /proc and classified as well (their FORK events may
 // predate the subscription or the loss the scan repairs).
 //
+// Reloads (recent.go): SetRules after Start is a reload. The tasks
+// classified for an event while the rules in force were new (less than a
+// minute old) are classified again by the rules that replace them, so that
+// a rules file seen half-written does not leave them unclassified; tasks
+// placed by settled rules stay where they are, unless Reclassify is asked
+// for (a scan of every task by the rules in force, on the rescan loop, as
+// a repair scan runs).
+//
+// Recurring reports (a missing destination, a failed move, a destination
+// that cannot be expanded or created) are limited per rule target and
+// hierarchy (reportKey), never by what a user chooses (a pid, a process
+// name a template expands), and counted in Stats.Errors; classifications
+// lost for lack of descriptors (descriptors.go) are counted and repaired
+// by a rescan.
+//
 // Sticky processes (libcgroup's cgexec and cgclassify --sticky): Marks
 // (sticky.go; the table and its states in marks.go) is the type the daemon
 // hands to package sticky's socket server, which calls Mark, Unmark, Forget
@@ -62,7 +77,9 @@
 // event, in every classification and in every scan; a mark with children
 // is passed on at FORK, EXIT drops it, and scans drop marks whose pid now
 // names another process (by start time). Consulting them costs the event
-// path no system call and no allocation.
+// path no system call and no allocation. A mark made by a user other than
+// root is dropped when the process's uids stop being all that user's, so
+// that a set-uid program it runs is classified by the rules.
 //
 // Extension points.
 //
@@ -118,8 +135,9 @@
 // /proc/PID/exe). The decision logic (decide) is pure and needs none.
 //
 // Concurrency: Run, Handle and HandleBatch must be called from a single
-// goroutine (the reader). SetRules, RequestRescan, Stats, Scan, RuleHits,
-// Destinations and the methods of Marks are safe from any goroutine; the
+// goroutine (the reader). SetRules, RequestRescan, Reclassify, Stats,
+// Scan, RuleHits, Destinations and the methods of Marks are safe from any
+// goroutine (Reclassify does nothing before Start); the
 // tables' locks are held only for map operations (and the Filter's cheap
 // calls). An Applier's Apply is called from the workers, the scans and the
 // reader; Completion.Done may be called from any goroutine.

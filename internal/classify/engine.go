@@ -81,12 +81,20 @@ const (
 	reasonExec
 	reasonFork
 	reasonChild
-	reasonScan   // the start-up scan
-	reasonRepair // a rescan after lost events
+	reasonScan       // the start-up scan
+	reasonRepair     // a rescan after lost events
+	reasonReload     // classified by rules a reload replaced while they were new (recent.go)
+	reasonReclassify // every task, asked for (Reclassify)
 )
 
 func (r reason) String() string {
-	return [...]string{"credentials", "exec", "fork", "child", "scan", "rescan"}[r]
+	return [...]string{"credentials", "exec", "fork", "child", "scan", "rescan", "reload", "reclassify"}[r]
+}
+
+// scanning reports whether a job made for why looks at tasks no event
+// named (a scan), which it may not be allowed to read.
+func (r reason) scanning() bool {
+	return r == reasonScan || r == reasonRepair || r == reasonReclassify
 }
 
 // moveReason is the counter a move made for why counts in.
@@ -100,6 +108,10 @@ func (r reason) moveReason() int {
 		return MovedStartupScan
 	case reasonRepair:
 		return MovedRepairScan
+	case reasonReload:
+		return MovedReload
+	case reasonReclassify:
+		return MovedReclassify
 	}
 	return MovedCredentials
 }
@@ -137,6 +149,17 @@ type Engine struct {
 	busy    atomic.Int32  // workers classifying right now
 	marks   *Marks        // sticky processes (marks.go, sticky.go)
 
+	// What a reload means for running tasks (issue 19): the tasks
+	// classified while the rules are new (recent.go), checked again when a
+	// reload replaces them, and reclassifications (Reclassify), both run
+	// by the rescan loop.
+	recent     *recentTasks
+	recheckMu  sync.Mutex
+	rechecks   []int32
+	recheck    chan struct{} // capacity 1: rechecks wait
+	reclassify chan chan Reclassified
+	started    atomic.Bool // Start was called (Reclassify needs the rescan loop)
+
 	appliers  []Applier       // Config.Appliers, then the cgroupfs writes
 	done      completions     // how asynchronous appliers report back
 	raw       cgroupfsApplier // the engine's own cgroup.procs writes
@@ -149,8 +172,12 @@ type Engine struct {
 	pending []job
 	inline  workState // the reader's, for the moves it makes itself
 
-	missing  ratelimit.Keyed[destKey] // destinations reported missing
-	moveErrs ratelimit.Keyed[moveKey] // failed moves reported, per process and destination
+	// Recurring reports (reports.go): keyed by what the rules name, never
+	// by what a user chooses (a pid, a process name a template expands).
+	missing    ratelimit.Keyed[destKey]     // destinations reported missing
+	moveErrs   ratelimit.Keyed[destKey]     // failed moves
+	createErrs ratelimit.Keyed[destKey]     // template destinations not created
+	expandErrs ratelimit.Keyed[*rules.Rule] // destinations not expanded, per rule
 
 	overflowLog ratelimit.Limiter // one report a second
 
@@ -196,8 +223,14 @@ func New(cfg Config) *Engine {
 		hot:     newHotTable(cfg.MaxHot),
 		retries: newRetryQueue(),
 
-		missing:  ratelimit.Keyed[destKey]{Window: reportInterval, Max: maxReports},
-		moveErrs: ratelimit.Keyed[moveKey]{Window: reportInterval, Max: maxReports},
+		recent:     newRecentTasks(maxRecent, settleWindow),
+		recheck:    make(chan struct{}, 1),
+		reclassify: make(chan chan Reclassified),
+
+		missing:    ratelimit.Keyed[destKey]{Window: reportInterval, Max: maxReports},
+		moveErrs:   ratelimit.Keyed[destKey]{Window: reportInterval, Max: maxReports},
+		createErrs: ratelimit.Keyed[destKey]{Window: reportInterval, Max: maxReports},
+		expandErrs: ratelimit.Keyed[*rules.Rule]{Window: reportInterval, Max: maxReports},
 	}
 	e.marks = newMarks(cfg.MaxMarks, cfg.Log, &e.stats)
 	e.done.e = e
@@ -206,10 +239,11 @@ func New(cfg Config) *Engine {
 	return e
 }
 
-// A problem that lasts (a missing destination, a task that cannot be moved)
-// is logged when first seen, then at most once per reportInterval per
-// destination (per process and destination for a move), with a count of
-// the occurrences in between; every occurrence is counted in Stats.Errors.
+// A problem that lasts (a missing destination, a task that cannot be
+// moved, a destination that cannot be expanded) is logged when first seen,
+// then at most once per reportInterval per rule target and hierarchy (see
+// reportKey), with a count of the occurrences in between; every
+// occurrence is counted in Stats.Errors.
 const (
 	reportInterval = time.Minute
 	maxReports     = 4096
@@ -218,11 +252,6 @@ const (
 type destKey struct {
 	h    *cgroupfs.Hierarchy
 	path string
-}
-
-type moveKey struct {
-	pid int
-	destKey
 }
 
 // SetRules puts a new rule list in force. names resolves ids for log lines
@@ -234,9 +263,17 @@ func (e *Engine) SetRules(l *rules.List, names rules.Resolver) {
 		e.filter.check(e.filter.f.SetFilter(l.Names()))
 	}
 	e.filterMu.Unlock()
+	// A reload (rules set after Start): the tasks the rules it replaces
+	// classified while they were new (a rules file seen half-written,
+	// say) go by these ones, and these are new in turn (recent.go).
+	if e.started.Load() {
+		e.recheckRecent()
+	}
 	// New rules, new reports: what is still wrong is said again.
 	e.missing.Reset()
 	e.moveErrs.Reset()
+	e.createErrs.Reset()
+	e.expandErrs.Reset()
 }
 
 // attach makes f the engine's filter (see Filter) and tells it the rules,
@@ -270,6 +307,7 @@ func (e *Engine) Marks() *Marks { return e.marks }
 // Start launches the workers, the rescan loop, the retry queue and the
 // hot-table sweeper.
 func (e *Engine) Start() {
+	e.started.Store(true)
 	for i := 0; i < e.cfg.Workers; i++ {
 		e.wg.Add(1)
 		go e.worker()
@@ -288,6 +326,7 @@ func (e *Engine) Start() {
 func (e *Engine) Stop() {
 	close(e.stop)
 	e.wg.Wait()
+	e.recent.stop()
 }
 
 // sweeper expires hot entries whose window has passed: once a second from

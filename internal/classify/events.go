@@ -92,7 +92,7 @@ func (e *Engine) handle(ev *kernel.Event) {
 // creds queues the classification of a task whose ids changed.
 func (e *Engine) creds(ev *kernel.Event) {
 	e.stats.Creds.Add(1)
-	if e.marks.skip(ev.TGID) {
+	if e.marks.skipCreds(ev) {
 		return
 	}
 	prio := false
@@ -135,6 +135,7 @@ func (e *Engine) fork(ev *kernel.Event) {
 func (e *Engine) exit(pid int32) {
 	e.marks.exit(pid)
 	e.hot.exited(pid)
+	e.recent.exited(pid)
 }
 
 // note marks j's pid hot for an event reported by thread tid and reports
@@ -145,6 +146,7 @@ func (e *Engine) note(j job, tid int32) bool {
 	if j.pid <= 0 {
 		return false
 	}
+	e.recent.record(j.pid)
 	reported := j.why == reasonCreds || j.why == reasonExec || j.why == reasonFork
 	switch e.hot.noted(j.pid, tid, reported) {
 	case noteCoalesced:

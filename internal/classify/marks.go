@@ -38,9 +38,21 @@ import (
 // and drops the marks of processes that are gone or were replaced. An
 // inherited mark's process is recognised by "started no later than its
 // FORK" (to the 10 ms of a clock tick), and from then on by its start time.
+//
+// Who made it (issue 19, item 6). A user other than root may mark only its
+// own processes (the socket server checks that the real, effective and
+// saved uids are all the client's), so that it cannot keep another user's
+// process, or a set-uid program it runs, out of that user's rules. The
+// mark remembers the client's uid (by; 0: root), and an inherited mark its
+// parent's: a user's mark is dropped as soon as the task's uids are no
+// longer all that user's (a UID event, or a classification that reads
+// them: see Marks.skipCreds and Marks.holds), so the set-uid program is
+// classified by the rules. A mark made by root stays whatever the task
+// becomes (cgexec run by root: the program stays where it was put).
 type mark struct {
 	start    uint64 // the process's start time (clock ticks after boot); valid when exact
 	at       uint64 // CLOCK_MONOTONIC ns: when the mark was made, or the FORK's timestamp if inherited
+	by       uint32 // uid of the client that made it (0: root), inherited at FORK
 	children bool   // CGROUP_DAEMON_UNCHANGE_CHILDREN: children forked from now on inherit the mark
 	exact    bool   // start is known; false for a mark inherited at FORK and not yet verified by prune
 }
@@ -134,9 +146,10 @@ func (t *markTable) attach(l *filterLink) {
 	}
 }
 
-// add marks the process that has pid and started at start (clock ticks
-// after boot), at CLOCK_MONOTONIC time now. tick is as for mark.same.
-func (t *markTable) add(pid int32, start uint64, children bool, now uint64, tick func(uint64) uint64) markResult {
+// add marks, for the client with uid by, the process that has pid and
+// started at start (clock ticks after boot), at CLOCK_MONOTONIC time now.
+// tick is as for mark.same.
+func (t *markTable) add(pid int32, start uint64, children bool, by uint32, now uint64, tick func(uint64) uint64) markResult {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	res := markAdded
@@ -153,8 +166,42 @@ func (t *markTable) add(pid int32, start uint64, children bool, now uint64, tick
 	} else if len(t.m) >= t.max {
 		return markFull
 	}
-	t.put(pid, mark{start: start, at: now, children: children, exact: true})
+	t.put(pid, mark{start: start, at: now, by: by, children: children, exact: true})
 	return res
+}
+
+// by returns the uid of whoever made pid's mark (0: root), and whether pid
+// is marked. Event path.
+func (t *markTable) by(pid int32) (by uint32, marked bool) {
+	if t.n.Load() == 0 {
+		return 0, false
+	}
+	t.mu.Lock()
+	m, ok := t.m[pid]
+	t.mu.Unlock()
+	return m.by, ok
+}
+
+// dropUnlessOwned drops pid's mark when a user other than root made it and
+// the uids given (the task's, as an event or /proc says) are not all that
+// user's; it reports whether it dropped it.
+func (t *markTable) dropUnlessOwned(pid int32, uids ...uint32) bool {
+	if t.n.Load() == 0 {
+		return false
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	m, ok := t.m[pid]
+	if !ok || m.by == 0 {
+		return false
+	}
+	for _, u := range uids {
+		if u != m.by {
+			t.del(pid)
+			return true
+		}
+	}
+	return false
 }
 
 // remove drops pid's mark (cancel, EXIT); it reports whether there was one.
@@ -227,7 +274,7 @@ func (t *markTable) fork(parent, child int32, ts uint64) (res forkResult, stale 
 	if len(t.m) >= t.max {
 		return forkFull, stale
 	}
-	t.put(child, mark{at: ts, children: true})
+	t.put(child, mark{at: ts, by: p.by, children: true})
 	return forkInherited, stale
 }
 

@@ -33,7 +33,7 @@ func TestMarksStateMachine(t *testing.T) {
 	}
 	add := func(pid int32, start uint64, children bool, now uint64) func() string {
 		return func() string {
-			return [...]string{"", "added", "kept", "replaced", "full"}[tb.add(pid, start, children, now, tick10ms)]
+			return [...]string{"", "added", "kept", "replaced", "full"}[tb.add(pid, start, children, 0, now, tick10ms)]
 		}
 	}
 	fork := func(parent, child int32, ts uint64) func() string {
@@ -94,13 +94,13 @@ func TestMarksStateMachine(t *testing.T) {
 // time of an inherited mark whose process is still there.
 func TestMarksPrune(t *testing.T) {
 	tb := newMarkTable(100)
-	tb.add(1, 50, false, 1*sec, tick10ms) // alive, same start
-	tb.add(2, 50, false, 1*sec, tick10ms) // gone
-	tb.add(3, 50, false, 1*sec, tick10ms) // pid reused: another start time
-	tb.add(4, 50, true, 1*sec, tick10ms)  // unreadable (EACCES): kept
-	tb.fork(4, 5, 2*sec)                  // inherited at 2 s (tick 200); child started at tick 199: same process
-	tb.fork(4, 6, 2*sec)                  // inherited; the pid now has a process started at tick 201: replaced
-	tb.add(7, 50, false, 1*sec, tick10ms) // a zombie: gone
+	tb.add(1, 50, false, 0, 1*sec, tick10ms) // alive, same start
+	tb.add(2, 50, false, 0, 1*sec, tick10ms) // gone
+	tb.add(3, 50, false, 0, 1*sec, tick10ms) // pid reused: another start time
+	tb.add(4, 50, true, 0, 1*sec, tick10ms)  // unreadable (EACCES): kept
+	tb.fork(4, 5, 2*sec)                     // inherited at 2 s (tick 200); child started at tick 199: same process
+	tb.fork(4, 6, 2*sec)                     // inherited; the pid now has a process started at tick 201: replaced
+	tb.add(7, 50, false, 0, 1*sec, tick10ms) // a zombie: gone
 	starts := map[int32]uint64{1: 50, 3: 51, 5: 199, 6: 201}
 	startOf := func(pid int32) (uint64, error) {
 		switch pid {
@@ -138,12 +138,12 @@ func TestMarksPrune(t *testing.T) {
 // of the old reading.
 func TestMarksPruneKeepsWhatChanged(t *testing.T) {
 	tb := newMarkTable(10)
-	tb.add(1, 50, false, 1*sec, tick10ms)
+	tb.add(1, 50, false, 0, 1*sec, tick10ms)
 	startOf := func(pid int32) (uint64, error) {
 		// While prune reads, the old process exits and a new one on the
 		// same pid is marked.
 		tb.remove(1, false)
-		tb.add(1, 60, false, 2*sec, tick10ms)
+		tb.add(1, 60, false, 0, 2*sec, tick10ms)
 		return 0, unix.ESRCH
 	}
 	if dropped := tb.prune(startOf, func(error) bool { return true }, tick10ms); len(dropped) != 0 {
@@ -159,7 +159,7 @@ func TestMarksPruneKeepsWhatChanged(t *testing.T) {
 func TestMarksPruneShrinks(t *testing.T) {
 	tb := newMarkTable(1 << 20)
 	for pid := int32(1); pid <= 2048; pid++ {
-		tb.add(pid, 1, false, sec, tick10ms)
+		tb.add(pid, 1, false, 0, sec, tick10ms)
 	}
 	for pid := int32(2); pid <= 2048; pid++ {
 		tb.remove(pid, false)
@@ -199,7 +199,7 @@ func exitEvent(pid int) *kernel.Event {
 
 func mustMark(t *testing.T, e *Engine, pid int32, start uint64, children bool) {
 	t.Helper()
-	if added, err := e.Marks().Mark(pid, start, children); err != nil || !added {
+	if added, err := e.Marks().Mark(pid, start, children, 0); err != nil || !added {
 		t.Fatalf("Mark(%d): added %v, %v", pid, added, err)
 	}
 }
@@ -273,6 +273,82 @@ func TestEngineStickyEvents(t *testing.T) {
 	}
 }
 
+// TestEngineStickyUserMark (issue 19, item 6): a mark made by a user other
+// than root (the socket's peer check let it mark only its own process) is
+// dropped when the task's uids stop being all that user's: a set-uid
+// program of another user that it runs is then classified by the rules,
+// whether the UID event is seen or was lost (the next classification or
+// scan reads the uids). A UID event that leaves the uids that user's keeps
+// the mark; a mark made by root stays whatever the task becomes; with
+// children, a child inherits who made the mark.
+func TestEngineStickyUserMark(t *testing.T) {
+	f, st := newStickyFixture(t, "bob cpu users/bob\n")
+	const alice, bob = 1000, 1001
+	for _, pid := range []int{100, 101, 102, 200, 201, 300} {
+		f.tasks.add(pid, alice, "/special")
+		st.starts[pid] = 10
+	}
+	f.e.Start()
+	defer f.e.Stop()
+	mark := func(pid int32, children bool, by uint32) {
+		t.Helper()
+		if added, err := f.e.Marks().Mark(pid, 10, children, by); err != nil || !added {
+			t.Fatalf("Mark(%d): %v, %v", pid, added, err)
+		}
+	}
+	setuid := func(pid int) *kernel.Event { // exec of a set-uid program of bob's
+		f.tasks.setEUID(pid, bob)
+		return &kernel.Event{What: kernel.EventUID, PID: int32(pid), TGID: int32(pid), RUID: alice, EUID: bob}
+	}
+	mark(100, false, alice) // cgexec run by alice
+	mark(101, false, 0)     // cgexec run by root
+	mark(102, false, alice)
+	mark(200, true, alice) // cgexec --sticky run by alice
+	mark(300, false, alice)
+
+	// Its own uids again (setresuid among them): the mark holds.
+	f.e.Handle(&kernel.Event{What: kernel.EventUID, PID: 102, TGID: 102, RUID: alice, EUID: alice})
+	f.e.Handle(setuid(100))
+	f.e.Handle(setuid(101))
+	f.e.Handle(forkEvent(200, 201, kernel.Now()))
+	f.e.Handle(setuid(201))
+	waitFor(t, "the set-uid programs of user marks moved", func() bool {
+		return f.tasks.where(100, f.cpu) == "/users/bob" && f.tasks.where(201, f.cpu) == "/users/bob"
+	})
+	time.Sleep(20 * time.Millisecond)
+	if got := f.tasks.where(101, f.cpu); got != "/special" {
+		t.Errorf("root's mark: the set-uid program moved to %s", got)
+	}
+	for _, pid := range []int32{101, 102, 200} {
+		if !f.e.Marks().Sticky(pid) {
+			t.Errorf("pid %d lost its mark", pid)
+		}
+	}
+	for _, pid := range []int32{100, 201} {
+		if f.e.Marks().Sticky(pid) {
+			t.Errorf("pid %d keeps a user's mark after its uid changed", pid)
+		}
+	}
+
+	// The UID event was lost (an overflow): the rescan reads the uids.
+	f.tasks.setEUID(300, bob)
+	f.e.Handle(&kernel.Event{What: kernel.EventOverflow})
+	waitFor(t, "the rescan moved it", func() bool { return f.tasks.where(300, f.cpu) == "/users/bob" })
+
+	l := f.log.String()
+	for _, want := range []string{
+		`msg="sticky: unmarked" pid=100 reason=uid_change`,
+		`msg="sticky: marked" by=fork children=true parent=200 pid=201`,
+		`msg="sticky: unmarked" pid=201 reason=uid_change`,
+		`msg="sticky: unmarked" pid=300 reason=uid_change`,
+		`msg="sticky: marked" by=socket children=false pid=101 replaced_stale=false requester_uid=0`,
+	} {
+		if !strings.Contains(l, want) {
+			t.Errorf("log has no line with %s:\n%s", want, l)
+		}
+	}
+}
+
 // TestEngineStickyScans: the start-up scan and a rescan leave marked tasks
 // alone; a queued job whose task was marked before it ran moves nothing; a
 // mark left by a process whose EXIT was lost is dropped by the rescan, and
@@ -323,7 +399,7 @@ func TestEngineStickyFull(t *testing.T) {
 	f.tasks.add(100, 1000, "/special")
 	f.tasks.add(101, 1000, "/special")
 	mustMark(t, f.e, 100, 1, true)
-	if _, err := f.e.Marks().Mark(101, 1, false); !errors.Is(err, ErrMarksFull) {
+	if _, err := f.e.Marks().Mark(101, 1, false, 0); !errors.Is(err, ErrMarksFull) {
 		t.Fatalf("Mark with a full table: %v, want ErrMarksFull", err)
 	}
 	f.e.Start()
@@ -365,7 +441,7 @@ func BenchmarkHandleSticky(b *testing.B) {
 			e := New(Config{Log: quietLogger(io.Discard)})
 			e.log.SetLevel(logrus.ErrorLevel)
 			for pid := 0; pid < n; pid++ {
-				_, _ = e.Marks().Mark(int32(100000+pid), 1, false)
+				_, _ = e.Marks().Mark(int32(100000+pid), 1, false, 0)
 			}
 			ev := forkEvent(1, 2, 1)
 			b.ReportAllocs()

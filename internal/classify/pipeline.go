@@ -164,7 +164,10 @@ func (e *Engine) prepare(st *workState, j *job, exact bool) (*Placement, verdict
 	if p.rs == nil {
 		return p, skipped
 	}
-	if e.marks.skip(j.pid) {
+	if e.marks.holds(j.pid, func() (uint32, uint32, error) {
+		t, err := e.cfg.Tasks.Task(int(j.pid))
+		return t.RUID, t.EUID, err
+	}) {
 		return p, leftSticky
 	}
 	r, v := e.read(p.rs, j)

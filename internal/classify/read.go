@@ -62,7 +62,7 @@ func (e *Engine) readFailed(j *job, err error) verdict {
 		return readError
 	case errors.Is(err, unix.ESRCH) || isNotExist(err):
 		return taskGone
-	case errors.Is(err, unix.EACCES) && (j.why == reasonScan || j.why == reasonRepair):
+	case errors.Is(err, unix.EACCES) && j.why.scanning():
 		return skipped
 	}
 	e.log.WithField("pid", j.pid).Debugf("reading task: %v", err)

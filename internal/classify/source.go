@@ -48,6 +48,12 @@ type Source interface {
 //     GID and EXEC events are not needed; with children, its FORKs are (the
 //     child inherits the mark, and the engine learns of it from the FORK).
 //     As with Cool, a mark dropped at EXIT is not unmarked.
+//     Except (issue 19, item 6): a mark made by a user other than root is
+//     dropped when the process's uids change (a set-uid program), so its
+//     UID events whose new ids are outside the user's are needed. The
+//     calls do not say who made a mark yet, so under a source that drops
+//     every event of a marked process such a mark is dropped only when
+//     the process is next classified (a rescan reads its uids).
 //   - EXIT events are needed for every process that is hot or marked, and
 //     for no other.
 //

@@ -88,11 +88,13 @@ const (
 	MovedForkRace           // forked before its parent's move, followed
 	MovedStartupScan        // the scan of every task at start
 	MovedRepairScan         // a rescan after lost events
+	MovedReload             // classified again after a reload replaced the rules, still new, that had classified it
+	MovedReclassify         // a reclassification of every task (--reclassify, --reclassify-on-reload)
 	NumMoveReasons
 )
 
 // MoveReasonNames name the reasons a task was moved.
-var MoveReasonNames = [NumMoveReasons]string{"credentials", "exec", "fork_race", "startup_scan", "repair_scan"}
+var MoveReasonNames = [NumMoveReasons]string{"credentials", "exec", "fork_race", "startup_scan", "repair_scan", "reload", "reclassify"}
 
 // Why a cgroup.procs write failed, for Stats.Failed.
 const (
@@ -100,11 +102,12 @@ const (
 	FailedCgroupMissing        // the destination does not exist (and could not be created)
 	FailedRetries              // EINVAL every time: the task never finished being created
 	FailedOther                // anything else (logged)
+	FailedDescriptors          // the daemon had no file descriptor free (EMFILE, ENFILE): repaired by a rescan
 	NumFailCauses
 )
 
 // FailCauseNames name the causes of failed moves.
-var FailCauseNames = [NumFailCauses]string{"task_gone", "cgroup_missing", "einval_retries", "other"}
+var FailCauseNames = [NumFailCauses]string{"task_gone", "cgroup_missing", "einval_retries", "other", "descriptors"}
 
 // Why a classified task was left where it is, for Stats.LeftAlone.
 const (
@@ -133,6 +136,8 @@ type Counts[T any] struct {
 	StickyMarks, StickyAdded, StickyRefused, StickySkipped, StickyFull T
 
 	DestinationsDropped, FilterErrors T
+	DescriptorShortages               T
+	Rechecked, Reclassifications      T
 
 	EventsByKind [NumKinds]T
 	Moved        [NumMoveReasons]T
@@ -168,7 +173,7 @@ func (c *Counts[T]) table() []row[T] {
 		one("event_overflows", Counter, &c.Overflows, "Losses of kernel events the event source reported (a full netlink receive buffer, BPF ring buffer or BPF table), each repaired by a rescan."),
 		one("queue_overflows", Counter, &c.QueueFull, "Events dropped because the classification queue or the table of recent tasks was full, each repaired by a rescan."),
 		one("repair_scans", Counter, &c.Rescans, "Rescans of /proc after lost events (not the start-up scan)."),
-		one("scanned_tasks", Counter, &c.Scanned, "Tasks looked at by the start-up scan and the rescans."),
+		one("scanned_tasks", Counter, &c.Scanned, "Tasks looked at by the start-up scan, the rescans and the reclassifications."),
 		one("moves", Counter, &c.Moves, "Successful cgroup.procs writes (one per hierarchy a task is moved in)."),
 		one("created_cgroups", Counter, &c.Created, "Template destinations created."),
 		one("move_retries", Counter, &c.Retries, "Moves retried because the task was still being created (EINVAL)."),
@@ -182,6 +187,9 @@ func (c *Counts[T]) table() []row[T] {
 		one("sticky_full", Counter, &c.StickyFull, "Sticky marks not made because their table was full."),
 		one("destinations_dropped", Counter, &c.DestinationsDropped, "Destinations not recorded for the per-destination series (their set is bounded)."),
 		one("filter_errors", Counter, &c.FilterErrors, "Updates the event source's filter refused (a full table in the kernel), each repaired by a rescan."),
+		one("reload_rechecks", Counter, &c.Rechecked, "Tasks classified again after a reload because the rules it replaced had classified them while new (in force less than a minute: a rules file seen half-written, an edit corrected at once)."),
+		one("reclassifications", Counter, &c.Reclassifications, "Classifications of every running task (cgrulesengd --reclassify, --reclassify-on-reload)."),
+		one("descriptor_shortages", Counter, &c.DescriptorShortages, "Classifications lost because the daemon had no file descriptor free (EMFILE, ENFILE: a /proc read, a move, a name look-up, the list of tasks), each repaired by a rescan; the failed moves among them are move_failures{cause=\"descriptors\"}."),
 	}
 	rows = group(rows, "events", "type", "Kernel process events received, by type.", EventKindNames[:], c.EventsByKind[:])
 	rows = group(rows, "moved_tasks", "reason", "Tasks moved into their rule's cgroups, by what made the daemon look at them.", MoveReasonNames[:], c.Moved[:])

@@ -47,12 +47,14 @@ type startTimes interface {
 // boot: /proc/PID/stat's starttime, as proc.FS.Ident reads it), is sticky:
 // its UID, GID and EXEC events are not acted on and no scan moves it; with
 // children, the processes it forks from now on are sticky too, and so on
-// down. A pid already marked for this process keeps its first flags (added
-// is false); a mark left on the pid by an earlier process is replaced. The
-// error is ErrMarksFull when Config.MaxMarks marks are held. Safe for
-// concurrent use; it does no I/O.
-func (m *Marks) Mark(pid int32, start uint64, children bool) (added bool, err error) {
-	res := m.t.add(pid, start, children, kernel.Now(), bootTicks())
+// down. by is the uid of the client that asked (0: root): a mark made by
+// another user is dropped once the process's uids are no longer all that
+// user's (see mark). A pid already marked for this process keeps its first
+// flags (added is false); a mark left on the pid by an earlier process is
+// replaced. The error is ErrMarksFull when Config.MaxMarks marks are held.
+// Safe for concurrent use; it does no I/O.
+func (m *Marks) Mark(pid int32, start uint64, children bool, by uint32) (added bool, err error) {
+	res := m.t.add(pid, start, children, by, kernel.Now(), bootTicks())
 	switch res {
 	case markFull:
 		m.stats.StickyFull.Add(1)
@@ -65,7 +67,7 @@ func (m *Marks) Mark(pid int32, start uint64, children bool) (added bool, err er
 	}
 	m.stats.StickyAdded.Add(1)
 	if m.log.IsLevelEnabled(logrus.DebugLevel) {
-		m.log.WithFields(logrus.Fields{"pid": pid, "children": children, "by": "socket", "replaced_stale": res == markReplaced}).Debug("sticky: marked")
+		m.log.WithFields(logrus.Fields{"pid": pid, "children": children, "by": "socket", "requester_uid": by, "replaced_stale": res == markReplaced}).Debug("sticky: marked")
 	}
 	return true, nil
 }
@@ -106,6 +108,35 @@ func (m *Marks) skip(pid int32) bool {
 	m.stats.StickySkipped.Add(1)
 	m.stats.LeftAlone[LeftSticky].Add(1)
 	return true
+}
+
+// skipCreds is skip for a UID or GID event: a mark made by a user other
+// than root is dropped, and the event acted on, when the event's uids are
+// not that user's (the task ran a set-uid program of another user).
+func (m *Marks) skipCreds(ev *kernel.Event) bool {
+	if ev.What == kernel.EventUID && m.t.dropUnlessOwned(ev.TGID, ev.RUID, ev.EUID) {
+		m.logUnmark(ev.TGID, "uid_change")
+		return false
+	}
+	return m.skip(ev.TGID)
+}
+
+// holds is skip for a classification (an event's, a scan's): a mark made
+// by a user other than root is checked against the task's uids first,
+// read with task (only for such a mark), so that a UID event lost in an
+// overflow does not keep the mark on a set-uid program.
+func (m *Marks) holds(pid int32, task func() (ruid, euid uint32, err error)) bool {
+	by, ok := m.t.by(pid)
+	if !ok {
+		return false
+	}
+	if by != 0 {
+		if ruid, euid, err := task(); err == nil && m.t.dropUnlessOwned(pid, ruid, euid) {
+			m.logUnmark(pid, "uid_change")
+			return false
+		}
+	}
+	return m.skip(pid)
 }
 
 // fork passes a mark with children on to a new process and drops a stale

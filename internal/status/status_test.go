@@ -223,3 +223,68 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 	}
 }
+
+// TestReclassify: the reclassify request reaches the server's function
+// and its answer comes back; a server that does not offer it, and a
+// daemon from before requests (it writes its report without reading),
+// are errors that say so; a client that sends nothing still gets the
+// report (the protocol before requests).
+func TestReclassify(t *testing.T) {
+	calls := 0
+	want := Reclassified{Tasks: 120, Moved: 3, Took: 42 * time.Millisecond}
+	path := filepath.Join(t.TempDir(), "status.sock")
+	s, err := listen(path, testReport, unixsock.PeerCheck{Allowed: func(uint32) bool { return true }}, clientTimeout,
+		WithReclassify(func() Reclassified { calls++; return want }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	r, err := Reclassify(path, time.Second)
+	if err != nil || calls != 1 || r.Tasks != want.Tasks || r.Moved != want.Moved || r.Took != want.Took {
+		t.Fatalf("Reclassify = %+v, %v after %d calls; want %+v after 1", r, err, calls, want)
+	}
+	if _, err := Query(path, time.Second); err != nil {
+		t.Errorf("Query beside reclassify: %v", err)
+	}
+
+	// A client of the old protocol: it sends nothing and reads.
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	var b bytes.Buffer
+	if _, err := b.ReadFrom(c); err != nil || !strings.Contains(b.String(), `"version":"v1.2"`) {
+		t.Errorf("a silent client got %q, %v; want the report", b.String(), err)
+	}
+	c.Close()
+
+	plain, _ := serve(t, true, testReport, clientTimeout)
+	if _, err := Reclassify(plain.Path(), time.Second); err == nil || !strings.Contains(err.Error(), "does not offer reclassify") {
+		t.Errorf("Reclassify of a server without it: %v", err)
+	}
+
+	// An old daemon: writes its report at once, reads nothing.
+	old := filepath.Join(t.TempDir(), "old.sock")
+	ln, err := net.Listen("unix", old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			_, _ = c.Write([]byte(`{"version":"v0.9","pid":1}` + "\n"))
+			c.Close()
+		}
+	}()
+	if _, err := Reclassify(old, time.Second); err == nil || !strings.Contains(err.Error(), "does not know the reclassify request") {
+		t.Errorf("Reclassify of an old daemon: %v", err)
+	}
+	if r, err := Query(old, time.Second); err != nil || r.Version != "v0.9" {
+		t.Errorf("Query of an old daemon: %+v, %v", r, err)
+	}
+}

@@ -19,7 +19,9 @@
 // before the reply costs a goroutine for a second and nothing else. Peer
 // credentials (SO_PEERCRED) decide who may mark what: root any process,
 // another user (let in by the socket file's group) only its own processes
-// (real, effective and saved uid). Refusals are logged at warning level with
+// (real, effective and saved uid), and the mark is told who made it
+// (Marks.Mark's by), so that it is dropped once the process runs as
+// someone else (a set-uid program it executes). Refusals are logged at warning level with
 // the peer's uid and pid, rate-limited, and counted (Marks.Refused). A
 // process is checked to be alive (not a zombie) before and after it is
 // marked, so that a mark is never left for the next process given its pid;

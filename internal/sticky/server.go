@@ -18,9 +18,11 @@ import (
 // daemon, a fake in tests. Its methods must not block.
 type Marks interface {
 	// Mark marks process pid, which started at start (proc.Ident's
-	// StartTime); children: its future children too. added is false when
-	// the process was marked already (its first flags stay).
-	Mark(pid int32, start uint64, children bool) (added bool, err error)
+	// StartTime); children: its future children too; by: the client's uid
+	// (a mark made by a user other than root must not outlive the
+	// process's uids being all that user's). added is false when the
+	// process was marked already (its first flags stay).
+	Mark(pid int32, start uint64, children bool, by uint32) (added bool, err error)
 	// Unmark cancels pid's mark.
 	Unmark(pid int32) bool
 	// Forget drops pid's mark if it was made for the process that started
@@ -157,7 +159,7 @@ func (s *Server) carryOut(peer *unix.Ucred, req Request) bool {
 		s.log.WithFields(peerFields(peer)).WithFields(logrus.Fields{"pid": pid, "flags": req.Flags, "was_marked": had}).Debug("sticky socket: request carried out")
 		return true
 	}
-	added, err := s.cfg.Marks.Mark(pid, id.StartTime, req.Flags == FlagsChildren)
+	added, err := s.cfg.Marks.Mark(pid, id.StartTime, req.Flags == FlagsChildren, peer.Uid)
 	if err != nil {
 		s.refuse(peer, pid, "%v", err)
 		return false
@@ -194,8 +196,10 @@ func (s *Server) live(peer *unix.Ucred, req Request, pid int) (proc.Ident, bool)
 
 // allowed is the access rule: root may mark any process; any other user
 // (let in by the socket file's group) only processes whose real,
-// effective and saved uids are all its own, so that it can neither pin
-// another user's process nor a setuid program it started.
+// effective and saved uids are all its own, so that it cannot pin another
+// user's process; and since the mark remembers who made it (Mark's by), it
+// cannot pin a set-uid program it starts later either: the engine drops
+// the mark when the process's uids change.
 func allowed(peer *unix.Ucred, id proc.Ident) bool {
 	if peer.Uid == 0 {
 		return true

@@ -26,14 +26,16 @@ type fakeMarks struct {
 	calls   []string
 	full    bool
 	refused int
+	by      []uint32 // the client uid of each Mark call
 }
 
 func newFakeMarks() *fakeMarks { return &fakeMarks{marks: map[int32]string{}} }
 
-func (m *fakeMarks) Mark(pid int32, start uint64, children bool) (bool, error) {
+func (m *fakeMarks) Mark(pid int32, start uint64, children bool, by uint32) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.calls = append(m.calls, fmt.Sprintf("mark %d %d %v", pid, start, children))
+	m.by = append(m.by, by)
 	if m.full {
 		return false, errors.New("the table of sticky marks is full")
 	}
@@ -77,7 +79,7 @@ func (m *fakeMarks) state() (calls []string, refused int) {
 func (m *fakeMarks) reset() {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.calls, m.refused = nil, 0
+	m.calls, m.refused, m.by = nil, 0, nil
 }
 
 // fakeProcs is a process table; after, if set, runs after each read of a
@@ -288,6 +290,19 @@ func TestServerRequests(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("the mark names the client", func(t *testing.T) {
+		f.marks.reset()
+		if got := askLikeLibcgroup(t, f.path, 100, 0); got != Reply {
+			t.Fatalf("reply %q", got)
+		}
+		f.marks.mu.Lock()
+		by := fmt.Sprint(f.marks.by)
+		f.marks.mu.Unlock()
+		if by != fmt.Sprintf("[%d]", me) {
+			t.Errorf("Mark was told the client is uid %s, want [%d] (issue 19 item 6: a user's mark must not outlive its process's uids)", by, me)
+		}
+	})
 
 	t.Run("another user's process", func(t *testing.T) {
 		f.marks.reset()

@@ -148,7 +148,7 @@ func TestMakeInstall(t *testing.T) {
 	checkTree(t, dest2, map[string]string{
 		"/opt/cgre/bin/cgrulesengd":        "",
 		"/opt/cgre/etc/init.d/cgred":       `DAEMON=\$\{CGRED_DAEMON:-/opt/cgre/bin/cgrulesengd\}(?s:.*)/opt/cgre/etc/` + regexp.QuoteMeta(settingsRel[:strings.IndexByte(settingsRel, '/')]),
-		"/opt/cgre/units/cgred.service":    `EnvironmentFile=-/opt/cgre/etc/(?s:.*)ExecStart=/opt/cgre/bin/cgrulesengd `,
+		"/opt/cgre/units/cgred.service":    `EnvironmentFile=-/opt/cgre/etc/(?s:.*)ExecStartPre=/opt/cgre/bin/cgrulesengd --check-settings=/opt/cgre/etc/sysconfig/cgred.conf --check-settings=/opt/cgre/etc/default/cgred\n(?s:.*)ExecStart=/opt/cgre/bin/cgrulesengd `,
 		"/opt/cgre/man/man8/cgrulesengd.8": "",
 		"/opt/cgre/etc/cgrules.conf":       "",
 		"/opt/cgre/etc/" + settingsRel:     `CONFIG_FILE="/opt/cgre/etc/cgrules.conf"`,

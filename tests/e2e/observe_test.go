@@ -126,6 +126,10 @@ func TestStatusAndMetrics(t *testing.T) {
 		t.Errorf("--status does not show rule 1 among the rules with hits:\n%s", st)
 	}
 
+	if strings.Contains(d.output.String()+d.log(), "not a loopback address") {
+		t.Errorf("a loopback --metrics address was warned about:\n%s\n%s", d.output.String(), d.log())
+	}
+
 	url := fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
 	first := scrape(t, url)
 	check := exec.Command(pt, "check", "metrics")
@@ -264,4 +268,22 @@ func exitCode(err error) int {
 		return 0
 	}
 	return -1
+}
+
+// TestMetricsExposureWarning: a --metrics address that is not loopback is
+// allowed (a Prometheus server elsewhere needs one) but warned about at
+// start, on standard error (seen whatever the log level: the terminal,
+// the service script's start, the journal) and in the log.
+func TestMetricsExposureWarning(t *testing.T) {
+	requireDaemon(t)
+	e := newEnv(t, []string{"cpu"})
+	e.writeRules("")
+	port := freePort(t)
+	d := e.startDaemon(dopts{extra: []string{"--metrics", fmt.Sprintf("0.0.0.0:%d", port)}})
+	want := fmt.Sprintf("--metrics 0.0.0.0:%d is not a loopback address: anyone who can reach it over the network can read the metrics", port)
+	if out := d.output.String(); !strings.Contains(out, "cgrulesengd: warning: "+want) {
+		t.Errorf("standard error lacks the warning %q:\n%s", want, out)
+	}
+	d.waitLog(0, regexp.MustCompile(`level=warning msg="`+regexp.QuoteMeta(want)), 5*time.Second)
+	scrape(t, fmt.Sprintf("http://127.0.0.1:%d/metrics", port)) // served all the same
 }

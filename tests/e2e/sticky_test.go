@@ -465,6 +465,52 @@ func TestStickyRawClients(t *testing.T) {
 	}
 }
 
+// idleStickyClients starts n clients of the sticky socket at path that
+// connect, send nothing, and connect again once the daemon closes them
+// (after its 1 s deadline); stop ends them and says how many connections
+// were made and how many the daemon closed.
+func idleStickyClients(path string, n int) (stop func() (connects, closedByDaemon int)) {
+	quit := make(chan struct{})
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	connects, closedByDaemon := 0, 0
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-quit:
+					return
+				default:
+				}
+				c, err := net.Dial("unix", path)
+				if err != nil {
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				mu.Lock()
+				connects++
+				mu.Unlock()
+				go func() { <-quit; c.Close() }()
+				if _, err := c.Read(make([]byte, 1)); err == io.EOF {
+					mu.Lock()
+					closedByDaemon++
+					mu.Unlock()
+				}
+				c.Close()
+			}
+		}()
+	}
+	return func() (int, int) {
+		close(quit)
+		wg.Wait()
+		mu.Lock()
+		defer mu.Unlock()
+		return connects, closedByDaemon
+	}
+}
+
 // TestStickyIdleClients: 100 clients that connect and send nothing, again
 // as soon as the daemon closes them, do not delay moves: ruled tasks are
 // moved as fast as without them (latency tool: setuid to moved, 1,000
@@ -483,38 +529,7 @@ func TestStickyIdleClients(t *testing.T) {
 
 	quiet := e.latencyRunArgs(uid, dest, opts)
 
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	connects, closedByDaemon := 0, 0
-	for i := 0; i < 100; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				c, err := net.Dial("unix", e.socketPath())
-				if err != nil {
-					time.Sleep(10 * time.Millisecond)
-					continue
-				}
-				mu.Lock()
-				connects++
-				mu.Unlock()
-				go func() { <-stop; c.Close() }()
-				if _, err := c.Read(make([]byte, 1)); err == io.EOF {
-					mu.Lock()
-					closedByDaemon++
-					mu.Unlock()
-				}
-				c.Close()
-			}
-		}()
-	}
+	stopClients := idleStickyClients(e.socketPath(), 100)
 	time.Sleep(200 * time.Millisecond)
 	busy := e.latencyRunArgs(uid, dest, opts)
 	h := e.harness(hopts{user: "cgrecgtest"})
@@ -523,8 +538,7 @@ func TestStickyIdleClients(t *testing.T) {
 		t.Errorf("with 100 idle clients, a request got %q", got)
 	}
 	waited := time.Since(askStart)
-	close(stop)
-	wg.Wait()
+	connects, closedByDaemon := stopClients()
 
 	t.Logf("moves without idle clients: %d samples, p50 %v, p90 %v, max %v, %d misses",
 		quiet.samples, quiet.pct(0.5, true), quiet.pct(0.9, true), quiet.pct(1, true), quiet.misses)

@@ -434,9 +434,11 @@ func TestSystemdUnreachable(t *testing.T) {
 	}
 	_, cg := scopeOf(t, "batch.slice", "cgresjo")
 	s.waitBoxCgroup(t, task.host, cg, 30*time.Second)
-	st = d.status(t)
 	// Placed by the rescan, or by the classification that followed the
-	// failure when the harness's threads had more events meanwhile.
+	// failure when the harness's threads had more events meanwhile: then
+	// the task is in place before the rescan has run, so wait for it.
+	d.waitLog(from, regexp.MustCompile(`msg="rescan done"`), 30*time.Second)
+	st = d.status(t)
 	if counter(st, "systemd_repairs") != 1 || counter(st, "repair_scans") < 1 || counter(st, "placed") != 1 || counter(st, "systemd_reconnects") < 1 {
 		t.Errorf("--status after the repair:\n%s", st)
 	}

@@ -54,7 +54,7 @@ func TestUnitVerify(t *testing.T) {
 		t.Fatalf("the unit's ExecStart does not run /usr/sbin/cgrulesengd")
 	}
 	local := filepath.Join(dir, "cgred.service")
-	if err := os.WriteFile(local, []byte(strings.Replace(unit, "/usr/sbin/cgrulesengd", daemonBin, 1)), 0o644); err != nil {
+	if err := os.WriteFile(local, []byte(strings.ReplaceAll(unit, "/usr/sbin/cgrulesengd", daemonBin)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	out, err := exec.Command(sa, "verify", local).CombinedOutput()
@@ -165,7 +165,7 @@ func unitHardening(t testing.TB, sa string) hardening {
 	t.Helper()
 	s := unitService(t)
 	h := hardening{mountOpts: map[string]bool{}}
-	notHardening := []string{"Type", "NotifyAccess", "EnvironmentFile", "ExecStart", "ExecReload", "Restart", "RestartSec"}
+	notHardening := []string{"Type", "NotifyAccess", "EnvironmentFile", "ExecStartPre", "UnsetEnvironment", "ExecStart", "ExecReload", "Restart", "RestartSec"}
 	var filter, drop []string
 	errno := ""
 	for k, vs := range s {
@@ -636,4 +636,219 @@ func (he *hardenedEnv) runHardened(h hardening, extra ...string) (string, error)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// TestUnitSettingsTrust (issue 19, with item 7): systemd reads the
+// service's settings files as EnvironmentFile= and gives every variable in
+// them to the unit's processes, as root. The unit therefore (1) runs
+// cgrulesengd --check-settings on exactly the files it reads, before the
+// daemon (ExecStartPre), which refuses one that someone other than root
+// could have written, and (2) drops, for every process of the unit, the
+// variables glibc itself drops for set-uid programs (UnsetEnvironment=),
+// so that a hostile file cannot run code (LD_PRELOAD) in the check before
+// the check refuses it. systemd is not PID 1 here: the ExecStartPre
+// command is run as systemd would run it, with the files' variables minus
+// UnsetEnvironment=; that the preload would work without the latter is
+// shown too, so that the test can fail.
+func TestUnitSettingsTrust(t *testing.T) {
+	requireDaemon(t)
+	requireTools(t)
+	s := unitService(t)
+
+	// (1) The check names exactly the files systemd reads, in order.
+	var files []string
+	for _, v := range s["EnvironmentFile"] {
+		files = append(files, strings.TrimPrefix(v, "-"))
+	}
+	if len(s["ExecStartPre"]) != 1 {
+		t.Fatalf("want one ExecStartPre, got %q", s["ExecStartPre"])
+	}
+	pre := strings.Fields(s["ExecStartPre"][0])
+	want := []string{"/usr/sbin/cgrulesengd"}
+	for _, f := range files {
+		want = append(want, "--check-settings="+f)
+	}
+	if !slices.Equal(pre, want) || len(files) == 0 {
+		t.Fatalf("ExecStartPre=%s, want %s", strings.Join(pre, " "), strings.Join(want, " "))
+	}
+
+	// (2) Every variable this machine's glibc distrusts is unset.
+	unset := map[string]bool{}
+	for _, v := range s["UnsetEnvironment"] {
+		for _, n := range strings.Fields(v) {
+			unset[n] = true
+		}
+	}
+	distrusted := glibcUnsecureEnv(t)
+	t.Logf("glibc's list of variables dropped for set-uid programs: %v", distrusted)
+	for _, n := range distrusted {
+		if !unset[n] {
+			t.Errorf("UnsetEnvironment= lacks %s, which this machine's glibc drops for set-uid programs", n)
+		}
+	}
+
+	// A library whose constructor leaves a mark: what a hostile
+	// LD_PRELOAD= line would run as root.
+	dir := t.TempDir()
+	src, lib, mark := filepath.Join(dir, "mark.c"), filepath.Join(dir, "mark.so"), filepath.Join(dir, "preloaded")
+	csrc := "#include <fcntl.h>\n#include <unistd.h>\n__attribute__((constructor)) static void mark(void) { close(open(\"" + mark + "\", O_CREAT | O_WRONLY, 0600)); }\n"
+	if err := os.WriteFile(src, []byte(csrc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("gcc", "-shared", "-fPIC", "-o", lib, src).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+
+	// The settings files of the test: the unit's paths below a directory
+	// of its own (as make install's SYSCONFDIR), the first one hostile.
+	root := filepath.Join(dir, "etc")
+	local := make([]string, len(files))
+	for i, f := range files {
+		local[i] = filepath.Join(root, f)
+		if err := os.MkdirAll(filepath.Dir(local[i]), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	hostile := "LD_PRELOAD=" + lib + "\nOPTIONS=--cgroup-root=/nowhere -Q\n"
+	if err := os.WriteFile(local[0], []byte(hostile), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(local[0], 0o666); err != nil { // whatever the umask
+		t.Fatal(err)
+	}
+	args := make([]string, 0, len(files))
+	for _, f := range local {
+		args = append(args, "--check-settings="+f)
+	}
+	// run runs the ExecStartPre command with the environment systemd
+	// would give it: the files' variables, without those in drop.
+	run := func(drop map[string]bool) (int, string) {
+		_ = os.Remove(mark)
+		cmd := exec.Command(daemonBin, args...)
+		cmd.Env = []string{"PATH=/usr/sbin:/usr/bin:/sbin:/bin"}
+		for _, f := range local {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				continue // EnvironmentFile=-: a missing file is skipped
+			}
+			for _, l := range strings.Split(string(data), "\n") {
+				if k, _, ok := strings.Cut(l, "="); ok && !drop[k] {
+					cmd.Env = append(cmd.Env, l)
+				}
+			}
+		}
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return code, stderr.String()
+	}
+
+	// Without UnsetEnvironment= the hostile file runs its code, as root,
+	// before anything can check it.
+	if code, _ := run(nil); code != 6 {
+		t.Errorf("without UnsetEnvironment: exit %d, want 6", code)
+	}
+	if _, err := os.Stat(mark); err != nil {
+		t.Fatalf("the preload did not run even without UnsetEnvironment (the test cannot tell): %v", err)
+	}
+	// The unit: refused (status 6, systemd does not start the daemon),
+	// and nothing of the file ran.
+	code, stderr := run(unset)
+	if code != 6 || !strings.Contains(stderr, "settings file "+local[0]+" refused: writable by group or others (mode 0666)") ||
+		!strings.Contains(stderr, "chmod go-w "+local[0]) {
+		t.Errorf("a world-writable settings file: exit %d, want 6 with a message naming it; stderr:\n%s", code, stderr)
+	}
+	if _, err := os.Stat(mark); err == nil {
+		t.Errorf("the hostile settings file's LD_PRELOAD ran in the unit's check")
+	}
+
+	// Other untrusted forms, then trusted and missing files.
+	if err := os.WriteFile(local[0], []byte("OPTIONS=-v\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(local[0], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	nobody := 65534
+	for _, c := range []struct {
+		name  string
+		setup func() error
+		undo  func() error
+		want  string
+	}{
+		{"not root's", func() error { return os.Chown(local[0], nobody, -1) }, func() error { return os.Chown(local[0], 0, -1) },
+			"owned by uid 65534, not root"},
+		{"group-writable", func() error { return os.Chmod(local[0], 0o664) }, func() error { return os.Chmod(local[0], 0o644) },
+			"writable by group or others (mode 0664)"},
+		{"in a directory others can write", func() error { return os.Chmod(filepath.Dir(local[0]), 0o777) },
+			func() error { return os.Chmod(filepath.Dir(local[0]), 0o755) }, "directory " + filepath.Dir(local[0]) + " is writable by group or others"},
+	} {
+		if err := c.setup(); err != nil {
+			t.Fatal(err)
+		}
+		if code, stderr := run(unset); code != 6 || !strings.Contains(stderr, c.want) {
+			t.Errorf("%s: exit %d, want 6 and %q; stderr:\n%s", c.name, code, c.want, stderr)
+		}
+		if err := c.undo(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code, stderr := run(unset); code != 0 || stderr != "" {
+		t.Errorf("root's own settings files: exit %d, want 0; stderr:\n%s", code, stderr)
+	}
+	for _, f := range local {
+		_ = os.Remove(f)
+	}
+	if code, stderr := run(unset); code != 0 || stderr != "" {
+		t.Errorf("no settings files: exit %d, want 0; stderr:\n%s", code, stderr)
+	}
+}
+
+// glibcUnsecureEnv reads, from this machine's dynamic loader, the list of
+// environment variables glibc drops for set-uid programs (UNSECURE_ENVVARS
+// in glibc's unsecvars.h): the run of NUL-separated names that holds
+// LD_PRELOAD and LD_LIBRARY_PATH.
+func glibcUnsecureEnv(t testing.TB) []string {
+	t.Helper()
+	ld, err := filepath.EvalSymlinks("/lib64/ld-linux-x86-64.so.2")
+	if err != nil {
+		t.Skipf("no x86-64 dynamic loader to read glibc's list from: %v", err)
+	}
+	data, err := os.ReadFile(ld)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := regexp.MustCompile(`^[A-Z][A-Z_]*$`)
+	for off := 0; ; {
+		i := bytes.Index(data[off:], []byte("\x00LD_PRELOAD\x00"))
+		if i < 0 {
+			t.Fatalf("%s: no list of unsecure variables holding LD_PRELOAD and LD_LIBRARY_PATH", ld)
+		}
+		at := off + i + 1
+		off = at
+		start := at
+		for start > 1 && data[start-1] == 0 {
+			j := bytes.LastIndexByte(data[:start-1], 0) + 1
+			if !name.Match(data[j : start-1]) {
+				break
+			}
+			start = j
+		}
+		var names []string
+		for _, n := range bytes.Split(data[start:], []byte{0}) {
+			if !name.Match(n) {
+				break
+			}
+			names = append(names, string(n))
+		}
+		if slices.Contains(names, "LD_PRELOAD") && slices.Contains(names, "LD_LIBRARY_PATH") && len(names) > 5 {
+			return names
+		}
+	}
 }
