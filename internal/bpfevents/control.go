@@ -283,11 +283,17 @@ func (s *Source) Cool(pid int32) error {
 // MarkSticky makes the kernel drop pid's credential and exec events
 // (libcgroup's sticky processes); with children, its future children
 // inherit the mark and their FORK events are reported, so that user space
-// can follow.
-func (s *Source) MarkSticky(pid int32, children bool) error {
+// can follow. by is the uid of the client that made the mark: a mark made
+// by a user other than root ends when the process's uids change (a
+// set-user-ID program it ran), which user space decides, so the kernel
+// still reports that process's credential changes (not its execs).
+func (s *Source) MarkSticky(pid int32, children bool, by uint32) error {
 	var flags uint32
 	if children {
-		flags = 1 // STICKY_CHILDREN
+		flags |= 1 // STICKY_CHILDREN
+	}
+	if by != 0 {
+		flags |= 2 // STICKY_USER
 	}
 	return s.mark(s.sticky, pid, flags, "sticky")
 }

@@ -40,6 +40,9 @@ type covCase struct {
 	ops    []string // "$SUIDROOT", "$SGID", "$SUIDU2" name the set-ID copies of the native helper, "$NAMED" a plain copy named covNamed
 	filter Filter
 	sticky bool // the helper is marked sticky (children too) before its ops
+	// stickyBy: the uid of the client that made the sticky mark (0: root).
+	// A user's mark still reports credential changes, which end it.
+	stickyBy uint32
 	// execNamed: the roles (0 = the helper, then its children in fork
 	// order) whose first exec passes the name prefilter; a later exec of
 	// the same role does not (the rows' later execs run /bin/true).
@@ -113,6 +116,12 @@ var covCases = []covCase{
 	{name: "sticky inheritance", ops: []string{"sleep", covStickyPause, "fork", "fork", "resuid", u(covU1), u(covU1), u(covU1), "exec", "/bin/true"},
 		filter: Filter{UIDs: ids(covU1), Processes: []string{"true"}}, sticky: true, execNamed: []int{2},
 		want: []string{"0>1 FORK", "1>2 FORK", "2 EXIT", "1 EXIT", "0 EXIT"}},
+	// A user's mark (issue 19, item 6): the credential change is reported
+	// (user space drops the mark when the uids are no longer the user's),
+	// the exec of a named program is not.
+	{name: "a user's sticky mark", ops: []string{"sleep", covStickyPause, "fork", "fork", "resuid", u(covU1), u(covU1), u(covU1), "exec", "/bin/true"},
+		filter: Filter{UIDs: ids(covU1), Processes: []string{"true"}}, sticky: true, stickyBy: covU2, execNamed: []int{2},
+		want: []string{"0>1 FORK", "1>2 FORK", "2 UID " + u(covU1), "2 EXIT", "1 EXIT", "0 EXIT"}},
 }
 
 func u(id int) string { return strconv.Itoa(id) }
@@ -244,7 +253,7 @@ func runCoverage(t *testing.T, c covCase, bin string, ops []string, o options) {
 	}
 	helper := int32(cmd.Process.Pid)
 	if c.sticky {
-		if err := s.MarkSticky(helper, true); err != nil {
+		if err := s.MarkSticky(helper, true, c.stickyBy); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -296,7 +305,8 @@ func rolesOf(helper int32, evs []kernel.Event) map[int32]int {
 // complete stream, what the BPF source must report for the row's processes
 // (as keys, sorted).
 //   - a credential change, when the thread's new euid or egid is named and
-//     the process is not sticky; it makes the process hot;
+//     the process is not sticky, or a user made its mark; it makes the
+//     process hot;
 //   - an exec whose name passes the prefilter (c.execNamed), or that leaves
 //     a program whose name did (children run their parent's program until
 //     they exec), of a process that is not sticky; it makes the process
@@ -349,7 +359,7 @@ func expectBPF(c covCase, roles map[int32]int, evs []kernel.Event) []string {
 				kind = "GID"
 			}
 			creds[e.PID] = x
-			if !sticky[r] && namedIDs(x) {
+			if (!sticky[r] || c.stickyBy != 0) && namedIDs(x) {
 				id := x.euid
 				if kind == "GID" {
 					id = x.egid

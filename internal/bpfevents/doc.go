@@ -30,7 +30,9 @@
 //     (WatchExit). A process's marks go when it exits; a stale mark of a
 //     pid goes when the pid is reused.
 //
-// Sticky processes (MarkSticky) report no UID, GID or EXEC events.
+// Sticky processes (MarkSticky) report no UID, GID or EXEC events, except
+// that a mark made by a user other than root reports the credential changes
+// (a set-user-ID program ends such a mark; user space decides).
 //
 // A Filter is a rule list's Names (package rules). While rules are
 // replaced, the filter in force must let through what either list needs:

@@ -52,6 +52,12 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 #define S_IXGRP 00010
 
 #define STICKY_CHILDREN 1 /* sticky.flags: children inherit the mark */
+/*
+ * sticky.flags: a mark made by a user other than root. A change of the
+ * process's uids ends it (a set-user-ID program it ran), which user space
+ * decides: its credential changes are reported as if it were not marked.
+ */
+#define STICKY_USER 2
 
 /* One record of the ring buffer (decoded by event.go). */
 struct event {
@@ -301,7 +307,8 @@ static __always_inline void report_creds(struct task_struct *t, __u32 what)
 		return;
 	__sync_fetch_and_add(&cnt->creds_seen, 1);
 	__u32 tgid = t->tgid;
-	if (bpf_map_lookup_elem(&sticky, &tgid))
+	__u32 *sf = bpf_map_lookup_elem(&sticky, &tgid);
+	if (sf && !(*sf & STICKY_USER))
 		return; /* a sticky process is left alone */
 	const struct cred *cred = t->cred;
 	__u32 euid = cred->euid.val, egid = cred->egid.val;
@@ -492,7 +499,8 @@ int BPF_PROG(on_exec, struct task_struct *p, int old_pid, struct linux_binprm *b
 		return 0;
 	__sync_fetch_and_add(&cnt->execs_seen, 1);
 	__u32 tgid = p->tgid;
-	if (bpf_map_lookup_elem(&sticky, &tgid))
+	__u32 *sf = bpf_map_lookup_elem(&sticky, &tgid);
+	if (sf && !(*sf & STICKY_USER))
 		return 0;
 	/*
 	 * A set-user-ID or set-group-ID program changed the ids: the kernel
@@ -512,8 +520,8 @@ int BPF_PROG(on_exec, struct task_struct *p, int old_pid, struct linux_binprm *b
 		if (what)
 			report_creds(p, what);
 	}
-	if (!cfg->execs)
-		return 0;
+	if (sf || !cfg->execs)
+		return 0; /* a user's mark: only its credential changes */
 	if (cfg->execs == 1) {
 		/* The program the task leaves was named (on_rename). */
 		__u32 tid = p->pid;

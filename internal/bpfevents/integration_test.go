@@ -470,7 +470,7 @@ func TestIntegrationStaleStickyMark(t *testing.T) {
 				break
 			}
 		}
-		if err := s.MarkSticky(int32(p), false); err != nil {
+		if err := s.MarkSticky(int32(p), false, 0); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.WriteFile("/proc/sys/kernel/ns_last_pid", []byte(strconv.Itoa(p-1)), 0); err != nil {
@@ -623,11 +623,11 @@ func TestIntegrationMarksFull(t *testing.T) {
 	r.until(t, 5*time.Second, func(e kernel.Event) bool { return e.What == kernel.EventExit && e.TGID == pid })
 
 	for i := int32(1); i <= max; i++ {
-		if err := s.MarkSticky(4000000+i, false); err != nil {
+		if err := s.MarkSticky(4000000+i, false, 0); err != nil {
 			t.Fatalf("mark %d of %d: %v", i, max, err)
 		}
 	}
-	err := s.MarkSticky(4000000+max+1, true)
+	err := s.MarkSticky(4000000+max+1, true, 0)
 	if !errors.Is(err, ErrFull) {
 		t.Errorf("a mark beyond the table: %v, want ErrFull", err)
 	}

@@ -124,7 +124,7 @@ func (t *markTable) put(pid int32, m mark) {
 	}
 	t.n.Store(uint64(len(t.m)))
 	if t.filter != nil {
-		t.filter.check(t.filter.f.MarkSticky(pid, m.children))
+		t.filter.check(t.filter.f.MarkSticky(pid, m.children, m.by))
 	}
 }
 
@@ -142,7 +142,7 @@ func (t *markTable) attach(l *filterLink) {
 	defer t.mu.Unlock()
 	t.filter = l
 	for pid, m := range t.m {
-		l.check(l.f.MarkSticky(pid, m.children))
+		l.check(l.f.MarkSticky(pid, m.children, m.by))
 	}
 }
 

@@ -47,13 +47,11 @@ type Source interface {
 //   - MarkSticky and Unsticky: the sticky marks. A marked process's UID,
 //     GID and EXEC events are not needed; with children, its FORKs are (the
 //     child inherits the mark, and the engine learns of it from the FORK).
-//     As with Cool, a mark dropped at EXIT is not unmarked.
-//     Except (issue 19, item 6): a mark made by a user other than root is
-//     dropped when the process's uids change (a set-uid program), so its
-//     UID events whose new ids are outside the user's are needed. The
-//     calls do not say who made a mark yet, so under a source that drops
-//     every event of a marked process such a mark is dropped only when
-//     the process is next classified (a rescan reads its uids).
+//     As with Cool, a mark dropped at EXIT is not unmarked. Except (issue
+//     19, item 6): a mark made by a user other than root (by, the uid of
+//     the client that made it, is not 0) is dropped when the process's
+//     uids change (a set-uid program), so that process's UID events are
+//     needed.
 //   - EXIT events are needed for every process that is hot or marked, and
 //     for no other.
 //
@@ -71,7 +69,7 @@ type Filter interface {
 	MarkHot(pid int32) error
 	Settled(pid int32, asOf, at uint64) error
 	Cool(pid int32) error
-	MarkSticky(pid int32, children bool) error
+	MarkSticky(pid int32, children bool, by uint32) error
 	Unsticky(pid int32) error
 }
 

@@ -188,7 +188,10 @@ func (f *recordingFilter) Settled(pid int32, asOf, at uint64) error {
 	return f.add("settled %d at %d", pid, at)
 }
 func (f *recordingFilter) Cool(pid int32) error { return f.add("cool %d", pid) }
-func (f *recordingFilter) MarkSticky(pid int32, children bool) error {
+func (f *recordingFilter) MarkSticky(pid int32, children bool, by uint32) error {
+	if by != 0 {
+		return f.add("sticky %d children=%v by=%d", pid, children, by)
+	}
 	return f.add("sticky %d children=%v", pid, children)
 }
 func (f *recordingFilter) Unsticky(pid int32) error { return f.add("unsticky %d", pid) }
@@ -227,12 +230,17 @@ func TestRunTellsTheFilter(t *testing.T) {
 	f.e.Handle(forkEvent(300, 301, kernel.Now())) // inherits the mark
 	f.e.Handle(exitEvent(100))
 	f.e.Handle(exitEvent(301))
+	// A user's mark says who made it: the source must still report the
+	// process's credential changes, which end it (issue 19, item 6).
+	if added, err := f.e.Marks().Mark(302, 1, false, 1000); err != nil || !added {
+		t.Fatalf("Mark(302) by uid 1000: added %v, %v", added, err)
+	}
 	f.e.SetRules(mustParse(t, f.e.cfg.Layout, "bob cpu b\n"), testResolver())
 	got := src.String()
 	// Not told what the source did itself: the hot mark of a process it
 	// reported the UID event of, the marks of processes it reported the
 	// EXIT of.
-	re := regexp.MustCompile(`^sticky 300 children=true; settled 100 at [1-9][0-9]*; sticky 301 children=true$`)
+	re := regexp.MustCompile(`^sticky 300 children=true; settled 100 at [1-9][0-9]*; sticky 301 children=true; sticky 302 children=false by=1000$`)
 	if !re.MatchString(got) {
 		t.Errorf("filter heard %q, want %s", got, re)
 	}
