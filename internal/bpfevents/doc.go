@@ -74,8 +74,11 @@
 // Loading and attaching tracing programs needs CAP_BPF and CAP_PERFMON
 // (Linux 5.8+), or CAP_SYS_ADMIN, and a kernel with BTF
 // (/sys/kernel/btf/vmlinux) and BPF ring buffers (5.8+); the object is
-// built for x86-64. Open says why it cannot run with a *NotSupportedError
-// (Reason: ReasonArch, ReasonNoPrivilege, ReasonNoBTF, ReasonNoRingBuffer,
+// built for x86-64. The process must be in the initial pid namespace: the
+// programs report the kernel's pids, which a container's /proc does not
+// show (the proc connector refuses such a listener too). Open says why it
+// cannot run with a *NotSupportedError (Reason: ReasonArch,
+// ReasonPIDNamespace, ReasonNoPrivilege, ReasonNoBTF, ReasonNoRingBuffer,
 // ReasonRefused), found once and cached: the caller falls back to the proc
 // connector and logs the reason. The kernel charges the maps to the
 // process's memory cgroup (MapMemory reports them; before Linux 5.11, to

@@ -27,6 +27,11 @@ type Reason int
 const (
 	// ReasonArch: the BPF object is built for x86-64 only.
 	ReasonArch Reason = iota + 1
+	// ReasonPIDNamespace: the process is not in the initial pid namespace
+	// (a container). The programs report the kernel's pids, which are not
+	// the pids of this process's /proc; the proc connector refuses such a
+	// listener for the same reason.
+	ReasonPIDNamespace
 	// ReasonNoPrivilege: the process lacks CAP_BPF and CAP_PERFMON (or
 	// CAP_SYS_ADMIN), or the kernel refused bpf(2) with EPERM for another
 	// reason of privilege (a seccomp filter, kernel.unprivileged_bpf_disabled
@@ -47,6 +52,8 @@ func (r Reason) String() string {
 	switch r {
 	case ReasonArch:
 		return "not built for this architecture"
+	case ReasonPIDNamespace:
+		return "not in the initial pid namespace"
 	case ReasonNoPrivilege:
 		return "not privileged"
 	case ReasonNoBTF:

@@ -803,6 +803,24 @@ func TestIntegrationNotSupported(t *testing.T) {
 			t.Errorf("Open without the capabilities: %q, want ReasonNoPrivilege naming CAP_BPF", got)
 		}
 	})
+	t.Run("a pid namespace of its own", func(t *testing.T) {
+		// A container's daemon: root with every capability, but the
+		// kernel's pids are not its /proc's.
+		if _, err := exec.LookPath("unshare"); err != nil {
+			t.Skip("no unshare (util-linux) to make a pid namespace")
+		}
+		cmd := exec.Command("unshare", "--pid", "--fork", "--mount-proc", "--", os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), helperEnv+"=open")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Skipf("unshare: %v", err)
+		}
+		got := strings.TrimSpace(string(out))
+		t.Log(got)
+		if !strings.HasPrefix(got, strconv.Itoa(int(ReasonPIDNamespace))+" ") || !strings.Contains(got, "not the initial one") {
+			t.Errorf("Open in a new pid namespace: %q, want ReasonPIDNamespace", got)
+		}
+	})
 	t.Run("no privilege", func(t *testing.T) {
 		bin := copyForNobody(t)
 		cmd := exec.Command(bin, "-test.run=^$")

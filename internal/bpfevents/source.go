@@ -242,6 +242,9 @@ func open(cfg Config, o options) (_ *Source, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := inInitialPIDNamespace(); err != nil {
+		return nil, err
+	}
 	l, err := load(spec, cfg, o)
 	if err != nil {
 		return nil, err

@@ -232,6 +232,7 @@ func New(cfg Config) *Engine {
 		createErrs: ratelimit.Keyed[destKey]{Window: reportInterval, Max: maxReports},
 		expandErrs: ratelimit.Keyed[*rules.Rule]{Window: reportInterval, Max: maxReports},
 	}
+	e.recent.closed = e.settleFilter
 	e.marks = newMarks(cfg.MaxMarks, cfg.Log, &e.stats)
 	e.done.e = e
 	e.raw.e = e
@@ -259,21 +260,43 @@ type destKey struct {
 func (e *Engine) SetRules(l *rules.List, names rules.Resolver) {
 	e.filterMu.Lock()
 	e.rs.Store(newRuleset(l, names))
+	reload := e.started.Load()
 	if e.filter != nil {
-		e.filter.check(e.filter.f.SetFilter(l.Names()))
+		n := l.Names()
+		// While the new rules are new, the source reports every
+		// credential change, as the proc connector does: a task that
+		// changes to ids only the next rules name (the rules file was
+		// seen half-written) must be among the recent tasks that
+		// recheckRecent hands to those rules. settleFilter narrows it.
+		n.Any = n.Any || reload
+		e.filter.check(e.filter.f.SetFilter(n))
 	}
-	e.filterMu.Unlock()
 	// A reload (rules set after Start): the tasks the rules it replaces
 	// classified while they were new (a rules file seen half-written,
 	// say) go by these ones, and these are new in turn (recent.go).
-	if e.started.Load() {
+	// Under filterMu, so that settleFilter sees the window open.
+	if reload {
 		e.recheckRecent()
 	}
+	e.filterMu.Unlock()
 	// New rules, new reports: what is still wrong is said again.
 	e.missing.Reset()
 	e.moveErrs.Reset()
 	e.createErrs.Reset()
 	e.expandErrs.Reset()
+}
+
+// settleFilter narrows the filter to the rules in force once they are
+// settled (the window recent.go keeps after a reload closed).
+func (e *Engine) settleFilter() {
+	e.filterMu.Lock()
+	defer e.filterMu.Unlock()
+	if e.filter == nil || e.recent.open.Load() {
+		return
+	}
+	if rs := e.rs.Load(); rs != nil {
+		e.filter.check(e.filter.f.SetFilter(rs.list.Names()))
+	}
 }
 
 // attach makes f the engine's filter (see Filter) and tells it the rules,
@@ -283,7 +306,9 @@ func (e *Engine) attach(f Filter) {
 	e.filterMu.Lock()
 	e.filter = l
 	if rs := e.rs.Load(); rs != nil {
-		l.check(f.SetFilter(rs.list.Names()))
+		n := rs.list.Names()
+		n.Any = n.Any || e.recent.open.Load()
+		l.check(f.SetFilter(n))
 	}
 	e.filterMu.Unlock()
 	e.hot.attach(l)

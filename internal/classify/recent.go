@@ -23,6 +23,13 @@ import (
 // placed where they are, as every running task (libcgroup's behaviour;
 // see --reclassify for the rest).
 //
+// A source that filters in the kernel (Filter) would never report a task
+// whose ids only the next rules name, so while the rules are new the
+// engine sets its filter to every credential change (Names.Any), as the
+// proc connector reports them, and narrows it to the rules' names when the
+// window closes (Engine.settleFilter): a reload costs the BPF source a
+// minute of the proc connector's credential events.
+//
 // recentTasks is that memory. Its states:
 //
 //	closed --open (SetRules)--> open: record adds pids, exited drops them
@@ -36,6 +43,9 @@ import (
 type recentTasks struct {
 	max    int
 	window time.Duration
+	// closed, when set, is called (without mu) after the window closed by
+	// itself: the rules in force are settled.
+	closed func()
 
 	open atomic.Bool
 	n    atomic.Int64 // len(pids)
@@ -111,20 +121,25 @@ func (r *recentTasks) reopen() (pids []int32, lost bool) {
 	if r.timer != nil {
 		r.timer.Stop()
 	}
-	r.timer = time.AfterFunc(r.window, func() { r.close(gen) })
+	r.timer = time.AfterFunc(r.window, func() {
+		if r.close(gen) && r.closed != nil {
+			r.closed()
+		}
+	})
 	return pids, lost
 }
 
 // close ends the window opened as gen (unless another opened since): the
-// rules in force are settled.
-func (r *recentTasks) close(gen uint64) {
+// rules in force are settled. It reports whether it closed it.
+func (r *recentTasks) close(gen uint64) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.gen != gen {
-		return
+		return false
 	}
 	r.open.Store(false)
 	r.reset()
+	return true
 }
 
 // stop ends the window for good (the engine stops).

@@ -29,7 +29,8 @@ type Source interface {
 //     (after every SetRules). UID and GID events whose new ids are outside
 //     them (unless Names.Any), and EXEC events of programs outside
 //     Names.Processes (unless Names.AllExecs; none when neither is set), are
-//     not needed.
+//     not needed. For the minute after a reload (recent.go) Names.Any is
+//     set: every credential change is needed until the new rules settle.
 //   - MarkHot: the engine is busy with process pid (a scan found it, or it
 //     is queued again after it was settled): its FORKs are needed, and its
 //     children's (they inherit the mark), until Settled. Not called for a

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -269,4 +270,37 @@ func TestFilterRefusal(t *testing.T) {
 	if !strings.Contains(f.log.String(), "the event source's filter refused an update") {
 		t.Errorf("the refusal is not logged:\n%s", f.log.String())
 	}
+}
+
+// TestReloadWidensFilter: after a reload, while the new rules are new, a
+// source that filters reports every credential change (Names.Any), so that
+// a task changing to ids only the next rules name is among the tasks those
+// rules check again (a rules file seen half-written: TestReloadHalfWritten
+// end to end); once the rules are settled, the filter is narrowed to their
+// names.
+func TestReloadWidensFilter(t *testing.T) {
+	f := newFixture(t, "alice cpu users/alice\n", Config{})
+	f.e.recent.window = 30 * time.Millisecond
+	src := &filteringSource{}
+	if err := f.e.Run(src); err != nil {
+		t.Fatal(err)
+	}
+	f.e.Start()
+	defer f.e.Stop()
+	told := func() []rules.Names {
+		src.mu.Lock()
+		defer src.mu.Unlock()
+		return slices.Clone(src.rules)
+	}
+	if r := told(); len(r) != 1 || r[0].Any {
+		t.Fatalf("at start the filter is %+v, want alice's uid alone", r)
+	}
+	f.e.SetRules(mustParse(t, f.e.cfg.Layout, ""), testResolver()) // half-written
+	if r := told(); len(r) != 2 || !r[1].Any {
+		t.Fatalf("after the reload the filter is %+v, want every credential change", r)
+	}
+	waitFor(t, "the filter narrowed once the rules are settled", func() bool {
+		r := told()
+		return len(r) == 3 && !r[2].Any && len(r[2].UIDs) == 0
+	})
 }

@@ -512,6 +512,7 @@ type daemon struct {
 	pid     int
 	pidfile string
 	logfile string
+	logFrom int         // the log's size when this daemon started: a daemon of the same env before it appended to the same file
 	output  *syncBuffer // standard output and error
 	done    chan struct{}
 	started time.Time     // just before the daemon's process was started
@@ -585,6 +586,9 @@ func (e *env) startDaemon(o dopts) *daemon {
 		logfile: filepath.Join(run, "cgrulesengd.log"),
 		output:  &syncBuffer{},
 		done:    make(chan struct{}),
+	}
+	if st, err := os.Stat(d.logfile); err == nil {
+		d.logFrom = int(st.Size())
 	}
 	args := append([]string{"-n"}, e.daemonArgs(d.pidfile, d.logfile, o.extra...)...)
 	switch {
@@ -706,8 +710,13 @@ func shortLog(log string) string {
 	return strings.Join(lines[:50], "\n") + fmt.Sprintf("\n[... %d lines ...]\n", len(lines)-350) + strings.Join(lines[len(lines)-300:], "\n")
 }
 
+// log is what this daemon wrote to its log file (not what daemons of the
+// same env started before it wrote there).
 func (d *daemon) log() string {
 	data, _ := os.ReadFile(d.logfile)
+	if d.logFrom <= len(data) {
+		data = data[d.logFrom:]
+	}
 	return string(data)
 }
 

@@ -292,6 +292,10 @@ func (b *Box) command(ctx context.Context, args ...string) *exec.Cmd {
 		"env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "SYSTEMD_PAGER=", "SYSTEMD_COLORS=0", "LC_ALL=C"}, args...)
 	cmd := exec.CommandContext(ctx, "nsenter", full...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// nsenter forks the command into the box's pid namespace: the context
+	// kills nsenter only, and the command would keep the output pipes
+	// open. Its end comes with the box's (the namespace's init exits).
+	cmd.WaitDelay = 5 * time.Second
 	return cmd
 }
 
