@@ -500,7 +500,13 @@ func TestSystemdStickyIgnore(t *testing.T) {
 		}
 	}
 	st := d.status(t)
-	if counter(st, "sticky_skipped") < 1 || counter(st, "ignore") < 1 || counter(st, "in_place") < 1 || counter(st, "placed") != 1 {
+	// The BPF source drops a sticky process's events in the kernel: the
+	// engine never sees them to skip.
+	skipped := 1
+	if eventsSource == "bpf" {
+		skipped = 0
+	}
+	if counter(st, "sticky_skipped") < skipped || counter(st, "ignore") < 1 || counter(st, "in_place") < 1 || counter(st, "placed") != 1 {
 		t.Errorf("--status:\n%s", st)
 	}
 }
