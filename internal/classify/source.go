@@ -168,10 +168,11 @@ type batcher struct {
 // sleeps on a futex, and the reader, back from its receive with the next
 // event, must find an idle processor and wake sysmon first: a futex wake,
 // which on a virtual machine costs the waker tens of microseconds, before
-// each move, then sysmon's short naps while the reader works (the README's
-// "The fast path" has the A/B). The yield itself wakes one idle thread (the
-// runtime's wakep), after the moves; 5 ms keeps that rare at a thousand
-// moves per second while staying under sysmon's 10 ms. A pause
+// each move, then sysmon's short naps while the reader works
+// (docs/performance.md, "The fast path", has the A/B). The yield itself
+// wakes one idle thread (the runtime's wakep), after the moves; 5 ms keeps
+// that rare at a thousand moves per second while staying under sysmon's
+// 10 ms. A pause
 // (time.Sleep) reschedules too, so a storm never yields.
 const yieldEvery = 5 * time.Millisecond
 
