@@ -31,9 +31,10 @@
 // (ENOENT). An open that fails with EMFILE or ENFILE closes the least
 // recently used half of the cached descriptors, lowers the bound to what
 // is left (it grows back by one per later open; Shortage, reported through
-// WithShortageReport at most once a second) and is tried once more; if that fails too, Move's error matches
-// ErrOutOfDescriptors: the move is lost, and the caller repairs it like
-// any lost event. Nothing else is retried or waited for: EINVAL (a task
+// WithShortageReport at most once a second) and is tried once more; if
+// that fails too, Move's error matches ErrOutOfDescriptors: the move is
+// lost, and the caller repairs it like any lost event. Mover.Shed does the
+// same for a shortage the caller met elsewhere (a /proc read). Nothing else is retried or waited for: EINVAL (a task
 // still being created) goes back to the caller at once.
 //
 // Privileges: Discover needs nothing special. Create and Move need write

@@ -241,15 +241,7 @@ func (c *fdCache) acquire(key fileKey, file func() (string, error)) (*procsFile,
 // reported, rate-limited. A failed retry returns a *Shortage, which
 // matches ErrOutOfDescriptors and the kernel's error.
 func (c *fdCache) shortage(path string, cause error) (int, error) {
-	c.mu.Lock()
-	before := c.open
-	for n := (len(c.files) + 1) / 2; n > 0; n-- {
-		c.evict(c.lru.prev)
-	}
-	closed := before - c.open
-	c.max = max(len(c.files), MinOpen)
-	bound := c.max
-	c.mu.Unlock()
+	closed, bound := c.shed()
 	fd, err := c.openFn(path)
 	s := &Shortage{Path: path, Err: cause, Closed: closed, Bound: bound, Retry: err}
 	if c.report != nil {
@@ -262,6 +254,20 @@ func (c *fdCache) shortage(path string, cause error) (int, error) {
 		return -1, s
 	}
 	return fd, nil
+}
+
+// shed drops the least recently used half of the cached descriptors
+// (those not in use are closed at once) and lowers the bound to what is
+// left, at least MinOpen; it returns how many it closed, and the bound.
+func (c *fdCache) shed() (closed, bound int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	before := c.open
+	for n := (len(c.files) + 1) / 2; n > 0; n-- {
+		c.evict(c.lru.prev)
+	}
+	c.max = max(len(c.files), MinOpen)
+	return before - c.open, c.max
 }
 
 // release gives back a descriptor from get or acquire.

@@ -367,6 +367,41 @@ func TestMoveShortage(t *testing.T) {
 	}
 }
 
+// TestMoverShed: a shortage seen elsewhere in the process (Shed) closes the
+// least recently used half of the cached descriptors and lowers the bound,
+// as a failed open does; the bound grows back with opens that find a
+// descriptor.
+func TestMoverShed(t *testing.T) {
+	f := newFDFixture(t, 20, 20)
+	for i := 0; i < 16; i++ {
+		if err := f.m.Move(f.h, fmt.Sprintf("/g%d", i), 7); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if closed := f.m.Shed(); closed != 8 {
+		t.Errorf("Shed closed %d, want 8 of 16", closed)
+	}
+	if n, m := f.m.OpenFiles(), openProcsFiles(t, f.mnt); n != 8 || m != 8 || f.m.MaxOpen() != 8 {
+		t.Errorf("after Shed: %d descriptors counted, %d in /proc/self/fd, bound %d; want 8, 8, 8", n, m, f.m.MaxOpen())
+	}
+	if !f.m.Cached(f.h, "/g15") || f.m.Cached(f.h, "/g0") {
+		t.Errorf("the wrong half was dropped")
+	}
+	if err := f.m.Move(f.h, "/g0", 7); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.m.MaxOpen(); got != 9 {
+		t.Errorf("bound %d after an open with no shortage, want 9", got)
+	}
+	// A lasting shortage: the bound never goes below MinOpen.
+	for range 5 {
+		f.m.Shed()
+	}
+	if f.m.MaxOpen() != MinOpen {
+		t.Errorf("bound %d, want MinOpen %d", f.m.MaxOpen(), MinOpen)
+	}
+}
+
 // TestMoveRealDescriptorLimit: with the open-file limit lowered so that
 // the cache cannot hold every destination, moves into 40 cgroups all work:
 // the kernel's EMFILE makes the cache close idle descriptors.

@@ -112,6 +112,17 @@ func NewMover(opts ...MoverOption) *Mover {
 	return m
 }
 
+// Shed is for a descriptor shortage seen elsewhere in the process (a /proc
+// read, a directory listing): the least recently used half of the cached
+// descriptors is dropped and the bound lowered, as after an open of
+// cgroup.procs that failed (see Move), so that the rest of the process gets
+// them. It returns how many descriptors it closed at once (those in use are
+// closed by their last holder).
+func (m *Mover) Shed() (closed int) {
+	closed, _ = m.fds.shed()
+	return closed
+}
+
 // MaxOpen is the current bound on the cgroup.procs descriptors kept open:
 // WithMaxOpen's, lowered by shortages (see Shortage).
 func (m *Mover) MaxOpen() int {

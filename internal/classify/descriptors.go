@@ -1,9 +1,10 @@
 package classify
 
 // Out of descriptors (issue 19): a /proc read or a move that failed with
-// EMFILE or ENFILE (the Mover has already closed idle cached descriptors
-// and tried once more) has lost its event, exactly as a kernel overflow
-// loses one. It is logged as an error, at most once a second, and repaired
+// EMFILE or ENFILE (for a move, the Mover has already closed idle cached
+// descriptors and tried once more; for the rest, the engine has it close
+// them: Mover.Shed) has lost its event, exactly as a kernel overflow loses
+// one. It is logged as an error, at most once a second, and repaired
 // by a full rescan. Rescans asked for this way are at least a second
 // apart, so that a shortage that lasts does not turn into back-to-back
 // scans that fail the same way.
@@ -23,8 +24,13 @@ import (
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	"github.com/cgrulesengd/cgrulesengd/internal/cgroupfs"
 	"github.com/cgrulesengd/cgrulesengd/internal/ratelimit"
 )
+
+// shedder is the part of cgroupfs.Mover that gives back cached
+// descriptors; a test's fake Mover may lack it.
+type shedder interface{ Shed() (closed int) }
 
 // fdRepairSpacing is the shortest time between two rescans asked for by
 // descriptor shortages.
@@ -40,6 +46,16 @@ func outOfDescriptors(err error) bool {
 // tasks) that failed for lack of descriptors, and asks for a repair scan.
 func (e *Engine) lostForDescriptors(pid int, err error) {
 	e.stats.DescriptorShortages.Add(1)
+	// A /proc read that failed for lack of descriptors frees none: the
+	// Mover's idle cached ones make room, as a failed open of cgroup.procs
+	// makes it itself. Without it a process whose other descriptors are
+	// many (the BPF source holds some 40) stayed at its limit, every
+	// rescan failing.
+	// A move's shortage (*cgroupfs.Shortage) was handled by the Mover.
+	var moved *cgroupfs.Shortage
+	if s, ok := e.cfg.Mover.(shedder); ok && !errors.As(err, &moved) {
+		s.Shed()
+	}
 	if n, ok := e.fdLog.Allow(time.Now()); ok {
 		f := logrus.Fields{}
 		if pid > 0 {

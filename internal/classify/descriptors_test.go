@@ -130,6 +130,14 @@ func TestEngineOutOfDescriptors(t *testing.T) {
 			if s.Failed[FailedDescriptors] != wantFailed || s.Failed[FailedOther] != 0 {
 				t.Errorf("Failed = %v, want %d moves failed for descriptors and none other", s.Failed, wantFailed)
 			}
+			// Every loss gave the Mover's cached descriptors back to the
+			// rest of the process (a /proc read frees none itself).
+			f.mover.mu.Lock()
+			sheds := f.mover.sheds
+			f.mover.mu.Unlock()
+			if uint64(sheds) != s.DescriptorShortages {
+				t.Errorf("the Mover shed %d times for %d shortages", sheds, s.DescriptorShortages)
+			}
 		})
 	}
 }

@@ -192,6 +192,7 @@ type fakeMover struct {
 	moved    map[string]bool // destinations moved into
 	uncached bool            // Cached always false
 	noCreate error           // every Create fails with this, when set
+	sheds    int             // Shed calls
 }
 
 func (m *fakeMover) Move(h *cgroupfs.Hierarchy, path string, pid int) error {
@@ -240,6 +241,14 @@ func (m *fakeMover) Create(h *cgroupfs.Hierarchy, path string, _ []string) error
 }
 
 func (m *fakeMover) Forget(*cgroupfs.Hierarchy, string) {}
+
+// Shed counts the engine's requests to give back cached descriptors.
+func (m *fakeMover) Shed() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sheds++
+	return 0
+}
 
 // Cached: a destination is "cached" once a move into it succeeded, unless
 // the test says otherwise (uncached).
