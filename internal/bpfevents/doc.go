@@ -80,7 +80,10 @@
 // cannot run with a *NotSupportedError (Reason: ReasonArch,
 // ReasonPIDNamespace, ReasonNoPrivilege, ReasonNoBTF, ReasonNoRingBuffer,
 // ReasonRefused), found once and cached: the caller falls back to the proc
-// connector and logs the reason. The kernel charges the maps to the
+// connector and logs the reason. An open Source holds about 20
+// descriptors: its maps, the links that keep its programs attached (the
+// programs' own descriptors are closed once attached) and the ring
+// buffer's poller. The kernel charges the maps to the
 // process's memory cgroup (MapMemory reports them; before Linux 5.11, to
 // RLIMIT_MEMLOCK, which Open raises).
 //

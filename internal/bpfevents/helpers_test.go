@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -55,6 +56,23 @@ func requireRoot(t testing.TB) {
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: loading and attaching tracing programs needs CAP_BPF and CAP_PERFMON")
 	}
+}
+
+// fdsOfKind counts this process's descriptors whose link reads as one of
+// kinds ("anon_inode:bpf-prog").
+func fdsOfKind(t testing.TB, kinds ...string) int {
+	t.Helper()
+	des, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, de := range des {
+		if l, err := os.Readlink("/proc/self/fd/" + de.Name()); err == nil && slices.Contains(kinds, l) {
+			n++
+		}
+	}
+	return n
 }
 
 func openFDs(t testing.TB) int {

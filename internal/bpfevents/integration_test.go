@@ -33,6 +33,12 @@ func TestIntegrationOpenCloseNoLeak(t *testing.T) {
 			t.Fatal(err)
 		}
 		took = append(took, time.Since(start))
+		// The links hold the programs: an open source keeps no program or
+		// BTF descriptor (a daemon under a tight open-file limit needs
+		// them), only its maps, links and the ring buffer's poller.
+		if n := fdsOfKind(t, "anon_inode:bpf-prog", "anon_inode:btf"); n != 0 {
+			t.Errorf("an open source holds %d program or BTF descriptors, want 0", n)
+		}
 		if err := s.Close(); err != nil {
 			t.Fatal(err)
 		}

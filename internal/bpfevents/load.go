@@ -118,6 +118,13 @@ func loadHooks(spec *ebpf.CollectionSpec, cfg Config, o options, kt *btf.Spec, c
 		}
 		l.links = append(l.links, lk)
 	}
+	// The links hold the programs in the kernel: the programs' own
+	// descriptors are not needed any more, and a daemon under a tight
+	// open-file limit wants them back.
+	for name, p := range coll.Programs {
+		p.Close()
+		delete(coll.Programs, name)
+	}
 	return l, nil
 }
 
